@@ -1,0 +1,35 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+  .swiftLanguageMode(.v6)
+]
+
+let package = Package(
+  name: "swift-raft",
+  platforms: [.macOS(.v14)],
+  products: [
+    .library(name: "Raft", targets: ["Raft"]),
+    .executable(name: "raft-datadriven", targets: ["raft-datadriven"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
+  ],
+  targets: [
+    .target(name: "Raft", swiftSettings: strict),
+    .target(name: "RaftDataDriven", dependencies: ["Raft"], swiftSettings: strict),
+    .executableTarget(
+      name: "raft-datadriven",
+      dependencies: ["RaftDataDriven", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      path: "tools/raft-datadriven",
+      swiftSettings: strict),
+    .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftDataDriven"], swiftSettings: strict),
+    .executableTarget(
+      name: "RaftBenchmarks",
+      dependencies: ["Raft", .product(name: "Benchmark", package: "benchmark")],
+      path: "Benchmarks/RaftBenchmarks",
+      swiftSettings: strict,
+      plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
+  ]
+)

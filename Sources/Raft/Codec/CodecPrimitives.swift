@@ -1,0 +1,249 @@
+// The low-level pieces of the binary codec: a writer that stores into memory sized in advance, and
+// a bounds-checked reader over a raw buffer. Everything in the format is built from three
+// primitives: single bytes, unsigned LEB128 varints (minimal, at most 10 bytes) and byte strings
+// (varint length followed by the bytes).
+
+/// The number of bytes of `v` as a LEB128 varint (1...10).
+@inline(__always)
+func codecVarintLength(_ v: UInt64) -> Int {
+  let bits = 64 - (v | 1).leadingZeroBitCount
+  return (bits + 6) / 7
+}
+
+/// The encoded size of a byte string: its length varint plus the bytes.
+@inline(__always)
+func codecBytesLength(_ b: [UInt8]) -> Int {
+  codecVarintLength(UInt64(b.count)) + b.count
+}
+
+/// Writes into memory that the caller has sized exactly with the `encodedSize` functions.
+/// Every store is checked against the end, so a size miscalculation traps instead of corrupting
+/// memory.
+struct CodecWriter {
+  /// Next byte to write.
+  private(set) var cursor: UnsafeMutableRawPointer
+  /// One past the last writable byte.
+  let end: UnsafeMutableRawPointer
+
+  init(start: UnsafeMutableRawPointer, count: Int) {
+    cursor = start
+    end = start + count
+  }
+
+  /// True once exactly the reserved number of bytes has been written.
+  var isFull: Bool { cursor == end }
+
+  @inline(__always)
+  mutating func byte(_ b: UInt8) {
+    precondition(cursor < end, "RaftCodec: encodedSize under-estimated the encoding")
+    cursor.storeBytes(of: b, as: UInt8.self)
+    cursor += 1
+  }
+
+  @inline(__always)
+  mutating func varint(_ v: UInt64) {
+    var v = v
+    while v >= 0x80 {
+      byte(UInt8(truncatingIfNeeded: v) | 0x80)
+      v >>= 7
+    }
+    byte(UInt8(truncatingIfNeeded: v))
+  }
+
+  /// The raw bytes, without a length.
+  @inline(__always)
+  mutating func raw(_ b: [UInt8]) {
+    b.withUnsafeBytes { src in
+      precondition(end - cursor >= src.count, "RaftCodec: encodedSize under-estimated the encoding")
+      if let base = src.baseAddress, src.count > 0 {
+        cursor.copyMemory(from: base, byteCount: src.count)
+        cursor += src.count
+      }
+    }
+  }
+
+  /// A byte string: varint length, then the bytes.
+  @inline(__always)
+  mutating func bytes(_ b: [UInt8]) {
+    varint(UInt64(b.count))
+    raw(b)
+  }
+}
+
+extension RaftCodec {
+  /// Appends exactly `size` bytes produced by `body` to `out`, growing it geometrically.
+  @inline(__always)
+  static func append(into out: inout [UInt8], size: Int, _ body: (inout CodecWriter) -> Void) {
+    guard size > 0 else { return }
+    let start = out.count
+    // Zero-fill then overwrite: Array has no "append uninitialized", and the fill is a memset.
+    out.append(contentsOf: repeatElement(0, count: size))
+    out.withUnsafeMutableBytes { buf in
+      var w = CodecWriter(start: buf.baseAddress! + start, count: size)
+      body(&w)
+      precondition(w.isFull, "RaftCodec: encodedSize over-estimated the encoding")
+    }
+  }
+
+  /// A new array of exactly `size` bytes produced by `body`.
+  @inline(__always)
+  static func makeBytes(size: Int, _ body: (inout CodecWriter) -> Void) -> [UInt8] {
+    guard size > 0 else { return [] }
+    return [UInt8](unsafeUninitializedCapacity: size) { buf, initialized in
+      var w = CodecWriter(start: UnsafeMutableRawPointer(buf.baseAddress!), count: size)
+      body(&w)
+      precondition(w.isFull, "RaftCodec: encodedSize over-estimated the encoding")
+      initialized = size
+    }
+  }
+}
+
+/// Reads from a raw buffer with a cursor. Every read is bounds-checked and reports problems as
+/// `CodecError`s carrying the offset of the item being read.
+struct CodecReader {
+  let buf: UnsafeRawBufferPointer
+  /// Next byte to read, an index into `buf`.
+  var pos: Int
+  let limits: CodecLimits
+
+  init(_ buf: UnsafeRawBufferPointer, offset: Int, limits: CodecLimits) {
+    self.buf = buf
+    self.pos = offset
+    self.limits = limits
+  }
+
+  /// Bytes left after the cursor.
+  @inline(__always)
+  var remaining: Int { buf.count - pos }
+
+  // MARK: Errors (kept out of line: the happy path never builds strings)
+
+  @inline(never)
+  func fail(_ kind: CodecError.Kind, at offset: Int, _ detail: String) -> CodecError {
+    CodecError(kind, offset: offset, detail: detail)
+  }
+
+  @inline(never)
+  func truncated(_ what: StaticString, at offset: Int) -> CodecError {
+    CodecError(.truncated, offset: offset, detail: "input ends inside \(what) (\(buf.count) bytes in all)")
+  }
+
+  // MARK: Primitives
+
+  /// Checks that the cursor is within the buffer (callers may hand us any offset).
+  func checkStart() throws(CodecError) {
+    guard pos >= 0, pos <= buf.count else {
+      throw fail(.truncated, at: pos, "offset \(pos) is outside the \(buf.count) byte input")
+    }
+  }
+
+  @inline(__always)
+  mutating func byte(_ what: StaticString) throws(CodecError) -> UInt8 {
+    guard pos < buf.count else { throw truncated(what, at: pos) }
+    let b = buf[pos]
+    pos += 1
+    return b
+  }
+
+  @inline(__always)
+  mutating func varint(_ what: StaticString) throws(CodecError) -> UInt64 {
+    if pos < buf.count {
+      let b = buf[pos]
+      if b < 0x80 {
+        pos += 1
+        return UInt64(b)
+      }
+    }
+    return try varintSlow(what)
+  }
+
+  /// Multi-byte varints and all error cases.
+  mutating func varintSlow(_ what: StaticString) throws(CodecError) -> UInt64 {
+    let start = pos
+    var p = pos
+    var result: UInt64 = 0
+    var shift: UInt64 = 0
+    while true {
+      guard p < buf.count else { throw truncated(what, at: start) }
+      let b = buf[p]
+      p += 1
+      if shift == 63, b > 1 {
+        // The 10th byte may only contribute the top bit, and must end the varint.
+        throw fail(.varintOverflow, at: start, "\(what): varint exceeds 64 bits")
+      }
+      result |= UInt64(b & 0x7f) << shift
+      if b < 0x80 {
+        if b == 0, p - start > 1 {
+          throw fail(.nonCanonical, at: start, "\(what): over-long varint (\(p - start) bytes)")
+        }
+        pos = p
+        return result
+      }
+      shift += 7
+    }
+  }
+
+  /// A length or element count, checked against a limit and against the bytes left, given the
+  /// smallest possible encoded size of one element.
+  @inline(__always)
+  mutating func count(
+    _ what: StaticString, limit: Int, limitName: StaticString, minElementSize: Int
+  ) throws(CodecError) -> Int {
+    let start = pos
+    let v = try varint(what)
+    guard v <= UInt64(max(limit, 0)) else {
+      throw fail(.limitExceeded, at: start, "\(what): \(v) is over \(limitName) = \(limit)")
+    }
+    guard v <= UInt64(remaining / minElementSize) else {
+      throw fail(
+        .lengthTooLarge, at: start,
+        "\(what) is \(v) (at least \(minElementSize) byte(s) each) but only \(remaining) bytes are left")
+    }
+    return Int(v)
+  }
+
+  /// `n` raw bytes (already checked to be available).
+  @inline(__always)
+  mutating func raw(count n: Int) -> [UInt8] {
+    precondition(n >= 0 && n <= remaining)
+    guard n > 0 else { return [] }
+    let src = buf.baseAddress! + pos
+    pos += n
+    return [UInt8](unsafeUninitializedCapacity: n) { dst, initialized in
+      UnsafeMutableRawPointer(dst.baseAddress!).copyMemory(from: src, byteCount: n)
+      initialized = n
+    }
+  }
+
+  /// A byte string: varint length (within `maxBytesLength`), then the bytes.
+  @inline(__always)
+  mutating func bytes(_ what: StaticString) throws(CodecError) -> [UInt8] {
+    let n = try count(what, limit: limits.maxBytesLength, limitName: "maxBytesLength", minElementSize: 1)
+    return raw(count: n)
+  }
+
+  /// A varint whose presence flag was set: zero would have been left out by the encoder.
+  @inline(__always)
+  mutating func nonZeroVarint(_ what: StaticString) throws(CodecError) -> UInt64 {
+    let start = pos
+    let v = try varint(what)
+    guard v != 0 else { throw fail(.nonCanonical, at: start, "\(what) is flagged present but zero") }
+    return v
+  }
+
+  /// The format version byte of a top-level encoding.
+  mutating func version() throws(CodecError) {
+    let start = pos
+    let v = try byte("format version")
+    guard v == RaftCodec.version else {
+      throw fail(.unknownVersion, at: start, "format version \(v), this decoder reads \(RaftCodec.version)")
+    }
+  }
+
+  /// Whole-buffer decodes end here: nothing may follow the value.
+  func expectEnd() throws(CodecError) {
+    guard pos == buf.count else {
+      throw fail(.trailingBytes, at: pos, "\(buf.count - pos) bytes follow the encoded value")
+    }
+  }
+}

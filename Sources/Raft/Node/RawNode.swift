@@ -1,0 +1,299 @@
+/// A peer in a bootstrap configuration.
+public struct Peer: Sendable, Equatable {
+  public var id: UInt64
+  public var context: [UInt8]
+
+  public init(id: UInt64, context: [UInt8] = []) {
+    self.id = id
+    self.context = context
+  }
+}
+
+/// Whether a replica's progress is that of a voter or a learner.
+public enum ProgressType: Sendable {
+  case peer
+  case learner
+}
+
+/// The thread-unsafe driver of one Raft node (etcd-raft's `RawNode`): feed it ticks, proposals
+/// and messages; take `ready()`; in synchronous mode call `advance(_:)` once the Ready is handled.
+/// All calls must come from one thread at a time.
+public final class RawNode {
+  /// The algorithm state. Exposed for inspection (tests, status pages); mutate only through the
+  /// RawNode's methods.
+  public let raft: Raft
+  /// Whether storage work is handed out as MsgStorageAppend / MsgStorageApply messages.
+  public let asyncStorageWrites: Bool
+
+  /// The soft state as of the last accepted Ready.
+  private var prevSoftState: SoftState
+  /// The hard state as of the last accepted Ready.
+  private var prevHardState: HardState
+  /// Synchronous mode: the local messages to step on `advance` (self acks, storage responses).
+  /// Invariant: empty between an `advance` and the next `ready`.
+  private var stepsOnAdvance: [Message] = []
+
+  /// Creates a node from `config`, restoring its state from `config.storage`.
+  public init(config: Config) throws {
+    raft = try Raft(config: config)
+    asyncStorageWrites = config.asyncStorageWrites
+    prevSoftState = raft.softState
+    prevHardState = raft.hardState
+  }
+
+  /// Advances the logical clock by one tick.
+  public func tick() { raft.tick() }
+
+  /// Advances the election clock only, skipping heartbeats and elections (for quiesced groups).
+  public func tickQuiesced() { raft.electionElapsed += 1 }
+
+  /// Starts an election (pre-vote first when enabled).
+  public func campaign() throws { try raft.step(Message(type: .msgHup)) }
+
+  /// Proposes `data` for the log. Throws `RaftError.proposalDropped` when it cannot be taken
+  /// (no leader, forwarding disabled, transfer in progress, uncommitted limit).
+  public func propose(_ data: [UInt8]) throws {
+    try raft.step(Message(type: .msgProp, from: raft.id, entries: [Entry(data: data)]))
+  }
+
+  /// Proposes several entries in one message (one append, one broadcast).
+  public func propose(batch: [[UInt8]]) throws {
+    guard !batch.isEmpty else { return }
+    try raft.step(Message(type: .msgProp, from: raft.id, entries: batch.map { Entry(data: $0) }))
+  }
+
+  /// Proposes a membership change.
+  public func proposeConfChange(_ cc: AnyConfChange) throws {
+    let (type, data) = cc.entryPayload()
+    try raft.step(Message(type: .msgProp, entries: [Entry(type: type, data: data)]))
+  }
+
+  /// Applies a committed membership change; the application calls this when it applies the
+  /// conf change entry (unless it rejects the change). Returns the new configuration.
+  @discardableResult
+  public func applyConfChange(_ cc: AnyConfChange) -> ConfState {
+    raft.applyConfChange(cc.asV2)
+  }
+
+  /// Steps a message from a peer or from a local storage thread.
+  public func step(_ m: Message) throws {
+    // Local messages are only taken from the local storage threads.
+    let fromLocalThread = m.from == localAppendThread || m.from == localApplyThread
+    if m.type.isLocal && !fromLocalThread { throw RaftError.stepLocalMessage }
+    if m.type.isResponse && !fromLocalThread && raft.tracker.progress[m.from] == nil {
+      throw RaftError.stepPeerNotFound
+    }
+    try raft.step(m)
+  }
+
+  /// The outstanding work. The returned Ready must be handled (and, in synchronous mode,
+  /// acknowledged with `advance`) before the next call.
+  public func ready() -> Ready {
+    let rd = readyWithoutAccept()
+    acceptReady(rd)
+    return rd
+  }
+
+  /// Builds a Ready without taking responsibility for it (read-only).
+  func readyWithoutAccept() -> Ready {
+    let r = raft
+    var rd = Ready(
+      entries: r.raftLog.nextUnstableEntries(),
+      committedEntries: r.raftLog.nextCommittedEntries(allowUnstable: applyUnstableEntries),
+      messages: r.msgs)
+    let soft = r.softState
+    if soft != prevSoftState { rd.softState = soft }
+    let hard = r.hardState
+    if hard != prevHardState { rd.hardState = hard }
+    if let snap = r.raftLog.nextUnstableSnapshot() { rd.snapshot = snap }
+    if !r.readStates.isEmpty { rd.readStates = r.readStates }
+    rd.mustSync = mustSync(hard, prevHardState, entryCount: rd.entries.count)
+
+    if asyncStorageWrites {
+      if needStorageAppendMessage(rd) { rd.messages.append(storageAppendMessage(rd)) }
+      if !rd.committedEntries.isEmpty { rd.messages.append(storageApplyMessage(rd.committedEntries)) }
+    } else {
+      // The Ready contract already says messages go out only after the entries are durable,
+      // so the held-back responses to other nodes can join the messages directly.
+      for m in r.msgsAfterAppend where m.to != r.id { rd.messages.append(m) }
+    }
+    return rd
+  }
+
+  /// Whether storage must be written: entries, hard state, snapshot, or responses waiting on
+  /// earlier writes.
+  private func needStorageAppendMessage(_ rd: Ready) -> Bool {
+    !rd.entries.isEmpty || !rd.hardState.isEmpty || !rd.snapshot.isEmpty || !raft.msgsAfterAppend.isEmpty
+  }
+
+  /// Whether raft needs to hear that entries became stable or a snapshot was applied.
+  private func needStorageAppendResponse(_ rd: Ready) -> Bool {
+    raft.raftLog.hasNextOrInProgressUnstableEntries() || !rd.snapshot.isEmpty
+  }
+
+  /// The MsgStorageAppend of a Ready: what to persist, and what to deliver once it is durable
+  /// (the held-back responses first, then the MsgStorageAppendResp; on a leader the self
+  /// MsgAppResp is thus handled while the entries are still in the unstable log).
+  private func storageAppendMessage(_ rd: Ready) -> Message {
+    var m = Message(type: .msgStorageAppend, to: localAppendThread, from: raft.id, entries: rd.entries)
+    if !rd.hardState.isEmpty {
+      // Leave the fields zero without a hard state update, so that the receiver rebuilds an
+      // empty HardState.
+      m.term = rd.hardState.term
+      m.vote = rd.hardState.vote
+      m.commit = rd.hardState.commit
+    }
+    if !rd.snapshot.isEmpty { m.snapshot = rd.snapshot }
+    m.responses = raft.msgsAfterAppend
+    if needStorageAppendResponse(rd) { m.responses.append(storageAppendResponse(rd)) }
+    return m
+  }
+
+  /// The acknowledgement of an append, returned once everything handed out so far is durable.
+  ///
+  /// It carries the current term and the log's last (index, term) whenever the unstable log is
+  /// non-empty, not only when this Ready has entries. On return, the unstable log is truncated
+  /// only if the term is unchanged and the (index, term) still matches: entries overwritten by
+  /// a later leader while the write was in flight (the ABA case: same index, a different term,
+  /// then the original term again) must not be taken as stable. Attesting the last entry on
+  /// every append response also guarantees that some response eventually truncates the log.
+  private func storageAppendResponse(_ rd: Ready) -> Message {
+    var m = Message(type: .msgStorageAppendResp, to: raft.id, from: localAppendThread, term: raft.term)
+    if raft.raftLog.hasNextOrInProgressUnstableEntries() {
+      let (li, lt) = raft.raftLog.tip()
+      m.index = li
+      m.logTerm = lt
+    }
+    if !rd.snapshot.isEmpty { m.snapshot = rd.snapshot }
+    return m
+  }
+
+  /// The MsgStorageApply of a Ready. Committed entries apply under no term.
+  private func storageApplyMessage(_ ents: [Entry]) -> Message {
+    Message(
+      type: .msgStorageApply, to: localApplyThread, from: raft.id, entries: ents,
+      responses: [storageApplyResponse(ents)])
+  }
+
+  private func storageApplyResponse(_ ents: [Entry]) -> Message {
+    Message(type: .msgStorageApplyResp, to: raft.id, from: localApplyThread, entries: ents)
+  }
+
+  /// Takes responsibility for `rd`: nothing may change the node between `readyWithoutAccept`
+  /// and this call.
+  private func acceptReady(_ rd: Ready) {
+    if let soft = rd.softState { prevSoftState = soft }
+    if !rd.hardState.isEmpty { prevHardState = rd.hardState }
+    if !rd.readStates.isEmpty { raft.readStates = [] }
+    if !asyncStorageWrites {
+      if !stepsOnAdvance.isEmpty {
+        raft.logger.panic("two accepted Ready structs without call to Advance")
+      }
+      for m in raft.msgsAfterAppend where m.to == raft.id { stepsOnAdvance.append(m) }
+      if needStorageAppendResponse(rd) { stepsOnAdvance.append(storageAppendResponse(rd)) }
+      if !rd.committedEntries.isEmpty { stepsOnAdvance.append(storageApplyResponse(rd.committedEntries)) }
+    }
+    raft.msgs.removeAll(keepingCapacity: true)
+    raft.msgsAfterAppend.removeAll(keepingCapacity: true)
+    raft.raftLog.acceptUnstable()
+    if let last = rd.committedEntries.last {
+      raft.raftLog.acceptApplying(
+        last.index, size: entriesSize(rd.committedEntries), allowUnstable: applyUnstableEntries)
+    }
+  }
+
+  /// Committed entries may be applied before they are locally durable only in synchronous mode
+  /// (there the application persists before it applies).
+  private var applyUnstableEntries: Bool { !asyncStorageWrites }
+
+  /// Whether `ready()` would return anything.
+  public func hasReady() -> Bool {
+    let r = raft
+    if r.softState != prevSoftState { return true }
+    let hard = r.hardState
+    if !hard.isEmpty && hard != prevHardState { return true }
+    if r.raftLog.hasNextUnstableSnapshot() { return true }
+    if !r.msgs.isEmpty || !r.msgsAfterAppend.isEmpty { return true }
+    if r.raftLog.hasNextUnstableEntries() || r.raftLog.hasNextCommittedEntries(allowUnstable: applyUnstableEntries) {
+      return true
+    }
+    return !r.readStates.isEmpty
+  }
+
+  /// Synchronous mode: acknowledges that the last Ready was handled (persisted, sent, applied).
+  /// Calling it in asynchronous storage writes mode is a programmer error.
+  public func advance(_ rd: Ready = Ready()) {
+    if asyncStorageWrites {
+      raft.logger.panic("Advance must not be called when using AsyncStorageWrites")
+    }
+    let steps = stepsOnAdvance
+    stepsOnAdvance.removeAll(keepingCapacity: true)
+    for m in steps {
+      try? raft.step(m)
+    }
+  }
+
+  /// The node's status, with a copy of the progress of every peer on a leader.
+  public func status() -> Status { raft.status }
+
+  /// The node's status without the progress map.
+  public func basicStatus() -> BasicStatus { raft.basicStatus }
+
+  /// Visits the progress of every replica in id order without copying it.
+  public func withProgress(_ visitor: (UInt64, ProgressType, Progress) -> Void) {
+    raft.tracker.visit { pid, pr in visitor(pid, pr.isLearner ? .learner : .peer, pr) }
+  }
+
+  /// Reports that the last message to `id` could not be delivered.
+  public func reportUnreachable(_ id: UInt64) {
+    try? raft.step(Message(type: .msgUnreachable, from: id))
+  }
+
+  /// Reports how sending a snapshot to `id` ended.
+  public func reportSnapshot(_ id: UInt64, status: SnapshotStatus) {
+    try? raft.step(Message(type: .msgSnapStatus, from: id, reject: status == .failure))
+  }
+
+  /// Asks the leader to hand leadership to `transferee`.
+  public func transferLeader(to transferee: UInt64) {
+    try? raft.step(Message(type: .msgTransferLeader, from: transferee))
+  }
+
+  /// Makes a follower forget its leader (for example when the application knows it is gone),
+  /// so that it grants pre-votes and votes without waiting for the election timeout.
+  public func forgetLeader() throws {
+    try raft.step(Message(type: .msgForgetLeader))
+  }
+
+  /// Requests a read index; the answer arrives as a `ReadState` with the same context.
+  public func readIndex(_ ctx: [UInt8]) {
+    try? raft.step(Message(type: .msgReadIndex, entries: [Entry(data: ctx)]))
+  }
+
+  /// Test hook: sets the randomized election timeout (etcd's `SetRandomizedElectionTimeout`).
+  public func setRandomizedElectionTimeout(_ v: Int) { raft.setRandomizedElectionTimeout(v) }
+
+  /// Bootstraps an empty storage with a configuration of `peers`: appends one committed
+  /// ConfChangeAddNode entry per peer and applies them, so the node can campaign at once. The
+  /// entries still come out in the first Ready for the application to persist and apply.
+  public func bootstrap(_ peers: [Peer]) throws {
+    guard !peers.isEmpty else { throw RaftError.bootstrap("must provide at least one peer to Bootstrap") }
+    let last = try raft.raftLog.storage.lastIndex()
+    guard last == 0 else { throw RaftError.bootstrap("can't bootstrap a nonempty Storage") }
+    // Nothing is persisted yet: the first Ready must carry the hard state.
+    prevHardState = HardState()
+    raft.becomeFollower(term: 1, lead: noNode)
+    var ents: [Entry] = []
+    for (i, peer) in peers.enumerated() {
+      let cc = ConfChange(type: .addNode, nodeID: peer.id, context: peer.context)
+      ents.append(Entry(term: 1, index: UInt64(i + 1), type: .confChange, data: cc.encoded()))
+    }
+    raft.raftLog.append(ents)
+    // applied stays 0 so that the application sees the conf changes in CommittedEntries; the
+    // peers are added now (and again when applied) so that campaigning works right away.
+    raft.raftLog.committed = UInt64(ents.count)
+    for peer in peers {
+      _ = raft.applyConfChange(AnyConfChange.v1(ConfChange(type: .addNode, nodeID: peer.id)).asV2)
+    }
+  }
+}
