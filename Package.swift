@@ -24,7 +24,8 @@ let package = Package(
       dependencies: ["RaftDataDriven", .product(name: "ArgumentParser", package: "swift-argument-parser")],
       path: "tools/raft-datadriven",
       swiftSettings: strict),
-    .testTarget(name: "RaftTests", dependencies: ["Raft", "RaftDataDriven"], swiftSettings: strict),
+    .testTarget(
+      name: "RaftTests", dependencies: ["Raft", "RaftDataDriven"], exclude: ["testdata"], swiftSettings: strict),
     .executableTarget(
       name: "RaftBenchmarks",
       dependencies: ["Raft", .product(name: "Benchmark", package: "benchmark")],

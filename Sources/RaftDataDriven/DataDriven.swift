@@ -71,7 +71,10 @@ public func parseScript(_ text: String, path: String = "<input>") throws -> [Scr
       out.append(lines[i])
       i += 1
     }
-    let (cmd, args) = try parseCommandLine(head[0], pos: "\(path):\(start + 1)")
+    guard let first = head.first else {
+      throw DataDrivenError("\(path):\(start + 1): ---- separator without a directive before it")
+    }
+    let (cmd, args) = try parseCommandLine(first, pos: "\(path):\(start + 1)")
     pieces.append(
       .directive(
         TestData(

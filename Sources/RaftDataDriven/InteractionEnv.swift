@@ -50,6 +50,10 @@ public final class InteractionEnv {
     var disableConfChangeValidation = false
     var stepDownOnRemoval = false
     var readOnlyOption = ReadOnlyOption.safe
+    // Knobs beyond etcd-raft's env (this project's scripts use them).
+    var maxUncommittedEntriesSize: UInt64 = 0
+    var maxInflightBytes: UInt64 = 0
+    var disableProposalForwarding = false
   }
 
   // MARK: Output helpers
@@ -114,6 +118,9 @@ public final class InteractionEnv {
       cfg.disableConfChangeValidation = stub.disableConfChangeValidation
       cfg.stepDownOnRemoval = stub.stepDownOnRemoval
       cfg.readOnlyOption = stub.readOnlyOption
+      cfg.maxUncommittedEntriesSize = stub.maxUncommittedEntriesSize
+      cfg.maxInflightBytes = stub.maxInflightBytes
+      cfg.disableProposalForwarding = stub.disableProposalForwarding
       cfg.logger = output
       // The election timeout randomisation is seeded per node so that runs repeat exactly.
       cfg.randomSeed = id

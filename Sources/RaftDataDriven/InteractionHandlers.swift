@@ -6,9 +6,13 @@ extension InteractionEnv {
   /// Directives (node arguments are ids, 1-based):
   /// - `add-nodes N [voters=(..)] [learners=(..)] [index=I] [content=S] [inflight=N]
   ///   [async-storage-writes=B] [prevote=B] [checkquorum=B] [max-committed-size-per-ready=N]
-  ///   [disable-conf-change-validation=B] [read-only=safe|lease-based] [step-down-on-removal=B]`
+  ///   [disable-conf-change-validation=B] [read-only=safe|lease-based] [step-down-on-removal=B]
+  ///   [max-size-per-msg=N] [max-uncommitted-size=N] [max-inflight-bytes=N]
+  ///   [disable-proposal-forwarding=B] [election-tick=N] [heartbeat-tick=N]` (the last six are
+  ///   this project's additions)
   /// - `campaign ID`, `compact ID NEW_FIRST_INDEX`, `forget-leader ID`, `propose ID DATA`,
   ///   `read-index ID [CTX]`, `report-unreachable ID PEER`, `send-snapshot FROM TO`,
+  ///   `report-snapshot ID PEER [failure]` (this project's addition),
   ///   `set-randomized-election-timeout ID timeout=T`, `tick-election ID`, `tick-heartbeat ID`,
   ///   `transfer-leadership from=ID to=ID`
   /// - `deliver-msgs [ID...] [type=MsgType] [drop=(ID,...)]`
@@ -83,6 +87,7 @@ extension InteractionEnv {
     case "propose": try handlePropose(args)
     case "read-index": try handleReadIndex(args)
     case "report-unreachable": try handleReportUnreachable(args)
+    case "report-snapshot": try handleReportSnapshot(args)
     default: throw InteractionError("unknown command")
     }
   }
@@ -167,6 +172,16 @@ extension InteractionEnv {
           stub.maxCommittedSizePerReady = try parseUInt64(val, arg.key)
         case "disable-conf-change-validation": stub.disableConfChangeValidation = try parseBool(val, arg.key)
         case "step-down-on-removal": stub.stepDownOnRemoval = try parseBool(val, arg.key)
+        case "max-size-per-msg": stub.maxSizePerMsg = try parseUInt64(val, arg.key)
+        case "max-uncommitted-size": stub.maxUncommittedEntriesSize = try parseUInt64(val, arg.key)
+        case "max-inflight-bytes": stub.maxInflightBytes = try parseUInt64(val, arg.key)
+        case "disable-proposal-forwarding": stub.disableProposalForwarding = try parseBool(val, arg.key)
+        case "election-tick":
+          guard let v = Int(val) else { throw InteractionError("invalid election-tick: \(val)") }
+          stub.electionTick = v
+        case "heartbeat-tick":
+          guard let v = Int(val) else { throw InteractionError("invalid heartbeat-tick: \(val)") }
+          stub.heartbeatTick = v
         case "read-only":
           switch val {
           case "safe": stub.readOnlyOption = .safe
@@ -297,6 +312,15 @@ extension InteractionEnv {
       throw InteractionError("must specify exactly two node indexes: node on which to report, and reported node")
     }
     try node(idxs[0]).rawNode.reportUnreachable(node(idxs[1]).config.id)
+  }
+
+  private func handleReportSnapshot(_ args: [CmdArg]) throws {
+    let failure = args.contains { $0.key == "failure" }
+    let idxs = try nodeIdxs(args.filter { $0.key != "failure" })
+    guard idxs.count == 2 else {
+      throw InteractionError("must specify exactly two node indexes: node on which to report, and reported node")
+    }
+    try node(idxs[0]).rawNode.reportSnapshot(node(idxs[1]).config.id, status: failure ? .failure : .finish)
   }
 
   private func handleProposeConfChange(_ d: TestData) throws {

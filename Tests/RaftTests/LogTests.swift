@@ -164,7 +164,10 @@ final class LogRaftLogTests: XCTestCase {
     let lastIndex: UInt64 = 3
     let lastTerm: UInt64 = 3
     let commit: UInt64 = 1
-    let cases: [(index: UInt64, logTerm: UInt64, committed: UInt64, ents: [Entry], want: UInt64?, wantCommit: UInt64)] = [
+    typealias Case = (
+      index: UInt64, logTerm: UInt64, committed: UInt64, ents: [Entry], want: UInt64?, wantCommit: UInt64
+    )
+    let cases: [Case] = [
       // No match: other term.
       (lastIndex, lastTerm - 1, lastIndex, seq(lastIndex + 1, 4), nil, commit),
       // No match: index past the end.

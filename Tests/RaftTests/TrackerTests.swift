@@ -113,7 +113,8 @@ final class TrackerProgressTests: XCTestCase {
 
     let snap = makeProgress(match: 3, next: 4)
     snap.becomeSnapshot(9)
-    XCTAssertEqual(snap.description, "StateSnapshot match=3 next=4 paused pendingSnap=9")
+    // Becoming snapshot points next just past the snapshot (sentCommit == pendingSnapshot == next - 1).
+    XCTAssertEqual(snap.description, "StateSnapshot match=3 next=10 paused pendingSnap=9")
     XCTAssertEqual(ProgressState.probe.description, "StateProbe")
   }
 

@@ -319,7 +319,9 @@ final class LogUnstableTests: XCTestCase {
     var next: UInt64 = 1
     var persisted: UInt64 = 0
     for round in 0..<2000 {
-      let batch = (0..<UInt64(1 + round % 7)).map { Entry(term: 3, index: next + $0, data: [UInt8(truncatingIfNeeded: next + $0)]) }
+      let batch = (0..<UInt64(1 + round % 7)).map {
+        Entry(term: 3, index: next + $0, data: [UInt8(truncatingIfNeeded: next + $0)])
+      }
       u.truncateAndAppend(batch)
       next += UInt64(batch.count)
       XCTAssertEqual(u.nextEntries(), batch)

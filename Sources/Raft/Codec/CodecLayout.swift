@@ -60,6 +60,7 @@ enum MessageFlags {
   static let responses: UInt64 = 1 << 12
   static let defined: UInt64 = (1 << 13) - 1
 
+  @inline(__always)
   static func of(_ m: Message) -> UInt64 {
     var f: UInt64 = 0
     if m.to != 0 { f |= to }
@@ -72,11 +73,18 @@ enum MessageFlags {
     if m.reject { f |= reject }
     if m.rejectHint != 0 { f |= rejectHint }
     if m.vote != 0 { f |= vote }
-    if m.snapshot != nil { f |= snapshot }
+    if codecHasSnapshot(m) { f |= snapshot }
     if !m.context.isEmpty { f |= context }
     if !m.responses.isEmpty { f |= responses }
     return f
   }
+}
+
+/// Whether `m` carries a snapshot. `Message.snapshot`'s getter copies the snapshot out of its box
+/// (about 15 ns even when it is nil), so the encoder asks only here, once per message and pass.
+@inline(__always)
+func codecHasSnapshot(_ m: Message) -> Bool {
+  m.snapshot != nil
 }
 
 /// Smallest encoded sizes of list elements, used to reject impossible counts before allocating.
@@ -183,7 +191,7 @@ extension CodecWriter {
     if f & MessageFlags.entries != 0 { entryList(m.entries) }
     if f & MessageFlags.rejectHint != 0 { varint(m.rejectHint) }
     if f & MessageFlags.vote != 0 { varint(m.vote) }
-    if let s = m.snapshot { snapshot(s) }
+    if f & MessageFlags.snapshot != 0, let s = m.snapshot { snapshot(s) }
     if f & MessageFlags.context != 0 { bytes(m.context) }
     if f & MessageFlags.responses != 0 { messageList(m.responses) }
   }
@@ -218,11 +226,8 @@ extension CodecReader {
   mutating func entry() throws(CodecError) -> Entry {
     let start = pos
     let h = try byte("entry header")
-    guard h & EntryHeader.reserved == 0 else {
-      throw fail(.reservedBits, at: start, "entry header 0x\(String(h, radix: 16)) has reserved bits set")
-    }
-    guard let type = EntryType(rawValue: h & EntryHeader.typeMask) else {
-      throw fail(.unknownEntryType, at: start, "entry type \(h & EntryHeader.typeMask)")
+    guard h & EntryHeader.reserved == 0, let type = EntryType(rawValue: h & EntryHeader.typeMask) else {
+      throw Self.badEntryHeader(h, at: start)
     }
     let term = try varint("entry term")
     let index = try varint("entry index")
@@ -232,8 +237,16 @@ extension CodecReader {
     let lengthAt = pos
     let n = try count(
       "entry data length", limit: limits.maxBytesLength, limitName: "maxBytesLength", minElementSize: 1)
-    guard n > 0 else { throw fail(.nonCanonical, at: lengthAt, "entry data flagged present but empty") }
+    guard n > 0 else { throw codecError(.nonCanonical, at: lengthAt, "entry data flagged present but empty") }
     return Entry(term: term, index: index, type: type, data: raw(count: n))
+  }
+
+  @inline(never)
+  static func badEntryHeader(_ h: UInt8, at offset: Int) -> CodecError {
+    if h & EntryHeader.reserved != 0 {
+      return codecError(.reservedBits, at: offset, "entry header 0x\(String(h, radix: 16)) has reserved bits set")
+    }
+    return codecError(.unknownEntryType, at: offset, "entry type \(h & EntryHeader.typeMask)")
   }
 
   /// A list of entries; `nonEmpty` when a presence flag announced it.
@@ -241,7 +254,7 @@ extension CodecReader {
     let start = pos
     let n = try count(
       "entry count", limit: limits.maxEntries, limitName: "maxEntries", minElementSize: MinEncodedSize.entry)
-    if nonEmpty, n == 0 { throw fail(.nonCanonical, at: start, "entries flagged present but empty") }
+    if nonEmpty, n == 0 { throw codecError(.nonCanonical, at: start, "entries flagged present but empty") }
     var es: [Entry] = []
     es.reserveCapacity(n)
     for _ in 0..<n { es.append(try entry()) }
@@ -258,7 +271,7 @@ extension CodecReader {
   mutating func idList(_ what: StaticString) throws(CodecError) -> [UInt64] {
     let start = pos
     let n = try count(what, limit: limits.maxNodes, limitName: "maxNodes", minElementSize: MinEncodedSize.nodeID)
-    guard n > 0 else { throw fail(.nonCanonical, at: start, "\(what): list flagged present but empty") }
+    guard n > 0 else { throw codecError(.nonCanonical, at: start, "\(what): list flagged present but empty") }
     var ids: [UInt64] = []
     ids.reserveCapacity(n)
     for _ in 0..<n { ids.append(try varint(what)) }
@@ -269,7 +282,7 @@ extension CodecReader {
     let start = pos
     let f = try byte("conf state flags")
     guard f & ConfStateFlags.reserved == 0 else {
-      throw fail(.reservedBits, at: start, "conf state flags 0x\(String(f, radix: 16)) have reserved bits set")
+      throw codecError(.reservedBits, at: start, "conf state flags 0x\(String(f, radix: 16)) have reserved bits set")
     }
     var cs = ConfState()
     if f & ConfStateFlags.voters != 0 { cs.voters = try idList("conf state voters") }
@@ -298,41 +311,56 @@ extension CodecReader {
     let typeAt = pos
     let t = try byte("message type")
     guard let type = MessageType(rawValue: t) else {
-      throw fail(.unknownMessageType, at: typeAt, "message type \(t)")
+      throw codecError(.unknownMessageType, at: typeAt, "message type \(t)")
     }
     let flagsAt = pos
     let f = try varint("message flags")
     guard f & ~MessageFlags.defined == 0 else {
-      throw fail(.reservedBits, at: flagsAt, "message flags 0x\(String(f, radix: 16)) have reserved bits set")
+      throw codecError(.reservedBits, at: flagsAt, "message flags 0x\(String(f, radix: 16)) have reserved bits set")
     }
-    var m = Message(type: type)
-    if f & MessageFlags.to != 0 { m.to = try nonZeroVarint("message to") }
-    if f & MessageFlags.from != 0 { m.from = try nonZeroVarint("message from") }
-    if f & MessageFlags.term != 0 { m.term = try nonZeroVarint("message term") }
-    if f & MessageFlags.logTerm != 0 { m.logTerm = try nonZeroVarint("message log term") }
-    if f & MessageFlags.index != 0 { m.index = try nonZeroVarint("message index") }
-    if f & MessageFlags.commit != 0 { m.commit = try nonZeroVarint("message commit") }
-    if f & MessageFlags.entries != 0 { m.entries = try entryList(nonEmpty: true) }
-    m.reject = f & MessageFlags.reject != 0
-    if f & MessageFlags.rejectHint != 0 { m.rejectHint = try nonZeroVarint("message reject hint") }
-    if f & MessageFlags.vote != 0 { m.vote = try nonZeroVarint("message vote") }
-    if f & MessageFlags.snapshot != 0 { m.snapshot = try snapshot() }
+    // Fields go to locals and the message is built once at the end: mutating a `var Message`
+    // would make the optimizer copy the 168-byte struct on the way out.
+    let to = try flaggedVarint(f, MessageFlags.to, "message to")
+    let from = try flaggedVarint(f, MessageFlags.from, "message from")
+    let term = try flaggedVarint(f, MessageFlags.term, "message term")
+    let logTerm = try flaggedVarint(f, MessageFlags.logTerm, "message log term")
+    let index = try flaggedVarint(f, MessageFlags.index, "message index")
+    let commit = try flaggedVarint(f, MessageFlags.commit, "message commit")
+    let entries = try f & MessageFlags.entries != 0 ? entryList(nonEmpty: true) : []
+    let rejectHint = try flaggedVarint(f, MessageFlags.rejectHint, "message reject hint")
+    let vote = try flaggedVarint(f, MessageFlags.vote, "message vote")
+    let snapshot = try f & MessageFlags.snapshot != 0 ? self.snapshot() : nil
+    var context: [UInt8] = []
     if f & MessageFlags.context != 0 {
       let at = pos
-      m.context = try bytes("message context length")
-      if m.context.isEmpty { throw fail(.nonCanonical, at: at, "message context flagged present but empty") }
+      context = try bytes("message context length")
+      if context.isEmpty { throw codecError(.nonCanonical, at: at, "message context flagged present but empty") }
     }
+    var responses: [Message] = []
     if f & MessageFlags.responses != 0 {
       let at = pos
       guard depth < limits.maxResponsesDepth else {
-        throw fail(
-          .limitExceeded, at: at,
-          "responses nested \(depth + 1) deep, over maxResponsesDepth = \(limits.maxResponsesDepth)")
+        throw Self.depthExceeded(depth + 1, limit: limits.maxResponsesDepth, at: at)
       }
-      m.responses = try messageList("message responses", depth: depth + 1)
-      if m.responses.isEmpty { throw fail(.nonCanonical, at: at, "responses flagged present but empty") }
+      responses = try messageList("message responses", depth: depth + 1)
+      if responses.isEmpty { throw codecError(.nonCanonical, at: at, "responses flagged present but empty") }
     }
-    return m
+    return Message(
+      type: type, to: to, from: from, term: term, logTerm: logTerm, index: index, entries: entries,
+      commit: commit, vote: vote, snapshot: snapshot, reject: f & MessageFlags.reject != 0,
+      rejectHint: rejectHint, context: context, responses: responses)
+  }
+
+  @inline(never)
+  static func depthExceeded(_ depth: Int, limit: Int, at offset: Int) -> CodecError {
+    codecError(.limitExceeded, at: offset, "responses nested \(depth) deep, over maxResponsesDepth = \(limit)")
+  }
+
+  /// The varint of a message field when its presence bit is set in `flags`, else 0.
+  @inline(__always)
+  mutating func flaggedVarint(_ flags: UInt64, _ bit: UInt64, _ what: StaticString) throws(CodecError) -> UInt64 {
+    guard flags & bit != 0 else { return 0 }
+    return try nonZeroVarint(what)
   }
 
   /// A list of messages at nesting level `depth`.
@@ -350,7 +378,7 @@ extension CodecReader {
     let at = pos
     let b = try byte(what)
     guard let t = ConfChangeType(rawValue: b) else {
-      throw fail(.unknownConfChangeType, at: at, "\(what) \(b)")
+      throw codecError(.unknownConfChangeType, at: at, "\(what) \(b)")
     }
     return t
   }
@@ -367,7 +395,7 @@ extension CodecReader {
     let at = pos
     let b = try byte("conf change transition")
     guard let transition = ConfChangeTransition(rawValue: b) else {
-      throw fail(.unknownConfChangeTransition, at: at, "conf change transition \(b)")
+      throw codecError(.unknownConfChangeTransition, at: at, "conf change transition \(b)")
     }
     let n = try count(
       "conf change count", limit: limits.maxNodes, limitName: "maxNodes",

@@ -27,7 +27,7 @@ extension Raft {
     tracker.progress = progress
     logger.info("\(hx(id)) switched to configuration \(tracker.config)")
     let cs = tracker.confState()
-    let pr = tracker.progress[id]
+    let pr = tracker.progress(of: id)
     isLearner = pr?.isLearner ?? false
 
     if (pr == nil || isLearner) && state == .leader {

@@ -117,7 +117,7 @@ extension Raft {
     lead = id
     state = .leader
     // The leader trivially replicates to itself; reset() set its Match to the last index.
-    let pr = tracker.progress[id]!
+    let pr = tracker.progress(of: id)!
     pr.becomeReplicate()
     pr.recentActive = true
     // Any entry of the log may be an unapplied conf change: hold new ones back until the
@@ -215,7 +215,7 @@ extension Raft {
   /// Whether this node may become leader: a voter of the active configuration without a
   /// snapshot waiting to be applied.
   var promotable: Bool {
-    guard let pr = tracker.progress[id] else { return false }
+    guard let pr = tracker.progress(of: id) else { return false }
     return !pr.isLearner && !raftLog.hasNextOrInProgressSnapshot()
   }
 

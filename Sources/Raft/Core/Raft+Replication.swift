@@ -3,7 +3,7 @@
 extension Raft {
   /// Appends proposed entries to the leader's log at the current term. The leader acks its own
   /// append through a self-addressed MsgAppResp released once the entries are durable.
-  func appendEntry(_ entries: [Entry]) -> Bool {
+  func appendEntry(_ entries: consuming [Entry]) -> Bool {
     var es = entries
     let li = raftLog.lastIndex()
     for i in es.indices {
@@ -27,7 +27,7 @@ extension Raft {
   /// is not sent (it would only carry the commit index).
   @discardableResult
   func maybeSendAppend(to: UInt64, sendIfEmpty: Bool) -> Bool {
-    guard let pr = tracker.progress[to] else { return false }
+    guard let pr = tracker.progress(of: to) else { return false }
     if pr.isPaused { return false }
 
     let prevIndex = pr.next - 1
@@ -90,7 +90,7 @@ extension Raft {
   /// Sends a heartbeat. The commit index it carries is capped at the follower's match: a
   /// follower must never commit past what it is known to share with the leader.
   func sendHeartbeat(to: UInt64, context: [UInt8]) {
-    let pr = tracker.progress[to]!
+    let pr = tracker.progress(of: to)!
     let commit = min(pr.match, raftLog.committed)
     send(Message(type: .msgHeartbeat, to: to, commit: commit, context: context))
     pr.sentCommit(commit)

@@ -2,7 +2,7 @@
 
 extension Raft {
   /// Advances the state machine with one message (etcd-raft's `raft.Step`).
-  func step(_ m: Message) throws {
+  func step(_ m: consuming Message) throws {
     if m.term == 0 {
       // Local message: no term to check.
     } else if m.term > term {
@@ -118,7 +118,7 @@ extension Raft {
 
   // MARK: Leader
 
-  func stepLeader(_ m: Message) throws {
+  func stepLeader(_ m: consuming Message) throws {
     // Messages that need no progress of the sender.
     switch m.type {
     case .msgBeat:
@@ -157,7 +157,7 @@ extension Raft {
       break
     }
 
-    guard let pr = tracker.progress[m.from] else {
+    guard let pr = tracker.progress(of: m.from) else {
       logger.debug("\(hx(id)) no progress available for \(hx(m.from))")
       return
     }
@@ -242,10 +242,10 @@ extension Raft {
   }
 
   /// A proposal reaching the leader: validate conf changes, append, replicate.
-  func leaderPropose(_ message: Message) throws {
+  func leaderPropose(_ message: consuming Message) throws {
     var m = message
     if m.entries.isEmpty { logger.panic("\(hx(id)) stepped empty MsgProp") }
-    if tracker.progress[id] == nil {
+    if tracker.progress(of: id) == nil {
       // We were removed from the configuration while leading: take no new proposals.
       throw RaftError.proposalDropped
     }
@@ -280,14 +280,18 @@ extension Raft {
         pendingConfIndex = raftLog.lastIndex() + UInt64(i) + 1
       }
     }
-    if !appendEntry(m.entries) { throw RaftError.proposalDropped }
+    // Take the entries out of the message so that appendEntry owns the only reference and
+    // stamps term and index in place.
+    var ents: [Entry] = []
+    swap(&ents, &m.entries)
+    if !appendEntry(ents) { throw RaftError.proposalDropped }
     bcastAppend()
   }
 
   // MARK: Candidate
 
   /// Shared by candidates and pre-candidates; each counts only the responses of its own round.
-  func stepCandidate(_ m: Message) throws {
+  func stepCandidate(_ m: consuming Message) throws {
     let myVoteResponse: MessageType = state == .preCandidate ? .msgPreVoteResp : .msgVoteResp
     switch m.type {
     case .msgProp:
@@ -328,7 +332,7 @@ extension Raft {
 
   // MARK: Follower
 
-  func stepFollower(_ message: Message) throws {
+  func stepFollower(_ message: consuming Message) throws {
     var m = message
     switch m.type {
     case .msgProp:

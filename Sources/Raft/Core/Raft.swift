@@ -8,12 +8,12 @@ public final class Raft {
   /// This node's id.
   public let id: UInt64
   /// The current term. Invariant: never decreases.
-  public internal(set) var term: UInt64 = 0
+  @exclusivity(unchecked) public internal(set) var term: UInt64 = 0
   /// Whom this node voted for in `term` (`noNode` if nobody).
-  public internal(set) var vote: UInt64 = noNode
+  @exclusivity(unchecked) public internal(set) var vote: UInt64 = noNode
 
   /// ReadIndex answers waiting to be handed out in the next Ready.
-  var readStates: [ReadState] = []
+  @exclusivity(unchecked) var readStates: [ReadState] = []
 
   /// The log: stable (in `Storage`) and unstable parts.
   public let raftLog: RaftLog
@@ -22,37 +22,37 @@ public final class Raft {
   let maxUncommittedSize: UInt64
 
   /// Progress of every peer and the active configuration.
-  public internal(set) var tracker: ProgressTracker
+  @exclusivity(unchecked) public internal(set) var tracker: ProgressTracker
 
-  public internal(set) var state: StateType = .follower
+  @exclusivity(unchecked) public internal(set) var state: StateType = .follower
 
   /// Whether this node is a learner in the active configuration.
-  public internal(set) var isLearner = false
+  @exclusivity(unchecked) public internal(set) var isLearner = false
 
   /// Messages to send right away. Invariant: none is addressed to this node.
-  var msgs: [Message] = []
+  @exclusivity(unchecked) var msgs: [Message] = []
   /// Messages to release only once the unstable state accumulated so far (term, vote, entries,
   /// snapshot) is durable: MsgAppResp, MsgVoteResp and MsgPreVoteResp, possibly to this node.
-  var msgsAfterAppend: [Message] = []
+  @exclusivity(unchecked) var msgsAfterAppend: [Message] = []
 
   /// The leader known in `term` (`noNode` when none).
-  public internal(set) var lead: UInt64 = noNode
+  @exclusivity(unchecked) public internal(set) var lead: UInt64 = noNode
   /// The target of a leadership transfer in progress (`noNode` when none).
-  public internal(set) var leadTransferee: UInt64 = noNode
+  @exclusivity(unchecked) public internal(set) var leadTransferee: UInt64 = noNode
   /// An index at or above the last conf change in the log. A new conf change may only be
   /// proposed once `raftLog.applied` has reached it (one pending change at a time).
-  var pendingConfIndex: UInt64 = 0
+  @exclusivity(unchecked) var pendingConfIndex: UInt64 = 0
   let disableConfChangeValidation: Bool
   /// Estimated payload bytes of the leader's uncommitted tail (never an overestimate).
-  var uncommittedSize: UInt64 = 0
+  @exclusivity(unchecked) var uncommittedSize: UInt64 = 0
 
-  var readOnly: ReadOnly
+  @exclusivity(unchecked) var readOnly: ReadOnly
 
   /// Ticks since the last election timeout (leader, candidate) or since the last valid message
   /// from the leader (follower).
-  var electionElapsed = 0
+  @exclusivity(unchecked) var electionElapsed = 0
   /// Ticks since the last heartbeat broadcast (leader only).
-  var heartbeatElapsed = 0
+  @exclusivity(unchecked) var heartbeatElapsed = 0
 
   let checkQuorum: Bool
   let preVote: Bool
@@ -60,15 +60,15 @@ public final class Raft {
   let heartbeatTimeout: Int
   let electionTimeout: Int
   /// Drawn from [electionTimeout, 2 * electionTimeout - 1] on every reset.
-  var randomizedElectionTimeout = 0
+  @exclusivity(unchecked) var randomizedElectionTimeout = 0
   let disableProposalForwarding: Bool
   let stepDownOnRemoval: Bool
 
-  var random: SplitMix64
+  @exclusivity(unchecked) var random: SplitMix64
   let logger: RaftLogger
 
   /// MsgReadIndex requests received before the leader committed an entry of its term.
-  var pendingReadIndexMessages: [Message] = []
+  @exclusivity(unchecked) var pendingReadIndexMessages: [Message] = []
 
   /// Builds the node from `config` and the state found in its storage.
   init(config c: Config) throws {
@@ -113,7 +113,7 @@ public final class Raft {
   /// Queues `m` for sending. Responses that vote (MsgAppResp, MsgVoteResp, MsgPreVoteResp) wait
   /// in `msgsAfterAppend` until the state they vouch for is durable; everything else goes out
   /// with the next Ready.
-  func send(_ message: Message) {
+  func send(_ message: consuming Message) {
     var m = message
     if m.from == noNode { m.from = id }
     switch m.type {

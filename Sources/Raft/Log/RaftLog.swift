@@ -3,21 +3,29 @@
 ///
 /// The valid log is `[firstIndex(), lastIndex()]`; the term of `firstIndex() - 1` (the latest
 /// snapshot) is also known, for matching.
+///
+/// The mutable fields are marked `@exclusivity(unchecked)`: the log is driven by one thread and
+/// its accesses never overlap, while the dynamic exclusivity checks of class properties cost
+/// more than the operations themselves on this hot path.
 public final class RaftLog: CustomStringConvertible {
   /// The stable entries since the last snapshot.
   public let storage: any Storage
   /// The entries and snapshot not yet known to be in `storage`.
+  @exclusivity(unchecked)
   public var unstable: Unstable
   /// The highest index known to be durable on a quorum of nodes.
   /// Invariant: `applying <= committed <= lastIndex()`; it never decreases.
+  @exclusivity(unchecked)
   public var committed: UInt64
   /// The highest index the application has been told to apply (handed out in a `Ready`); some
   /// of those entries may still be applying. Raised when a `Ready` is accepted.
   /// Invariant: `applied <= applying <= committed`.
+  @exclusivity(unchecked)
   public var applying: UInt64
   /// The highest index the application has applied to its state machine. Raised when the
   /// application acknowledges the application of entries (synchronously or asynchronously).
   /// Invariant: `applied <= committed`.
+  @exclusivity(unchecked)
   public var applied: UInt64
 
   let logger: any RaftLogger
@@ -26,9 +34,11 @@ public final class RaftLog: CustomStringConvertible {
   /// `nextCommittedEntries` and not yet acknowledged by `appliedTo`.
   public let maxApplyingEntsSize: UInt64
   /// The outstanding bytes of committed entries handed out and not yet acknowledged.
+  @exclusivity(unchecked)
   public var applyingEntsSize: UInt64
   /// True when handing out committed entries is paused until enough of the outstanding ones are
   /// acknowledged.
+  @exclusivity(unchecked)
   public var applyingEntsPaused: Bool
 
   /// A log over `storage`, positioned at its latest snapshot: everything up to the snapshot
@@ -195,12 +205,12 @@ public final class RaftLog: CustomStringConvertible {
 
   /// Whether there is an unstable snapshot not yet handed out for persisting.
   func hasNextUnstableSnapshot() -> Bool {
-    unstable.snapshot != nil && !unstable.snapshotInProgress
+    unstable.hasSnapshot && !unstable.snapshotInProgress
   }
 
   /// Whether there is an unstable snapshot, handed out or not.
   func hasNextOrInProgressSnapshot() -> Bool {
-    unstable.snapshot != nil
+    unstable.hasSnapshot
   }
 
   /// The latest snapshot: the unstable one, else the storage's (which may throw
@@ -406,10 +416,13 @@ public final class RaftLog: CustomStringConvertible {
     // Some of the range is in the unstable log.
     let unstableLo = max(lo, split)
     unstable.mustCheckOutOfBounds(unstableLo, hi)
-    let tail = unstable.view(unstableLo, hi)
+    // Work on the backing array itself (one retain) rather than on a copy of `unstable`.
+    let buffer = unstable.buffer
+    let start = unstable.head + Int(unstableLo - split)
+    let tail = buffer[start..<(start + Int(hi - unstableLo))]
     if stored.isEmpty {
       let n = limitCount(tail, maxSize: maxSize)
-      return n == unstable.buffer.count ? unstable.buffer : Array(tail.prefix(n))
+      return n == buffer.count ? buffer : Array(tail.prefix(n))
     }
     // Stored entries followed by unstable ones, cut at the first entry that overflows the budget
     // (the first stored entry always counts).

@@ -13,7 +13,16 @@
 /// dropping are amortised O(1) per entry.
 public struct Unstable {
   /// The incoming snapshot, if any.
-  public var snapshot: Snapshot?
+  public var snapshot: Snapshot? {
+    get { snapshotBox?.value }
+    set { snapshotBox = newValue.map(SnapshotBox.init) }
+  }
+  /// Out of line, so that checking for a snapshot (done several times per Ready) copies nothing.
+  private var snapshotBox: SnapshotBox?
+  /// Whether there is an unstable snapshot (handed out or not).
+  public var hasSnapshot: Bool { snapshotBox != nil }
+  /// The unstable snapshot's index, if there is one.
+  var snapshotIndex: UInt64? { snapshotBox?.value.metadata.index }
   /// Backing array; `buffer[..<head]` are dead entries already persisted.
   @usableFromInline var buffer: [Entry]
   /// Number of dead entries at the front of `buffer`. Invariant: `0 <= head <= buffer.count`.
@@ -40,7 +49,7 @@ public struct Unstable {
     self.head = 0
     self.offset = offset
     self.offsetInProgress = offsetInProgress ?? offset
-    self.snapshot = snapshot
+    self.snapshotBox = snapshot.map(SnapshotBox.init)
     self.snapshotInProgress = snapshotInProgress
     self.logger = logger
   }
@@ -61,31 +70,32 @@ public struct Unstable {
 
   /// The entries with log indexes `[lo, hi)` as a view of the backing array (no copy). The whole
   /// range must be in the unstable log.
-  @inlinable
+  @inline(__always)
   func view(_ lo: UInt64, _ hi: UInt64) -> ArraySlice<Entry> {
     buffer[(head + Int(lo - offset))..<(head + Int(hi - offset))]
   }
 
   /// The first index covered by the unstable snapshot's log, if there is a snapshot.
+  @inline(__always)
   func maybeFirstIndex() -> UInt64? {
-    if let snapshot { return snapshot.metadata.index + 1 }
-    return nil
+    snapshotIndex.map { $0 + 1 }
   }
 
   /// The last index of the unstable log: its last entry, else the snapshot index; `nil` when
   /// there is neither.
+  @inline(__always)
   func maybeLastIndex() -> UInt64? {
     let n = entryCount
     if n != 0 { return offset + UInt64(n) - 1 }
-    if let snapshot { return snapshot.metadata.index }
-    return nil
+    return snapshotIndex
   }
 
   /// The term of the entry at `i` when the unstable log knows it (an unstable entry, or the
   /// snapshot's own index).
+  @inline(__always)
   func maybeTerm(_ i: UInt64) -> UInt64? {
     if i < offset {
-      if let snapshot, snapshot.metadata.index == i { return snapshot.metadata.term }
+      if let box = snapshotBox, box.value.metadata.index == i { return box.value.metadata.term }
       return nil
     }
     let k = i - offset
@@ -94,6 +104,7 @@ public struct Unstable {
   }
 
   /// The unstable entries not yet handed out for persisting.
+  @inline(__always)
   func nextEntries() -> [Entry] {
     let inProgress = Int(offsetInProgress - offset)
     let n = entryCount
@@ -115,7 +126,7 @@ public struct Unstable {
     if let last = buffer.last, entryCount > 0 {
       offsetInProgress = last.index + 1
     }
-    if snapshot != nil { snapshotInProgress = true }
+    if hasSnapshot { snapshotInProgress = true }
   }
 
   /// Records that the entries up to `(index, term)` are persisted and drops them.
@@ -135,8 +146,8 @@ public struct Unstable {
     }
     if ourTerm != term {
       logger.info(
-        "entry at (index,term)=(\(index),\(term)) mismatched with entry at (\(index),\(ourTerm)) in unstable log; ignoring"
-      )
+        "entry at (index,term)=(\(index),\(term)) mismatched with "
+          + "entry at (\(index),\(ourTerm)) in unstable log; ignoring")
       return
     }
     dropPrefix(Int(index + 1 - offset))
@@ -147,7 +158,6 @@ public struct Unstable {
 
   /// Drops the first `k` live entries, reclaiming the dead prefix when it outgrows the live
   /// part (so each entry is moved at most a constant number of times on average).
-  @usableFromInline
   mutating func dropPrefix(_ k: Int) {
     let live = entryCount - k
     if live == 0 {
@@ -165,7 +175,7 @@ public struct Unstable {
 
   /// Records that the snapshot at index `i` is persisted and drops it.
   mutating func stableSnapTo(_ i: UInt64) {
-    if let snapshot, snapshot.metadata.index == i {
+    if snapshotIndex == i {
       self.snapshot = nil
       snapshotInProgress = false
     }
@@ -216,6 +226,7 @@ public struct Unstable {
 
   /// The entries with indexes `[lo, hi)`, which must all be in the unstable log (else a
   /// programmer error). Copies the range, except when it is the whole backing array.
+  @inline(__always)
   func slice(_ lo: UInt64, _ hi: UInt64) -> [Entry] {
     mustCheckOutOfBounds(lo, hi)
     let v = view(lo, hi)
@@ -223,14 +234,19 @@ public struct Unstable {
   }
 
   /// Stops the process unless `offset <= lo <= hi <= offset + entryCount`.
+  @inline(__always)
   func mustCheckOutOfBounds(_ lo: UInt64, _ hi: UInt64) {
+    if lo > hi || lo < offset || hi > offset + UInt64(entryCount) {
+      outOfBounds(lo, hi)
+    }
+  }
+
+  @inline(never)
+  private func outOfBounds(_ lo: UInt64, _ hi: UInt64) -> Never {
     if lo > hi {
       logger.panic("invalid unstable.slice \(lo) > \(hi)")
     }
-    let upper = offset + UInt64(entryCount)
-    if lo < offset || hi > upper {
-      logger.panic("unstable.slice[\(lo),\(hi)) out of bound [\(offset),\(upper)]")
-    }
+    logger.panic("unstable.slice[\(lo),\(hi)) out of bound [\(offset),\(offset + UInt64(entryCount))]")
   }
 
   @inline(__always)

@@ -26,12 +26,12 @@ public final class RawNode {
   public let asyncStorageWrites: Bool
 
   /// The soft state as of the last accepted Ready.
-  private var prevSoftState: SoftState
+  @exclusivity(unchecked) private var prevSoftState: SoftState
   /// The hard state as of the last accepted Ready.
-  private var prevHardState: HardState
+  @exclusivity(unchecked) private var prevHardState: HardState
   /// Synchronous mode: the local messages to step on `advance` (self acks, storage responses).
   /// Invariant: empty between an `advance` and the next `ready`.
-  private var stepsOnAdvance: [Message] = []
+  @exclusivity(unchecked) private var stepsOnAdvance: [Message] = []
 
   /// Creates a node from `config`, restoring its state from `config.storage`.
   public init(config: Config) throws {
@@ -80,7 +80,7 @@ public final class RawNode {
     // Local messages are only taken from the local storage threads.
     let fromLocalThread = m.from == localAppendThread || m.from == localApplyThread
     if m.type.isLocal && !fromLocalThread { throw RaftError.stepLocalMessage }
-    if m.type.isResponse && !fromLocalThread && raft.tracker.progress[m.from] == nil {
+    if m.type.isResponse && !fromLocalThread && raft.tracker.progress(of: m.from) == nil {
       throw RaftError.stepPeerNotFound
     }
     try raft.step(m)
@@ -123,12 +123,12 @@ public final class RawNode {
   /// Whether storage must be written: entries, hard state, snapshot, or responses waiting on
   /// earlier writes.
   private func needStorageAppendMessage(_ rd: Ready) -> Bool {
-    !rd.entries.isEmpty || !rd.hardState.isEmpty || !rd.snapshot.isEmpty || !raft.msgsAfterAppend.isEmpty
+    !rd.entries.isEmpty || !rd.hardState.isEmpty || rd.hasSnapshot || !raft.msgsAfterAppend.isEmpty
   }
 
   /// Whether raft needs to hear that entries became stable or a snapshot was applied.
   private func needStorageAppendResponse(_ rd: Ready) -> Bool {
-    raft.raftLog.hasNextOrInProgressUnstableEntries() || !rd.snapshot.isEmpty
+    raft.raftLog.hasNextOrInProgressUnstableEntries() || rd.hasSnapshot
   }
 
   /// The MsgStorageAppend of a Ready: what to persist, and what to deliver once it is durable
@@ -143,7 +143,7 @@ public final class RawNode {
       m.vote = rd.hardState.vote
       m.commit = rd.hardState.commit
     }
-    if !rd.snapshot.isEmpty { m.snapshot = rd.snapshot }
+    if rd.hasSnapshot { m.snapshot = rd.snapshot }
     m.responses = raft.msgsAfterAppend
     if needStorageAppendResponse(rd) { m.responses.append(storageAppendResponse(rd)) }
     return m
@@ -164,7 +164,7 @@ public final class RawNode {
       m.index = li
       m.logTerm = lt
     }
-    if !rd.snapshot.isEmpty { m.snapshot = rd.snapshot }
+    if rd.hasSnapshot { m.snapshot = rd.snapshot }
     return m
   }
 
@@ -193,8 +193,10 @@ public final class RawNode {
       if needStorageAppendResponse(rd) { stepsOnAdvance.append(storageAppendResponse(rd)) }
       if !rd.committedEntries.isEmpty { stepsOnAdvance.append(storageApplyResponse(rd.committedEntries)) }
     }
-    raft.msgs.removeAll(keepingCapacity: true)
-    raft.msgsAfterAppend.removeAll(keepingCapacity: true)
+    // The Ready holds the message arrays now: start new ones rather than clearing shared ones
+    // (which would copy their capacity).
+    raft.msgs = []
+    raft.msgsAfterAppend = []
     raft.raftLog.acceptUnstable()
     if let last = rd.committedEntries.last {
       raft.raftLog.acceptApplying(
@@ -226,8 +228,8 @@ public final class RawNode {
     if asyncStorageWrites {
       raft.logger.panic("Advance must not be called when using AsyncStorageWrites")
     }
-    let steps = stepsOnAdvance
-    stepsOnAdvance.removeAll(keepingCapacity: true)
+    var steps: [Message] = []
+    swap(&steps, &stepsOnAdvance)
     for m in steps {
       try? raft.step(m)
     }

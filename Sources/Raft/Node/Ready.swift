@@ -17,7 +17,13 @@ public struct Ready: Sendable {
   /// Entries to append to stable storage.
   public var entries: [Entry]
   /// A snapshot to persist; `isEmpty` when there is none.
-  public var snapshot: Snapshot
+  public var snapshot: Snapshot {
+    get { snapshotBox?.value ?? Snapshot() }
+    set { snapshotBox = newValue.isEmpty ? nil : SnapshotBox(newValue) }
+  }
+  /// Out of line: snapshots are rare and a Ready is copied a few times per iteration.
+  /// Invariant: nil when the snapshot is empty.
+  private var snapshotBox: SnapshotBox?
   /// Committed entries to apply to the state machine.
   public var committedEntries: [Entry]
   /// Messages to send (in sync mode: after the entries and hard state are durable).
@@ -34,15 +40,18 @@ public struct Ready: Sendable {
     self.hardState = hardState
     self.readStates = readStates
     self.entries = entries
-    self.snapshot = snapshot
+    self.snapshotBox = snapshot.isEmpty ? nil : SnapshotBox(snapshot)
     self.committedEntries = committedEntries
     self.messages = messages
     self.mustSync = mustSync
   }
 
+  /// Whether the Ready carries a snapshot to persist (cheaper than `!snapshot.isEmpty`).
+  public var hasSnapshot: Bool { snapshotBox != nil }
+
   /// Whether the Ready holds anything at all.
   public var containsUpdates: Bool {
-    softState != nil || !hardState.isEmpty || !snapshot.isEmpty || !entries.isEmpty
+    softState != nil || !hardState.isEmpty || snapshotBox != nil || !entries.isEmpty
       || !committedEntries.isEmpty || !messages.isEmpty || !readStates.isEmpty
   }
 }
@@ -51,4 +60,11 @@ public struct Ready: Sendable {
 /// term, the vote and log entries must be durable before responding; the commit index need not.
 public func mustSync(_ st: HardState, _ prev: HardState, entryCount: Int) -> Bool {
   entryCount != 0 || st.vote != prev.vote || st.term != prev.term
+}
+
+/// An immutable out-of-line snapshot.
+final class SnapshotBox: Sendable {
+  let value: Snapshot
+
+  init(_ value: Snapshot) { self.value = value }
 }

@@ -12,17 +12,17 @@ public final class Inflights {
   }
 
   /// Position of the oldest message in `buffer`.
-  private var start = 0
+  @exclusivity(unchecked) private var start = 0
   /// Number of messages in the window. Invariant: `0 <= count <= size`.
-  public private(set) var count = 0
+  @exclusivity(unchecked) public private(set) var count = 0
   /// Total payload bytes of the messages in the window.
-  public private(set) var bytes: UInt64 = 0
+  @exclusivity(unchecked) public private(set) var bytes: UInt64 = 0
   /// Maximum number of messages in the window.
   public let size: Int
   /// Maximum total payload bytes in the window; 0 means unlimited.
   public let maxBytes: UInt64
   /// The ring; its length grows by doubling until it reaches `size`.
-  private var buffer: ContiguousArray<Slot> = []
+  @exclusivity(unchecked) private var buffer: ContiguousArray<Slot> = []
 
   /// An empty window of at most `size` messages and `maxBytes` bytes (0 = no byte limit).
   public init(size: Int, maxBytes: UInt64) {

@@ -5,29 +5,29 @@
 /// from the leader's message handling, which calls the methods below.
 public final class Progress: CustomStringConvertible {
   /// Highest log index known to match the leader's log. Invariant: `match < next`.
-  public var match: UInt64
+  @exclusivity(unchecked) public var match: UInt64
   /// Index of the next entry to send. Entries in `(match, next)` are in flight.
-  public var next: UInt64
+  @exclusivity(unchecked) public var next: UInt64
   /// How the leader currently talks to this follower.
-  public var state: ProgressState = .probe
+  @exclusivity(unchecked) public var state: ProgressState = .probe
   /// In `.snapshot`: the leader's last index when it decided a snapshot was needed (the index of
   /// the snapshot it sent). Zero otherwise.
-  public var pendingSnapshot: UInt64 = 0
+  @exclusivity(unchecked) public var pendingSnapshot: UInt64 = 0
   /// Whether the follower has been heard from recently (reset by check-quorum each election
   /// timeout; always true for the leader itself).
-  public var recentActive: Bool
+  @exclusivity(unchecked) public var recentActive: Bool
   /// Whether sending appends is paused: in `.probe` after a probe was sent and until the follower
   /// answers (or a heartbeat response arrives); in `.replicate` while the inflights window is
   /// full.
-  public var msgAppFlowPaused: Bool = false
+  @exclusivity(unchecked) public var msgAppFlowPaused: Bool = false
   /// The highest commit index sent to the follower (in a MsgApp or heartbeat). It may regress
   /// when the flow is reset (probe, rejection). Invariant: in StateSnapshot,
   /// sentCommit == pendingSnapshot == next - 1.
-  public internal(set) var sentCommit: UInt64 = 0
+  @exclusivity(unchecked) public internal(set) var sentCommit: UInt64 = 0
   /// The window of unacknowledged appends (used in `.replicate`).
-  public var inflights: Inflights
+  @exclusivity(unchecked) public var inflights: Inflights
   /// Whether this peer is a learner (tracked, but not voting).
-  public var isLearner: Bool
+  @exclusivity(unchecked) public var isLearner: Bool
 
   /// A follower in `.probe` state.
   public init(

@@ -48,11 +48,16 @@ struct MatchAckIndexer: AckedIndexer {
 /// progress and, during an election, the votes received (etcd-raft's `tracker.ProgressTracker`).
 public final class ProgressTracker {
   /// The active membership configuration.
-  public var config: TrackerConfig
+  @exclusivity(unchecked) public var config: TrackerConfig
   /// Progress of every voter and learner of `config` (and nobody else).
-  public var progress: ProgressMap
+  @exclusivity(unchecked) public var progress: ProgressMap {
+    didSet { rebuildSortedProgress() }
+  }
+  /// `progress` in ascending id order, for `visit` and lookups without hashing.
+  /// Invariant: the same (id, Progress) pairs as `progress`, rebuilt whenever it changes.
+  @exclusivity(unchecked) private var sortedProgress: ContiguousArray<(id: UInt64, pr: Progress)> = []
   /// Votes received in the current election, true = granted.
-  public var votes: [UInt64: Bool]
+  @exclusivity(unchecked) public var votes: [UInt64: Bool]
   /// Window size (messages) of each new `Inflights`.
   public let maxInflight: Int
   /// Window size (bytes) of each new `Inflights`; 0 = unlimited.
@@ -67,6 +72,23 @@ public final class ProgressTracker {
     self.votes = [:]
   }
 
+  private func rebuildSortedProgress() {
+    var sorted = ContiguousArray<(id: UInt64, pr: Progress)>()
+    sorted.reserveCapacity(progress.count)
+    for (id, pr) in progress { sorted.append((id, pr)) }
+    sorted.sort { $0.id < $1.id }
+    sortedProgress = sorted
+  }
+
+  /// The progress of `id`, or nil when it is not tracked. Small configurations are searched
+  /// linearly (cheaper than hashing); large ones use the dictionary.
+  @inline(__always)
+  public func progress(of id: UInt64) -> Progress? {
+    if sortedProgress.count > 16 { return progress[id] }
+    for entry in sortedProgress where entry.id == id { return entry.pr }
+    return nil
+  }
+
   /// A tracker with the given limits, configuration and progress map (no votes).
   public init(maxInflight: Int, maxInflightBytes: UInt64, config: TrackerConfig, progress: ProgressMap) {
     self.maxInflight = maxInflight
@@ -74,6 +96,7 @@ public final class ProgressTracker {
     self.config = config
     self.progress = progress
     self.votes = [:]
+    rebuildSortedProgress()
   }
 
   /// The active configuration as a `ConfState` (all id lists sorted).
@@ -94,26 +117,32 @@ public final class ProgressTracker {
   /// The highest index acknowledged (via `match`) by a quorum of the voters (both halves while
   /// joint).
   public func committed() -> UInt64 {
-    config.voters.committedIndex(MatchAckIndexer(progress: progress))
+    guard config.voters.outgoing.isEmpty else {
+      return config.voters.committedIndex(MatchAckIndexer(progress: progress))
+    }
+    // Not joint: the voters are exactly the tracked peers that are not learners.
+    let n = config.voters.incoming.count
+    if n == 0 { return UInt64.max }
+    return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { scratch in
+      var matches = scratch
+      var i = 0
+      for entry in sortedProgress where !entry.pr.isLearner {
+        precondition(i < n, "more non-learner progress entries than voters")
+        matches.initializeElement(at: i, to: entry.pr.match)
+        i += 1
+      }
+      assert(i == n, "every voter has a progress")
+      matches.sort()
+      defer { _ = matches.deinitialize() }
+      // The index acknowledged by a majority: n/2 + 1 places from the top.
+      return matches[n - (n / 2 + 1)]
+    }
   }
 
   /// Calls `f` for every tracked peer in ascending id order.
   public func visit(_ f: (UInt64, Progress) throws -> Void) rethrows {
-    let n = progress.count
-    if n == 0 { return }
-    try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { scratch in
-      var ids = scratch
-      var i = 0
-      for id in progress.keys {
-        ids.initializeElement(at: i, to: id)
-        i += 1
-      }
-      ids.sort()
-      defer { _ = ids.deinitialize() }
-      for id in ids {
-        try f(id, progress[id]!)
-      }
-    }
+    let snapshot = sortedProgress
+    for entry in snapshot { try f(entry.id, entry.pr) }
   }
 
   /// Whether the voters heard from recently (`recentActive`) form a quorum.
