@@ -138,8 +138,8 @@ public func rewriteScript(_ pieces: [ScriptPiece], handler: (TestData) -> String
       if result.isEmpty { result = "ok" }
       if !result.hasSuffix("\n") { result += "\n" }
       out += result
-      // The blank line that ends the block is part of the verbatim lines that follow, except
-      // at the end of the file.
+    // The blank line that ends the block is part of the verbatim lines that follow, except
+    // at the end of the file.
     }
   }
   return out

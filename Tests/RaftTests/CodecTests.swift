@@ -304,16 +304,25 @@ final class CodecTests: XCTestCase {
       ("message", RaftCodec.encodeMessage(m), { try RaftCodec.decodeMessage($0) }),
       ("batch", RaftCodec.encodeMessages([m, m]), { try RaftCodec.decodeMessages($0) }),
       ("entry", RaftCodec.encodeRecord(m.entries[0]), { try RaftCodec.decodeRecord(Entry.self, from: $0) }),
-      ("hardState", RaftCodec.encodeRecord(HardState(term: .max, vote: 1, commit: 300)), {
-        try RaftCodec.decodeRecord(HardState.self, from: $0)
-      }),
+      (
+        "hardState", RaftCodec.encodeRecord(HardState(term: .max, vote: 1, commit: 300)),
+        {
+          try RaftCodec.decodeRecord(HardState.self, from: $0)
+        }
+      ),
       ("snapshot", RaftCodec.encodeRecord(snap), { try RaftCodec.decodeRecord(Snapshot.self, from: $0) }),
-      ("confChangeV2", RaftCodec.encodeRecord(ConfChangeV2(changes: [ConfChangeSingle(type: .addNode, nodeID: 1)])), {
-        try RaftCodec.decodeRecord(ConfChangeV2.self, from: $0)
-      }),
-      ("confChange", RaftCodec.encodeRecord(ConfChange(id: 1, nodeID: 2, context: [3])), {
-        try RaftCodec.decodeRecord(ConfChange.self, from: $0)
-      }),
+      (
+        "confChangeV2", RaftCodec.encodeRecord(ConfChangeV2(changes: [ConfChangeSingle(type: .addNode, nodeID: 1)])),
+        {
+          try RaftCodec.decodeRecord(ConfChangeV2.self, from: $0)
+        }
+      ),
+      (
+        "confChange", RaftCodec.encodeRecord(ConfChange(id: 1, nodeID: 2, context: [3])),
+        {
+          try RaftCodec.decodeRecord(ConfChange.self, from: $0)
+        }
+      ),
     ]
     for (name, full, decode) in encodings {
       XCTAssertNoThrow(try decode(full), name)

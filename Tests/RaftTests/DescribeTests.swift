@@ -116,7 +116,8 @@ final class DescribeFormatTests: XCTestCase {
   }
 
   func testDescribeSnapshotAndConfState() {
-    let cs = ConfState(voters: [2, 3, 4], learners: [5], votersOutgoing: [1, 2, 3], learnersNext: [1], autoLeave: true)
+    let cs = ConfState(
+      voters: [2, 3, 4], learners: [5], votersOutgoing: [1, 2, 3], learnersNext: [1], autoLeave: true)
     XCTAssertEqual(
       describeConfState(cs), "Voters:[2 3 4] VotersOutgoing:[1 2 3] Learners:[5] LearnersNext:[1] AutoLeave:true")
     let snap = Snapshot(data: [1], metadata: SnapshotMetadata(confState: ConfState(voters: [1, 2]), index: 4, term: 1))
@@ -128,15 +129,18 @@ final class DescribeFormatTests: XCTestCase {
   // MARK: Messages
 
   func testDescribeSimpleMessages() {
-    XCTAssertEqual(describeMessage(Message(type: .msgVote, to: 2, from: 1, term: 1, logTerm: 1, index: 10)),
+    XCTAssertEqual(
+      describeMessage(Message(type: .msgVote, to: 2, from: 1, term: 1, logTerm: 1, index: 10)),
       "1->2 MsgVote Term:1 Log:1/10")
     XCTAssertEqual(
       describeMessage(Message(type: .msgAppResp, to: 1, from: 2, term: 1, index: 3, reject: true, rejectHint: 0)),
       "2->1 MsgAppResp Term:1 Log:0/3 Rejected (Hint: 0)")
-    XCTAssertEqual(describeMessage(Message(type: .msgHeartbeat, to: 3, from: 1, term: 1, commit: 11)),
+    XCTAssertEqual(
+      describeMessage(Message(type: .msgHeartbeat, to: 3, from: 1, term: 1, commit: 11)),
       "1->3 MsgHeartbeat Term:1 Log:0/0 Commit:11")
     // Ids are printed in hex; 0 is None.
-    XCTAssertEqual(describeMessage(Message(type: .msgProp, to: 0, from: 26, term: 2)),
+    XCTAssertEqual(
+      describeMessage(Message(type: .msgProp, to: 0, from: 26, term: 2)),
       "1a->None MsgProp Term:2 Log:0/0")
   }
 
@@ -161,7 +165,8 @@ final class DescribeFormatTests: XCTestCase {
         + "  Snapshot: Index:4 Term:1 ConfState:Voters:[1 2] VotersOutgoing:[] Learners:[] LearnersNext:[] "
         + "AutoLeave:false")
     // An empty snapshot is not shown.
-    XCTAssertEqual(describeMessage(Message(type: .msgSnap, to: 2, from: 1, term: 1, snapshot: Snapshot())),
+    XCTAssertEqual(
+      describeMessage(Message(type: .msgSnap, to: 2, from: 1, term: 1, snapshot: Snapshot())),
       "1->2 MsgSnap Term:1 Log:0/0")
   }
 

@@ -233,26 +233,25 @@ final class LogRaftLogTests: XCTestCase {
 
   func testHasNextCommittedEntriesAndNextCommittedEntries() throws {
     let ents = seq(4, 1, 1, 1)
-    let cases:
-      [(applied: UInt64, applying: UInt64, allowUnstable: Bool, paused: Bool, snap: Bool, want: [Entry])] = [
-        (3, 3, true, false, false, Array(ents[0..<2])),
-        (3, 4, true, false, false, Array(ents[1..<2])),
-        (3, 5, true, false, false, []),
-        (4, 4, true, false, false, Array(ents[1..<2])),
-        (4, 5, true, false, false, []),
-        (5, 5, true, false, false, []),
-        // Only stable entries.
-        (3, 3, false, false, false, Array(ents[0..<1])),
-        (3, 4, false, false, false, []),
-        (3, 5, false, false, false, []),
-        (4, 4, false, false, false, []),
-        (4, 5, false, false, false, []),
-        (5, 5, false, false, false, []),
-        // Paused.
-        (3, 3, true, true, false, []),
-        // A pending snapshot comes first.
-        (3, 3, true, false, true, []),
-      ]
+    let cases: [(applied: UInt64, applying: UInt64, allowUnstable: Bool, paused: Bool, snap: Bool, want: [Entry])] = [
+      (3, 3, true, false, false, Array(ents[0..<2])),
+      (3, 4, true, false, false, Array(ents[1..<2])),
+      (3, 5, true, false, false, []),
+      (4, 4, true, false, false, Array(ents[1..<2])),
+      (4, 5, true, false, false, []),
+      (5, 5, true, false, false, []),
+      // Only stable entries.
+      (3, 3, false, false, false, Array(ents[0..<1])),
+      (3, 4, false, false, false, []),
+      (3, 5, false, false, false, []),
+      (4, 4, false, false, false, []),
+      (4, 5, false, false, false, []),
+      (5, 5, false, false, false, []),
+      // Paused.
+      (3, 3, true, true, false, []),
+      // A pending snapshot comes first.
+      (3, 3, true, false, true, []),
+    ]
     for (i, c) in cases.enumerated() {
       let log = try applyFixture()
       log.appliedTo(c.applied, size: 0)

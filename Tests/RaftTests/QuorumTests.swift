@@ -1,6 +1,5 @@
-import XCTest
-
 import Raft
+import XCTest
 
 /// Acknowledged indexes from a dictionary; ids absent from it are unknown.
 private struct QuorumTestIndexer: AckedIndexer {

@@ -48,7 +48,9 @@ final class RandomClusterTests: XCTestCase {
     func apply(_ n: SimNode, _ entries: [Entry]) throws {
       for e in entries {
         guard e.index > n.lastApplied else { continue }
-        if e.index != n.lastApplied + 1 { throw Violation(description: "node \(n.id) applied \(e.index) after \(n.lastApplied)") }
+        if e.index != n.lastApplied + 1 {
+          throw Violation(description: "node \(n.id) applied \(e.index) after \(n.lastApplied)")
+        }
         n.applied[e.index] = e
         n.lastApplied = e.index
         for other in nodes where other !== n {

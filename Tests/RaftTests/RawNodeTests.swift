@@ -8,7 +8,8 @@ import XCTest
 final class RawNodeTests: XCTestCase {
   func makeStorage(voters: [UInt64], index: UInt64 = 1) throws -> MemoryStorage {
     let s = MemoryStorage()
-    try s.applySnapshot(Snapshot(metadata: SnapshotMetadata(confState: ConfState(voters: voters), index: index, term: 1)))
+    try s.applySnapshot(
+      Snapshot(metadata: SnapshotMetadata(confState: ConfState(voters: voters), index: index, term: 1)))
     return s
   }
 

@@ -28,7 +28,8 @@ final class ScenarioTests: XCTestCase {
         while got.hasSuffix("\n") { got.removeLast() }
         if got != d.expected {
           mismatches += 1
-          XCTFail("\(d.pos): \(d.header.split(separator: "\n").first ?? "")\n--- expected\n\(d.expected)\n--- got\n\(got)")
+          XCTFail(
+            "\(d.pos): \(d.header.split(separator: "\n").first ?? "")\n--- expected\n\(d.expected)\n--- got\n\(got)")
         }
       }
       XCTAssertEqual(mismatches, 0, "\(file): \(mismatches) directives differ")

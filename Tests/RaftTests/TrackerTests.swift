@@ -1,6 +1,7 @@
 import Raft
-import class Raft.Progress
 import XCTest
+
+import class Raft.Progress
 
 final class TrackerInflightsTests: XCTestCase {
   func testCountLimitAndFreeLE() {

@@ -167,38 +167,51 @@ final class LogUnstableTests: XCTestCase {
       var wantCount: Int
     }
     let cases = [
-      Case(entries: [], offset: 0, inProgress: 0, snapshot: nil, index: 5, term: 1,
-           wantOffset: 0, wantInProgress: 0, wantCount: 0),
+      Case(
+        entries: [], offset: 0, inProgress: 0, snapshot: nil, index: 5, term: 1,
+        wantOffset: 0, wantInProgress: 0, wantCount: 0),
       // Stable to the first entry.
-      Case(entries: seq(5, 1), offset: 5, inProgress: 6, snapshot: nil, index: 5, term: 1,
-           wantOffset: 6, wantInProgress: 6, wantCount: 0),
-      Case(entries: seq(5, 1, 1), offset: 5, inProgress: 6, snapshot: nil, index: 5, term: 1,
-           wantOffset: 6, wantInProgress: 6, wantCount: 1),
+      Case(
+        entries: seq(5, 1), offset: 5, inProgress: 6, snapshot: nil, index: 5, term: 1,
+        wantOffset: 6, wantInProgress: 6, wantCount: 0),
+      Case(
+        entries: seq(5, 1, 1), offset: 5, inProgress: 6, snapshot: nil, index: 5, term: 1,
+        wantOffset: 6, wantInProgress: 6, wantCount: 1),
       // In progress beyond the stable point is kept.
-      Case(entries: seq(5, 1, 1), offset: 5, inProgress: 7, snapshot: nil, index: 5, term: 1,
-           wantOffset: 6, wantInProgress: 7, wantCount: 1),
+      Case(
+        entries: seq(5, 1, 1), offset: 5, inProgress: 7, snapshot: nil, index: 5, term: 1,
+        wantOffset: 6, wantInProgress: 7, wantCount: 1),
       // Term mismatch (the ABA case): ignored.
-      Case(entries: seq(6, 2), offset: 6, inProgress: 7, snapshot: nil, index: 6, term: 1,
-           wantOffset: 6, wantInProgress: 7, wantCount: 1),
+      Case(
+        entries: seq(6, 2), offset: 6, inProgress: 7, snapshot: nil, index: 6, term: 1,
+        wantOffset: 6, wantInProgress: 7, wantCount: 1),
       // Index before the unstable entries: ignored.
-      Case(entries: seq(5, 1), offset: 5, inProgress: 6, snapshot: nil, index: 4, term: 1,
-           wantOffset: 5, wantInProgress: 6, wantCount: 1),
-      Case(entries: seq(5, 1), offset: 5, inProgress: 6, snapshot: nil, index: 4, term: 2,
-           wantOffset: 5, wantInProgress: 6, wantCount: 1),
+      Case(
+        entries: seq(5, 1), offset: 5, inProgress: 6, snapshot: nil, index: 4, term: 1,
+        wantOffset: 5, wantInProgress: 6, wantCount: 1),
+      Case(
+        entries: seq(5, 1), offset: 5, inProgress: 6, snapshot: nil, index: 4, term: 2,
+        wantOffset: 5, wantInProgress: 6, wantCount: 1),
       // With a snapshot.
-      Case(entries: seq(5, 1), offset: 5, inProgress: 6, snapshot: snap(4, 1), index: 5, term: 1,
-           wantOffset: 6, wantInProgress: 6, wantCount: 0),
-      Case(entries: seq(5, 1, 1), offset: 5, inProgress: 6, snapshot: snap(4, 1), index: 5, term: 1,
-           wantOffset: 6, wantInProgress: 6, wantCount: 1),
-      Case(entries: seq(5, 1, 1), offset: 5, inProgress: 7, snapshot: snap(4, 1), index: 5, term: 1,
-           wantOffset: 6, wantInProgress: 7, wantCount: 1),
-      Case(entries: seq(6, 2), offset: 6, inProgress: 7, snapshot: snap(5, 1), index: 6, term: 1,
-           wantOffset: 6, wantInProgress: 7, wantCount: 1),
+      Case(
+        entries: seq(5, 1), offset: 5, inProgress: 6, snapshot: snap(4, 1), index: 5, term: 1,
+        wantOffset: 6, wantInProgress: 6, wantCount: 0),
+      Case(
+        entries: seq(5, 1, 1), offset: 5, inProgress: 6, snapshot: snap(4, 1), index: 5, term: 1,
+        wantOffset: 6, wantInProgress: 6, wantCount: 1),
+      Case(
+        entries: seq(5, 1, 1), offset: 5, inProgress: 7, snapshot: snap(4, 1), index: 5, term: 1,
+        wantOffset: 6, wantInProgress: 7, wantCount: 1),
+      Case(
+        entries: seq(6, 2), offset: 6, inProgress: 7, snapshot: snap(5, 1), index: 6, term: 1,
+        wantOffset: 6, wantInProgress: 7, wantCount: 1),
       // The snapshot's index: ignored.
-      Case(entries: seq(5, 1), offset: 5, inProgress: 6, snapshot: snap(4, 1), index: 4, term: 1,
-           wantOffset: 5, wantInProgress: 6, wantCount: 1),
-      Case(entries: seq(5, 2), offset: 5, inProgress: 6, snapshot: snap(4, 2), index: 4, term: 1,
-           wantOffset: 5, wantInProgress: 6, wantCount: 1),
+      Case(
+        entries: seq(5, 1), offset: 5, inProgress: 6, snapshot: snap(4, 1), index: 4, term: 1,
+        wantOffset: 5, wantInProgress: 6, wantCount: 1),
+      Case(
+        entries: seq(5, 2), offset: 5, inProgress: 6, snapshot: snap(4, 2), index: 4, term: 1,
+        wantOffset: 5, wantInProgress: 6, wantCount: 1),
     ]
     for (i, c) in cases.enumerated() {
       var u = Unstable(entries: c.entries, offset: c.offset, offsetInProgress: c.inProgress, snapshot: c.snapshot)
@@ -256,26 +269,35 @@ final class LogUnstableTests: XCTestCase {
     }
     let cases = [
       // Append at the end.
-      Case(entries: seq(5, 1), offset: 5, inProgress: 5, append: seq(6, 1, 1),
-           wantOffset: 5, wantInProgress: 5, want: seq(5, 1, 1, 1)),
-      Case(entries: seq(5, 1), offset: 5, inProgress: 6, append: seq(6, 1, 1),
-           wantOffset: 5, wantInProgress: 6, want: seq(5, 1, 1, 1)),
+      Case(
+        entries: seq(5, 1), offset: 5, inProgress: 5, append: seq(6, 1, 1),
+        wantOffset: 5, wantInProgress: 5, want: seq(5, 1, 1, 1)),
+      Case(
+        entries: seq(5, 1), offset: 5, inProgress: 6, append: seq(6, 1, 1),
+        wantOffset: 5, wantInProgress: 6, want: seq(5, 1, 1, 1)),
       // Replace everything.
-      Case(entries: seq(5, 1), offset: 5, inProgress: 5, append: seq(5, 2, 2),
-           wantOffset: 5, wantInProgress: 5, want: seq(5, 2, 2)),
-      Case(entries: seq(5, 1), offset: 5, inProgress: 5, append: seq(4, 2, 2, 2),
-           wantOffset: 4, wantInProgress: 4, want: seq(4, 2, 2, 2)),
-      Case(entries: seq(5, 1), offset: 5, inProgress: 6, append: seq(5, 2, 2),
-           wantOffset: 5, wantInProgress: 5, want: seq(5, 2, 2)),
+      Case(
+        entries: seq(5, 1), offset: 5, inProgress: 5, append: seq(5, 2, 2),
+        wantOffset: 5, wantInProgress: 5, want: seq(5, 2, 2)),
+      Case(
+        entries: seq(5, 1), offset: 5, inProgress: 5, append: seq(4, 2, 2, 2),
+        wantOffset: 4, wantInProgress: 4, want: seq(4, 2, 2, 2)),
+      Case(
+        entries: seq(5, 1), offset: 5, inProgress: 6, append: seq(5, 2, 2),
+        wantOffset: 5, wantInProgress: 5, want: seq(5, 2, 2)),
       // Truncate the tail, then append.
-      Case(entries: seq(5, 1, 1, 1), offset: 5, inProgress: 5, append: seq(6, 2),
-           wantOffset: 5, wantInProgress: 5, want: seq(5, 1, 2)),
-      Case(entries: seq(5, 1, 1, 1), offset: 5, inProgress: 5, append: seq(7, 2, 2),
-           wantOffset: 5, wantInProgress: 5, want: seq(5, 1, 1, 2, 2)),
-      Case(entries: seq(5, 1, 1, 1), offset: 5, inProgress: 6, append: seq(6, 2),
-           wantOffset: 5, wantInProgress: 6, want: seq(5, 1, 2)),
-      Case(entries: seq(5, 1, 1, 1), offset: 5, inProgress: 7, append: seq(6, 2),
-           wantOffset: 5, wantInProgress: 6, want: seq(5, 1, 2)),
+      Case(
+        entries: seq(5, 1, 1, 1), offset: 5, inProgress: 5, append: seq(6, 2),
+        wantOffset: 5, wantInProgress: 5, want: seq(5, 1, 2)),
+      Case(
+        entries: seq(5, 1, 1, 1), offset: 5, inProgress: 5, append: seq(7, 2, 2),
+        wantOffset: 5, wantInProgress: 5, want: seq(5, 1, 1, 2, 2)),
+      Case(
+        entries: seq(5, 1, 1, 1), offset: 5, inProgress: 6, append: seq(6, 2),
+        wantOffset: 5, wantInProgress: 6, want: seq(5, 1, 2)),
+      Case(
+        entries: seq(5, 1, 1, 1), offset: 5, inProgress: 7, append: seq(6, 2),
+        wantOffset: 5, wantInProgress: 6, want: seq(5, 1, 2)),
     ]
     for (i, c) in cases.enumerated() {
       var u = Unstable(entries: c.entries, offset: c.offset, offsetInProgress: c.inProgress)

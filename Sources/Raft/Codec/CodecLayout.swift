@@ -84,7 +84,7 @@ enum MessageFlags {
 /// (about 15 ns even when it is nil), so the encoder asks only here, once per message and pass.
 @inline(__always)
 func codecHasSnapshot(_ m: Message) -> Bool {
-  m.snapshot != nil
+  m.hasSnapshot
 }
 
 /// Smallest encoded sizes of list elements, used to reject impossible counts before allocating.

@@ -67,7 +67,8 @@ extension Raft {
     // Defence in depth: much of the code assumes we are in the tracker.
     // (learnersNext need not be checked: its members are in votersOutgoing.)
     guard cs.voters.contains(id) || cs.learners.contains(id) || cs.votersOutgoing.contains(id) else {
-      logger.warning("\(hx(id)) attempted to restore snapshot but it is not in the ConfState \(cs); should never happen")
+      logger.warning(
+        "\(hx(id)) attempted to restore snapshot but it is not in the ConfState \(cs); should never happen")
       return false
     }
 

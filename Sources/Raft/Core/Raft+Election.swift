@@ -193,7 +193,8 @@ extension Raft {
         continue
       }
       logger.info(
-        "\(hx(id)) [logterm: \(lastTerm), index: \(lastIndex)] sent \(voteType) request to \(hx(voter)) at term \(term)")
+        "\(hx(id)) [logterm: \(lastTerm), index: \(lastIndex)] sent \(voteType) request to \(hx(voter)) at term \(term)"
+      )
       send(
         Message(
           type: voteType, to: voter, term: voteTerm, logTerm: lastTerm, index: lastIndex,

@@ -218,8 +218,7 @@ extension Raft {
       send(Message(type: .msgAppResp, to: m.from, index: raftLog.committed))
       return
     }
-    if let lastNew = raftLog.maybeAppend(index: m.index, logTerm: m.logTerm, committed: m.commit, entries: m.entries)
-    {
+    if let lastNew = raftLog.maybeAppend(index: m.index, logTerm: m.logTerm, committed: m.commit, entries: m.entries) {
       send(Message(type: .msgAppResp, to: m.from, index: lastNew))
       return
     }

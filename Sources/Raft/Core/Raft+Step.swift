@@ -54,7 +54,8 @@ extension Raft {
           // The entries may have been overwritten in the unstable log in a later term: not
           // stable (see the ABA note at RawNode.storageAppendResponse).
           logger.info(
-            "\(hx(id)) [term: \(term)] ignored entry appends from a \(m.type) message with lower term [term: \(m.term)]")
+            "\(hx(id)) [term: \(term)] ignored entry appends from a \(m.type) message with lower term [term: \(m.term)]"
+          )
         }
         if let snap = m.snapshot {
           // A snapshot carries committed state: its application stands whatever the term.

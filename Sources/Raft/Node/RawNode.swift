@@ -193,10 +193,10 @@ public final class RawNode {
       if needStorageAppendResponse(rd) { stepsOnAdvance.append(storageAppendResponse(rd)) }
       if !rd.committedEntries.isEmpty { stepsOnAdvance.append(storageApplyResponse(rd.committedEntries)) }
     }
-    // The Ready holds the message arrays now: start new ones rather than clearing shared ones
-    // (which would copy their capacity).
-    raft.msgs = []
-    raft.msgsAfterAppend = []
+    // The Ready shares the message buffers: clearing one allocates a fresh buffer of the same
+    // capacity (no regrowth on the next appends); an empty one is left alone (no allocation).
+    if !raft.msgs.isEmpty { raft.msgs.removeAll(keepingCapacity: true) }
+    if !raft.msgsAfterAppend.isEmpty { raft.msgsAfterAppend.removeAll(keepingCapacity: true) }
     raft.raftLog.acceptUnstable()
     if let last = rd.committedEntries.last {
       raft.raftLog.acceptApplying(
@@ -233,6 +233,9 @@ public final class RawNode {
     for m in steps {
       try? raft.step(m)
     }
+    // Reuse the buffer for the next Ready (it is uniquely ours again).
+    steps.removeAll(keepingCapacity: true)
+    if stepsOnAdvance.isEmpty { swap(&steps, &stepsOnAdvance) }
   }
 
   /// The node's status, with a copy of the progress of every peer on a leader.

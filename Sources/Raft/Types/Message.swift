@@ -29,6 +29,9 @@ public struct Message: Sendable, Equatable {
     set { extras = MessageExtras.make(snapshot: newValue, context: context, responses: responses) }
   }
 
+  /// Whether the message carries a snapshot (cheaper than `snapshot != nil`).
+  public var hasSnapshot: Bool { extras?.snapshot != nil }
+
   /// Opaque context: the ReadIndex request context of heartbeats, the campaign type of votes.
   public var context: [UInt8] {
     get { extras?.context ?? [] }
