@@ -118,7 +118,7 @@ public struct Config {
         "max inflight bytes must be >= max message size (\(maxInflightBytes) < \(maxSizePerMsg))")
     }
     if readOnlyOption == .leaseBased && !checkQuorum {
-      throw RaftError.invalidConfig("CheckQuorum must be enabled when ReadOnlyOption is leaseBased")
+      throw RaftError.invalidConfig("CheckQuorum must be enabled when ReadOnlyOption is ReadOnlyLeaseBased")
     }
   }
 }

@@ -29,6 +29,9 @@ extension Raft {
   func maybeSendAppend(to: UInt64, sendIfEmpty: Bool) -> Bool {
     guard let pr = tracker.progress(of: to) else { return false }
     if pr.isPaused { return false }
+    // Nothing to send and no empty append wanted: skip the log lookups. (The follower's next
+    // is at most lastIndex + 1, so the term lookup below could not fail in this case.)
+    if !sendIfEmpty && pr.next > raftLog.lastIndex() { return false }
 
     let prevIndex = pr.next - 1
     let prevTerm: UInt64

@@ -154,3 +154,38 @@ extension ConfChangeSingle {
     return s
   }
 }
+
+extension ConfChangeTransition: CustomStringConvertible {
+  /// etcd-raft's spelling (`ConfChangeTransitionAuto`, ...).
+  public var description: String {
+    switch self {
+    case .auto: return "ConfChangeTransitionAuto"
+    case .jointImplicit: return "ConfChangeTransitionJointImplicit"
+    case .jointExplicit: return "ConfChangeTransitionJointExplicit"
+    }
+  }
+}
+
+extension ConfChange: CustomStringConvertible {
+  /// `type:ConfChangeAddNode node_id:2`, the text form etcd-raft logs.
+  public var description: String { "type:\(type) node_id:\(nodeID)" }
+}
+
+extension ConfChangeV2: CustomStringConvertible {
+  /// `transition:ConfChangeTransitionAuto changes:{type:ConfChangeAddNode node_id:2}`, the text
+  /// form etcd-raft logs.
+  public var description: String {
+    var s = "transition:\(transition)"
+    for c in changes { s += " changes:{type:\(c.type) node_id:\(c.nodeID)}" }
+    return s
+  }
+}
+
+extension AnyConfChange: CustomStringConvertible {
+  public var description: String {
+    switch self {
+    case .v1(let cc): return cc.description
+    case .v2(let cc): return cc.description
+    }
+  }
+}
