@@ -87,6 +87,33 @@ private func assertCodecError<T>(
   }
 }
 
+/// Checks the body API of `value`: appended after existing bytes it takes exactly `encodedSize`,
+/// matches its record minus the version byte, decodes back through both buffer forms with the
+/// cursor ending at the end, and every truncation throws without moving the cursor.
+private func assertBodyRoundTrip<T: RaftCodable & Equatable>(
+  _ value: T, file: StaticString = #filePath, line: UInt = #line
+) throws {
+  var buf: [UInt8] = [0xEE]
+  RaftCodec.encode(value, into: &buf)
+  XCTAssertEqual(buf[0], 0xEE, file: file, line: line)
+  XCTAssertEqual(buf.count - 1, RaftCodec.encodedSize(value), file: file, line: line)
+  XCTAssertEqual(RaftCodec.encodeRecord(value), [RaftCodec.version] + buf.dropFirst(), file: file, line: line)
+  var off = 1
+  XCTAssertEqual(try RaftCodec.decode(T.self, from: buf, offset: &off), value, file: file, line: line)
+  XCTAssertEqual(off, buf.count, file: file, line: line)
+  try buf.withUnsafeBytes { raw in
+    var rawOff = 1
+    XCTAssertEqual(try RaftCodec.decode(T.self, from: raw, offset: &rawOff), value, file: file, line: line)
+    XCTAssertEqual(rawOff, raw.count, file: file, line: line)
+  }
+  for n in 1..<buf.count {
+    var cut = 1
+    XCTAssertThrowsError(
+      try RaftCodec.decode(T.self, from: Array(buf[0..<n]), offset: &cut), "prefix \(n)", file: file, line: line)
+    XCTAssertEqual(cut, 1, file: file, line: line)
+  }
+}
+
 final class CodecTests: XCTestCase {
   // MARK: Round trips
 
@@ -108,13 +135,13 @@ final class CodecTests: XCTestCase {
     XCTAssertEqual(buf[0], 0xEE)
     var offset = 1
     for e in entries {
-      XCTAssertEqual(try RaftCodec.decodeEntry(buf, offset: &offset), e)
+      XCTAssertEqual(try RaftCodec.decode(Entry.self, from: buf, offset: &offset), e)
     }
     XCTAssertEqual(offset, buf.count)
     // The same through the raw buffer API.
     try buf.withUnsafeBytes { raw in
       var off = 1
-      for e in entries { XCTAssertEqual(try RaftCodec.decodeEntry(raw, offset: &off), e) }
+      for e in entries { XCTAssertEqual(try RaftCodec.decode(Entry.self, from: raw, offset: &off), e) }
       XCTAssertEqual(off, raw.count)
     }
     for e in entries {
@@ -148,7 +175,7 @@ final class CodecTests: XCTestCase {
       RaftCodec.encode(cs, into: &out)
       XCTAssertEqual(out.count, RaftCodec.encodedSize(cs))
       var off = 0
-      XCTAssertEqual(try RaftCodec.decodeConfState(out, offset: &off), cs)
+      XCTAssertEqual(try RaftCodec.decode(ConfState.self, from: out, offset: &off), cs)
       XCTAssertEqual(try RaftCodec.decodeRecord(ConfState.self, from: RaftCodec.encodeRecord(cs)), cs)
       let md = SnapshotMetadata(confState: cs, index: UInt64.max, term: 0)
       XCTAssertEqual(try RaftCodec.decodeRecord(SnapshotMetadata.self, from: RaftCodec.encodeRecord(md)), md)
@@ -158,7 +185,7 @@ final class CodecTests: XCTestCase {
         RaftCodec.encode(snap, into: &sout)
         XCTAssertEqual(sout.count, RaftCodec.encodedSize(snap))
         var soff = 0
-        XCTAssertEqual(try RaftCodec.decodeSnapshot(sout, offset: &soff), snap)
+        XCTAssertEqual(try RaftCodec.decode(Snapshot.self, from: sout, offset: &soff), snap)
         XCTAssertEqual(soff, sout.count)
       }
     }
@@ -181,6 +208,31 @@ final class CodecTests: XCTestCase {
       XCTAssertEqual(rec.count, RaftCodec.encodedRecordSize(cc))
       XCTAssertEqual(try RaftCodec.decodeRecord(ConfChangeV2.self, from: rec), cc)
     }
+  }
+
+  func testEveryTypeThroughTheBodyAPI() throws {
+    let cs = ConfState(voters: [1, 300], learners: [4], votersOutgoing: [1], learnersNext: [2], autoLeave: true)
+    let snap = Snapshot(data: [1, 2], metadata: SnapshotMetadata(confState: cs, index: 9, term: 2))
+    try assertBodyRoundTrip(Entry(term: 3, index: 4, type: .confChange, data: [1, 2, 3]))
+    try assertBodyRoundTrip(Entry(term: 70000, index: 5))
+    try assertBodyRoundTrip(HardState(term: .max, vote: 1, commit: 300))
+    try assertBodyRoundTrip(ConfState())
+    try assertBodyRoundTrip(cs)
+    try assertBodyRoundTrip(snap.metadata)
+    try assertBodyRoundTrip(snap)
+    try assertBodyRoundTrip(Message(type: .msgHup))
+    try assertBodyRoundTrip(
+      Message(
+        type: .msgStorageAppend, to: 2, from: 1, term: 3, logTerm: 2, index: 300,
+        entries: [Entry(term: 3, index: 301, data: [9])], commit: 1, vote: 2, snapshot: snap, reject: true,
+        rejectHint: 5, context: [7], responses: [Message(type: .msgStorageAppendResp, to: 1, index: 3)]))
+    try assertBodyRoundTrip(ConfChange(id: 1, type: .addLearnerNode, nodeID: 2, context: [3]))
+    try assertBodyRoundTrip(ConfChangeV2())
+    try assertBodyRoundTrip(
+      ConfChangeV2(
+        transition: .jointImplicit,
+        changes: [ConfChangeSingle(type: .addNode, nodeID: 1), ConfChangeSingle(type: .removeNode, nodeID: 300)],
+        context: [4]))
   }
 
   func testMessageRoundTrips() throws {
@@ -374,7 +426,7 @@ final class CodecTests: XCTestCase {
       // Cursor decoding from arbitrary offsets, including out-of-range ones.
       var off = Int.random(in: -2...(bytes.count + 2), using: &rng)
       let start = off
-      if (try? RaftCodec.decodeEntry(bytes, offset: &off)) == nil { XCTAssertEqual(off, start) }
+      if (try? RaftCodec.decode(Entry.self, from: bytes, offset: &off)) == nil { XCTAssertEqual(off, start) }
     }
     XCTAssertGreaterThan(decoded, 0)
   }
@@ -424,7 +476,7 @@ final class CodecTests: XCTestCase {
   func testReservedBitsAndNonCanonicalRejected() {
     assertCodecError(.reservedBits, offset: 0) {
       var off = 0
-      return try RaftCodec.decodeEntry([0x08, 1, 1], offset: &off)
+      return try RaftCodec.decode(Entry.self, from: [0x08, 1, 1], offset: &off)
     }
     assertCodecError(.reservedBits, offset: 1) { try RaftCodec.decodeRecord(ConfState.self, from: [1, 0x20]) }
     // Message flags bit 13.
@@ -501,7 +553,7 @@ final class CodecTests: XCTestCase {
     assertCodecError(.trailingBytes, offset: rec.count) { try RaftCodec.decodeRecord(HardState.self, from: rec + [0]) }
     // Cursor decoding does not care what follows.
     var off = 0
-    XCTAssertEqual(try RaftCodec.decodeMessage(Array(bytes.dropFirst()) + [0xFF], offset: &off).to, 1)
+    XCTAssertEqual(try RaftCodec.decode(Message.self, from: Array(bytes.dropFirst()) + [0xFF], offset: &off).to, 1)
     XCTAssertEqual(off, bytes.count - 1)
   }
 
@@ -576,14 +628,14 @@ final class CodecTests: XCTestCase {
   func testFailedCursorDecodeLeavesOffset() {
     let bytes: [UInt8] = [0x00, 0x01, 0x02, 0x04, 0x01]
     var off = 0
-    XCTAssertEqual(try RaftCodec.decodeEntry(bytes, offset: &off), Entry(term: 1, index: 2))
+    XCTAssertEqual(try RaftCodec.decode(Entry.self, from: bytes, offset: &off), Entry(term: 1, index: 2))
     XCTAssertEqual(off, 3)
-    XCTAssertThrowsError(try RaftCodec.decodeEntry(bytes, offset: &off))
+    XCTAssertThrowsError(try RaftCodec.decode(Entry.self, from: bytes, offset: &off))
     XCTAssertEqual(off, 3)
     var bad = -1
-    XCTAssertThrowsError(try RaftCodec.decodeEntry(bytes, offset: &bad))
+    XCTAssertThrowsError(try RaftCodec.decode(Entry.self, from: bytes, offset: &bad))
     bad = 99
-    XCTAssertThrowsError(try RaftCodec.decodeEntry(bytes, offset: &bad))
+    XCTAssertThrowsError(try RaftCodec.decode(Entry.self, from: bytes, offset: &bad))
     XCTAssertEqual(bad, 99)
   }
 }

@@ -105,17 +105,10 @@ extension RaftCodec {
     return n
   }
 
-  /// Size of a list of entries: count, then the entries.
-  static func entryListSize(_ es: [Entry]) -> Int {
-    var n = codecVarintLength(UInt64(es.count))
-    for e in es { n += encodedSize(e) }
-    return n
-  }
-
-  /// Size of a list of messages: count, then the messages.
-  static func messageListSize(_ ms: [Message]) -> Int {
-    var n = codecVarintLength(UInt64(ms.count))
-    for m in ms { n += encodedSize(m) }
+  /// Size of a list of bodies (entries, messages): count, then the bodies.
+  static func listSize<T: RaftCodable>(_ values: [T]) -> Int {
+    var n = codecVarintLength(UInt64(values.count))
+    for v in values { n += encodedSize(v) }
     return n
   }
 }
