@@ -164,4 +164,47 @@ final class RawNodeTests: XCTestCase {
     }
     XCTAssertGreaterThan(appliedIndex, 5)
   }
+
+  /// Messages no correct peer sends are refused or ignored, never trapped on: term 0 (which
+  /// would bypass the term checks), term UInt64.max, and indexes at UInt64.max.
+  func testMalformedPeerMessagesAreRefusedWithoutCrashing() throws {
+    let s = try makeStorage(voters: [1, 2, 3])
+    var cfg = Config(id: 1, storage: s)
+    cfg.randomSeed = 5
+    let node = try RawNode(config: cfg)
+    XCTAssertThrowsError(try node.step(Message(type: .msgHeartbeat, to: 1, from: 2, commit: 1))) {
+      guard case RaftError.invalidMessage = $0 else { return XCTFail("\($0)") }
+    }
+    XCTAssertThrowsError(try node.step(Message(type: .msgVote, to: 1, from: 2, term: .max))) {
+      guard case RaftError.invalidMessage = $0 else { return XCTFail("\($0)") }
+    }
+    // A MsgApp anchored at UInt64.max is rejected like any mismatching append.
+    try node.step(Message(type: .msgApp, to: 1, from: 2, term: 2, logTerm: 2, index: .max, commit: 1))
+    var rd = node.ready()
+    let rejection = rd.messages.first { $0.type == .msgAppResp }
+    XCTAssertEqual(rejection?.reject, true)
+    node.advance(rd)
+    // A snapshot at UInt64.max is ignored.
+    let bad = Snapshot(metadata: SnapshotMetadata(confState: ConfState(voters: [1, 2, 3]), index: .max, term: 2))
+    try node.step(Message(type: .msgSnap, to: 1, from: 2, term: 2, snapshot: bad))
+    rd = node.ready()
+    XCTAssertTrue(rd.snapshot.isEmpty)
+    node.advance(rd)
+
+    // A leader ignores an acknowledgement past its last index.
+    let leaderStorage = try makeStorage(voters: [1, 2])
+    var lcfg = Config(id: 1, storage: leaderStorage)
+    lcfg.randomSeed = 9
+    let leader = try RawNode(config: lcfg)
+    try leader.campaign()
+    _ = leader.ready()
+    leader.advance()
+    try leader.step(Message(type: .msgVoteResp, to: 1, from: 2, term: 1))
+    XCTAssertEqual(leader.basicStatus().softState.raftState, .leader)
+    try leader.step(Message(type: .msgAppResp, to: 1, from: 2, term: 1, index: .max))
+    XCTAssertEqual(leader.status().progress[2]?.match, 0)
+    // A rejection hinting at UInt64.max does not trap either.
+    try leader.step(
+      Message(type: .msgAppResp, to: 1, from: 2, term: 1, logTerm: 1, index: 1, reject: true, rejectHint: .max))
+  }
 }

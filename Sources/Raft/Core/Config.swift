@@ -39,7 +39,8 @@ public struct Config {
   /// Hand storage work out as MsgStorageAppend / MsgStorageApply messages instead of Ready
   /// fields acknowledged by `advance()`.
   public var asyncStorageWrites: Bool
-  /// Byte limit of the entries in one MsgApp (`Entry.size`). 0: one entry per message.
+  /// Byte limit of the entries in one MsgApp (`Entry.size`); a message always carries at least
+  /// one entry. 0: one entry per message. Default 1 MiB (etcd-raft leaves it to the caller).
   public var maxSizePerMsg: UInt64
   /// Byte limit of the committed entries being applied at once (across Readys in async mode).
   /// 0 means "same as maxSizePerMsg".
@@ -68,7 +69,7 @@ public struct Config {
   public var randomSeed: UInt64
 
   /// A configuration with etcd-raft's usual defaults: election 10 ticks, heartbeat 1 tick,
-  /// no message size limit, 256 in-flight messages, a random seed.
+  /// 1 MiB per MsgApp, 256 in-flight messages, a random seed.
   public init(id: UInt64, electionTick: Int = 10, heartbeatTick: Int = 1, storage: Storage) {
     self.id = id
     self.electionTick = electionTick
@@ -76,7 +77,7 @@ public struct Config {
     self.storage = storage
     self.applied = 0
     self.asyncStorageWrites = false
-    self.maxSizePerMsg = noLimit
+    self.maxSizePerMsg = 1 << 20
     self.maxCommittedSizePerReady = 0
     self.maxUncommittedEntriesSize = 0
     self.maxInflightMsgs = 256

@@ -57,6 +57,11 @@ extension Raft {
   /// when the snapshot is ignored (stale, or not for a configuration containing us).
   func restore(_ s: Snapshot) -> Bool {
     if s.metadata.index <= raftLog.committed { return false }
+    // The log resumes at index + 1: a snapshot at UInt64.max is malformed.
+    if s.metadata.index == UInt64.max {
+      logger.warning("\(hx(id)) ignored a snapshot at index \(s.metadata.index): no index can follow it")
+      return false
+    }
     if state != .follower {
       // Defence in depth: only followers restore snapshots.
       logger.warning("\(hx(id)) attempted to restore snapshot as leader; should never happen")

@@ -173,6 +173,13 @@ extension Raft {
       return
     }
 
+    // Within a term the leader's log only grows, so no honest follower acknowledges past its
+    // end: such an ack is malformed (and would overflow next = index + 1).
+    guard m.index <= raftLog.lastIndex() else {
+      logger.warning(
+        "\(hx(id)) ignored MsgAppResp from \(hx(m.from)) acknowledging index \(m.index) beyond the last index \(raftLog.lastIndex())")
+      return
+    }
     // Update on a new match, or when an ack at the current match can move a probing follower
     // back to replicate (a snapshot follower needs a real match past the log's start).
     guard pr.maybeUpdate(m.index) || (pr.match == m.index && pr.state == .probe) else { return }

@@ -89,7 +89,8 @@ public final class Raft {
     disableProposalForwarding = c.disableProposalForwarding
     disableConfChangeValidation = c.disableConfChangeValidation
     stepDownOnRemoval = c.stepDownOnRemoval
-    random = SplitMix64(seed: c.randomSeed)
+    // Mixed with the id so that nodes sharing one Config still draw different timeouts.
+    random = SplitMix64(seed: c.randomSeed ^ (c.id &* 0x9E37_79B9_7F4A_7C15))
 
     let (cfg, progress) = try restoreConfState(Changer(tracker: tracker, lastIndex: raftLog.lastIndex()), cs)
     assertConfStatesEquivalent(cs, switchToConfig(cfg, progress))

@@ -323,7 +323,8 @@ public final class RaftLog: CustomStringConvertible {
     if let t = unstable.maybeTerm(i) { return t }
     // The valid range is [firstIndex-1, lastIndex]: the term of the entry before the first one
     // is kept for matching even though the entry itself is compacted.
-    if i + 1 < firstIndex() { throw .compacted }
+    // (Wrapping: an index of UInt64.max from a peer is simply not in the log.)
+    if i &+ 1 < firstIndex() { throw .compacted }
     if i > lastIndex() { throw .unavailable }
     do {
       return try storage.term(i)

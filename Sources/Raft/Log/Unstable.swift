@@ -123,9 +123,9 @@ public struct Unstable {
   /// `nextEntries` / `nextSnapshot` no longer return it. Later additions are returned again
   /// until the next call.
   mutating func acceptInProgress() {
-    if let last = buffer.last, entryCount > 0 {
-      offsetInProgress = last.index + 1
-    }
+    // Equal to last.index + 1 while the entries are contiguous from offset (the invariant),
+    // and free of overflow.
+    if entryCount > 0 { offsetInProgress = offset + UInt64(entryCount) }
     if hasSnapshot { snapshotInProgress = true }
   }
 

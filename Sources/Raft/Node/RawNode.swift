@@ -80,6 +80,15 @@ public final class RawNode {
     // Local messages are only taken from the local storage threads.
     let fromLocalThread = m.from == localAppendThread || m.from == localApplyThread
     if m.type.isLocal && !fromLocalThread { throw RaftError.stepLocalMessage }
+    if !fromLocalThread {
+      // Between peers only proposals and read requests travel without a term (they are
+      // forwarded like local requests); anything else with term 0 would bypass the term checks.
+      if m.term == 0 && m.type != .msgProp && m.type != .msgReadIndex && m.type != .msgForgetLeader {
+        throw RaftError.invalidMessage("\(m.type) from \(m.from) carries no term")
+      }
+      // No term can follow UInt64.max: such a message is malformed.
+      if m.term == UInt64.max { throw RaftError.invalidMessage("\(m.type) from \(m.from) has term UInt64.max") }
+    }
     if m.type.isResponse && !fromLocalThread && raft.tracker.progress(of: m.from) == nil {
       throw RaftError.stepPeerNotFound
     }
@@ -244,9 +253,10 @@ public final class RawNode {
   /// The node's status without the progress map.
   public func basicStatus() -> BasicStatus { raft.basicStatus }
 
-  /// Visits the progress of every replica in id order without copying it.
+  /// Visits the progress of every replica in id order (copies: the visitor cannot change the
+  /// leader's flow control).
   public func withProgress(_ visitor: (UInt64, ProgressType, Progress) -> Void) {
-    raft.tracker.visit { pid, pr in visitor(pid, pr.isLearner ? .learner : .peer, pr) }
+    raft.tracker.visit { pid, pr in visitor(pid, pr.isLearner ? .learner : .peer, pr.clone()) }
   }
 
   /// Reports that the last message to `id` could not be delivered.

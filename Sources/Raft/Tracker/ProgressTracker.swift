@@ -126,12 +126,15 @@ public final class ProgressTracker {
     return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { scratch in
       var matches = scratch
       var i = 0
-      for entry in sortedProgress where !entry.pr.isLearner {
-        precondition(i < n, "more non-learner progress entries than voters")
+      for entry in sortedProgress where !entry.pr.isLearner && i < n {
         matches.initializeElement(at: i, to: entry.pr.match)
         i += 1
       }
-      assert(i == n, "every voter has a progress")
+      // A voter without a progress counts as index 0 (as the general path does).
+      while i < n {
+        matches.initializeElement(at: i, to: 0)
+        i += 1
+      }
       matches.sort()
       defer { _ = matches.deinitialize() }
       // The index acknowledged by a majority: n/2 + 1 places from the top.

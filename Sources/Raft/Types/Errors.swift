@@ -21,6 +21,8 @@ public enum RaftError: Error, Equatable, Sendable, CustomStringConvertible {
   case confChange(String)
   /// Bootstrap was called on a node that already has state.
   case bootstrap(String)
+  /// `RawNode.step` refused a message from a peer that no correct peer sends; says why.
+  case invalidMessage(String)
 
   public var description: String {
     switch self {
@@ -34,6 +36,7 @@ public enum RaftError: Error, Equatable, Sendable, CustomStringConvertible {
     case .invalidConfig(let s): return s
     case .confChange(let s): return s
     case .bootstrap(let s): return s
+    case .invalidMessage(let s): return "raft: invalid message: \(s)"
     }
   }
 }
