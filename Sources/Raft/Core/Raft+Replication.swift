@@ -177,7 +177,8 @@ extension Raft {
     // end: such an ack is malformed (and would overflow next = index + 1).
     guard m.index <= raftLog.lastIndex() else {
       logger.warning(
-        "\(hx(id)) ignored MsgAppResp from \(hx(m.from)) acknowledging index \(m.index) beyond the last index \(raftLog.lastIndex())")
+        "\(hx(id)) ignored MsgAppResp from \(hx(m.from)) acknowledging index \(m.index) beyond the last index \(raftLog.lastIndex())"
+      )
       return
     }
     // Update on a new match, or when an ack at the current match can move a probing follower
