@@ -127,27 +127,20 @@ final class RandomClusterTests: XCTestCase {
     return (nodes.map(\.lastApplied).max()!, leaderOfTerm.count)
   }
 
-  func testSynchronousClustersStaySafe() throws {
+  /// Runs 40 seeds in the given mode; every run must stay safe, and together they must commit.
+  func assertClustersStaySafe(async: Bool, file: StaticString = #filePath, line: UInt = #line) throws {
     var committed: UInt64 = 0
     for seed in UInt64(1)...40 {
       do {
-        committed += try run(seed: seed, async: false, steps: 3000).committed
+        committed += try run(seed: seed, async: async, steps: 3000).committed
       } catch let v as Violation {
-        XCTFail("seed \(seed) (sync): \(v)")
+        XCTFail("seed \(seed) (\(async ? "async" : "sync")): \(v)", file: file, line: line)
       }
     }
-    XCTAssertGreaterThan(committed, 40 * 5, "the clusters made progress")
+    XCTAssertGreaterThan(committed, 40 * 5, "the clusters made progress", file: file, line: line)
   }
 
-  func testAsynchronousStorageWritesClustersStaySafe() throws {
-    var committed: UInt64 = 0
-    for seed in UInt64(1)...40 {
-      do {
-        committed += try run(seed: seed, async: true, steps: 3000).committed
-      } catch let v as Violation {
-        XCTFail("seed \(seed) (async): \(v)")
-      }
-    }
-    XCTAssertGreaterThan(committed, 40 * 5, "the clusters made progress")
-  }
+  func testSynchronousClustersStaySafe() throws { try assertClustersStaySafe(async: false) }
+
+  func testAsynchronousStorageWritesClustersStaySafe() throws { try assertClustersStaySafe(async: true) }
 }

@@ -6,8 +6,7 @@
 /// The number of bytes of `v` as a LEB128 varint (1...10).
 @inline(__always)
 func codecVarintLength(_ v: UInt64) -> Int {
-  let bits = 64 - (v | 1).leadingZeroBitCount
-  return (bits + 6) / 7
+  Int(varintSize(v))  // LEB128, the same as the protobuf varint that entry sizes count
 }
 
 /// The encoded size of a byte string: its length varint plus the bytes.
