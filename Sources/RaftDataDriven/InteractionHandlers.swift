@@ -13,7 +13,7 @@ extension InteractionEnv {
   /// - `campaign ID`, `compact ID NEW_FIRST_INDEX`, `forget-leader ID`, `propose ID DATA`,
   ///   `read-index ID [CTX]`, `report-unreachable ID PEER`, `send-snapshot FROM TO`,
   ///   `report-snapshot ID PEER [failure]` (this project's addition),
-  ///   `set-randomized-election-timeout ID timeout=T`, `tick-election ID`, `tick-heartbeat ID`,
+  ///   `set-randomized-election-timeout ID timeout=T`, `tick ID COUNT`, `tick-election ID`, `tick-heartbeat ID`,
   ///   `transfer-leadership from=ID to=ID`
   /// - `deliver-msgs [ID...] [type=MsgType] [drop=(ID,...)]`
   /// - `process-ready ID...`, `process-append-thread ID...`, `process-apply-thread ID...`
@@ -75,6 +75,14 @@ extension InteractionEnv {
     case "tick-election":
       let n = try node(firstAsNodeIdx(args))
       for _ in 0..<n.config.electionTick { n.rawNode.tick() }
+    case "tick":
+      // tick <node> <count>: ticks the node count times (etcd-raft's later `tick` command).
+      guard args.count >= 2 else { throw InteractionError("tick needs a node and a count") }
+      let n = try node(firstAsNodeIdx(args))
+      guard let count = Int(args[1].key), count >= 0 else {
+        throw InteractionError("invalid tick count \(args[1].key)")
+      }
+      for _ in 0..<count { n.rawNode.tick() }
     case "tick-heartbeat":
       let n = try node(firstAsNodeIdx(args))
       for _ in 0..<n.config.heartbeatTick { n.rawNode.tick() }
