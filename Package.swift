@@ -10,7 +10,10 @@ let package = Package(
   platforms: [.macOS(.v14)],
   products: [
     .library(name: "Raft", targets: ["Raft"]),
+    .library(name: "RaftWAL", targets: ["RaftWAL"]),
     .executable(name: "raft-datadriven", targets: ["raft-datadriven"]),
+    .executable(name: "wal-dump", targets: ["wal-dump"]),
+    .executable(name: "raft-bench", targets: ["raft-bench"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -18,6 +21,21 @@ let package = Package(
   ],
   targets: [
     .target(name: "Raft", swiftSettings: strict),
+    .systemLibrary(name: "CLibURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
+    .target(name: "RaftWAL", dependencies: ["Raft", "CLibURing"], swiftSettings: strict),
+    .executableTarget(
+      name: "wal-dump",
+      dependencies: ["RaftWAL", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      path: "tools/wal-dump",
+      swiftSettings: strict),
+    .executableTarget(
+      name: "raft-bench",
+      dependencies: ["RaftWAL", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      path: "tools/raft-bench",
+      swiftSettings: strict),
+    .executableTarget(
+      name: "wal-crash-writer", dependencies: ["RaftWAL"], path: "tools/wal-crash-writer", swiftSettings: strict),
+    .testTarget(name: "RaftWALTests", dependencies: ["RaftWAL", "wal-crash-writer"], swiftSettings: strict),
     .target(name: "RaftDataDriven", dependencies: ["Raft"], swiftSettings: strict),
     .executableTarget(
       name: "raft-datadriven",

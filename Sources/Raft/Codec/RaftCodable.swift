@@ -8,10 +8,37 @@ public protocol RaftCodable: Sendable {
   static func codecEncodedSize(_ value: Self) -> Int
   /// Appends the body encoding of `value`, exactly `codecEncodedSize(value)` bytes.
   static func codecEncode(_ value: Self, into out: inout [UInt8])
+  /// Writes the body encoding of `value` at the start of `buffer`, which must hold at least
+  /// `codecEncodedSize(value)` bytes; returns the number of bytes written.
+  static func codecEncode(_ value: Self, to buffer: UnsafeMutableRawBufferPointer) -> Int
   /// Decodes a body at `offset`, advancing it past the body; leaves `offset` untouched when it throws.
   static func codecDecode(
     _ bytes: UnsafeRawBufferPointer, offset: inout Int, limits: CodecLimits
   ) throws(CodecError) -> Self
+}
+
+extension RaftCodable {
+  /// Encodes into a temporary array and copies it: types on a hot path write directly instead.
+  public static func codecEncode(_ value: Self, to buffer: UnsafeMutableRawBufferPointer) -> Int {
+    var out: [UInt8] = []
+    codecEncode(value, into: &out)
+    precondition(out.count <= buffer.count, "RaftCodec: the buffer is smaller than the encoding")
+    out.withUnsafeBytes { src in buffer.baseAddress!.copyMemory(from: src.baseAddress!, byteCount: src.count) }
+    return out.count
+  }
+}
+
+extension RaftCodec {
+  /// Runs `body` with a writer over the first `size` bytes of `buffer`; returns `size`.
+  @inline(__always)
+  static func write(to buffer: UnsafeMutableRawBufferPointer, size: Int, _ body: (inout CodecWriter) -> Void) -> Int {
+    precondition(size <= buffer.count, "RaftCodec: the buffer is smaller than the encoding")
+    guard size > 0 else { return 0 }
+    var w = CodecWriter(start: buffer.baseAddress!, count: size)
+    body(&w)
+    precondition(w.isFull, "RaftCodec: encodedSize over-estimated the encoding")
+    return size
+  }
 }
 
 extension Entry: RaftCodable {
@@ -24,6 +51,11 @@ extension Entry: RaftCodable {
   /// Appends the header byte, term, index and (when non-empty) data.
   public static func codecEncode(_ e: Entry, into out: inout [UInt8]) {
     RaftCodec.append(into: &out, size: codecEncodedSize(e)) { w in w.entry(e) }
+  }
+
+  /// Writes the entry body straight into `buffer` (the WAL's hot path).
+  public static func codecEncode(_ e: Entry, to buffer: UnsafeMutableRawBufferPointer) -> Int {
+    RaftCodec.write(to: buffer, size: codecEncodedSize(e)) { w in w.entry(e) }
   }
 
   /// Decodes an entry body at `offset`.
@@ -49,6 +81,11 @@ extension HardState: RaftCodable {
   /// Appends term, vote and commit.
   public static func codecEncode(_ hs: HardState, into out: inout [UInt8]) {
     RaftCodec.append(into: &out, size: codecEncodedSize(hs)) { w in w.hardState(hs) }
+  }
+
+  /// Writes term, vote and commit straight into `buffer`.
+  public static func codecEncode(_ hs: HardState, to buffer: UnsafeMutableRawBufferPointer) -> Int {
+    RaftCodec.write(to: buffer, size: codecEncodedSize(hs)) { w in w.hardState(hs) }
   }
 
   /// Decodes a hard state body at `offset`.

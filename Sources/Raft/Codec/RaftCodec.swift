@@ -45,6 +45,13 @@ public enum RaftCodec {
   @inlinable
   public static func encode<T: RaftCodable>(_ value: T, into out: inout [UInt8]) { T.codecEncode(value, into: &out) }
 
+  /// Writes the body encoding of `value` (no version byte) at the start of `buffer`, which must
+  /// hold at least `encodedSize(value)` bytes (checked); returns the number of bytes written.
+  @inlinable
+  public static func encode<T: RaftCodable>(_ value: T, to buffer: UnsafeMutableRawBufferPointer) -> Int {
+    T.codecEncode(value, to: buffer)
+  }
+
   /// Decodes a `T` body at `offset` and advances `offset` past it (left untouched when it throws).
   @inlinable
   public static func decode<T: RaftCodable>(

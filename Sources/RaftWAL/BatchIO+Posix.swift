@@ -1,0 +1,29 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// pwritev + fdatasync on the calling thread: a batch is durable when `start` returns.
+final class PosixBatchIO: BatchIO {
+  let fsync: WALOptions.Fsync
+  private var completed: [Int] = []
+
+  init(fsync: WALOptions.Fsync) { self.fsync = fsync }
+
+  var kind: WALOptions.IO { .posix }
+
+  func start(slot: Int, fd: Int32, file: String, bytes: UnsafeRawBufferPointer, offset: Int) throws(WALError) {
+    try FileIO.pwritevAll(fd, bytes, offset: offset, file: file)
+    try FileIO.sync(fd, fsync, file: file)
+    completed.append(slot)
+  }
+
+  func submit() throws(WALError) {}
+
+  func reap(wait: Bool, into done: inout [Int]) throws(WALError) {
+    precondition(!wait || !completed.isEmpty, "posix I/O: waiting with nothing started")
+    done.append(contentsOf: completed)
+    completed.removeAll(keepingCapacity: true)
+  }
+
+  func quiesce() { completed.removeAll() }
+}

@@ -1,0 +1,81 @@
+/// How the WAL writes, batches and syncs. Every limit has a default that suits a 2-core machine
+/// with one SSD; `validate()` checks them together.
+public struct WALOptions: Sendable, Equatable {
+  /// The I/O path.
+  public enum IO: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// io_uring: writes and syncs are submitted to a ring; several batches may be in flight.
+    case uring
+    /// pwritev + fdatasync from the calling thread, one batch at a time.
+    case posix
+
+    public var description: String { rawValue }
+  }
+
+  /// How a batch is made durable.
+  public enum Fsync: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// fdatasync: the data and the metadata needed to read it back (segments never change size).
+    case datasync
+    /// fsync: data and all metadata.
+    case fsync
+    /// No sync at all. For measurement only: nothing is durable, and opening says so in a warning.
+    case none
+
+    public var description: String { rawValue }
+  }
+
+  /// The I/O path asked for. io_uring falls back to posix when a ring cannot be set up.
+  public var io: IO = .uring
+  /// How batches are made durable.
+  public var fsync: Fsync = .datasync
+  /// The fixed size of every segment file, zero-filled ahead of use.
+  public var segmentBytes: Int = 64 << 20
+  /// A batch is closed once it holds this many entries.
+  public var batchEntriesMax: Int = 4096
+  /// A batch is closed once it holds this many bytes of records.
+  public var batchBytesMax: Int = 4 << 20
+  /// How long a batch that is not full may wait for more writes while the disk is busy, in
+  /// microseconds (0: submit as soon as the caller has nothing more to add).
+  public var lingerMicroseconds: Int = 0
+  /// Batches submitted and not yet durable, at most (io_uring; posix always has one).
+  public var batchesInFlightMax: Int = 8
+  /// Submission queue entries of the ring; each batch in flight needs two (write, sync) plus
+  /// one per resubmitted short write.
+  public var ringDepth: Int = 64
+  /// Whether the ring polls its submission queue from a kernel thread (IORING_SETUP_SQPOLL).
+  public var sqpoll: Bool = false
+  /// The largest record payload accepted (one entry or snapshot metadata), in bytes.
+  public var recordBytesMax: Int = 16 << 20
+
+  /// Tests only: behave as if the kernel refused to set up a ring.
+  var simulateURingUnavailable = false
+
+  /// The defaults.
+  public init() {}
+
+  /// Throws `WALError.invalidOptions` naming the first field that is out of range.
+  public func validate() throws(WALError) {
+    func fail(_ s: String) -> WALError { .invalidOptions(s) }
+    guard segmentBytes >= 64 << 10, segmentBytes <= 1 << 30, segmentBytes % 4096 == 0 else {
+      throw fail("segmentBytes must be a multiple of 4096 between 64 KiB and 1 GiB (got \(segmentBytes))")
+    }
+    guard batchEntriesMax >= 1 else { throw fail("batchEntriesMax must be at least 1 (got \(batchEntriesMax))") }
+    guard batchBytesMax >= 4096 else { throw fail("batchBytesMax must be at least 4096 (got \(batchBytesMax))") }
+    guard lingerMicroseconds >= 0, lingerMicroseconds <= 1_000_000 else {
+      throw fail("lingerMicroseconds must be between 0 and 1000000 (got \(lingerMicroseconds))")
+    }
+    guard batchesInFlightMax >= 1, batchesInFlightMax <= 256 else {
+      throw fail("batchesInFlightMax must be between 1 and 256 (got \(batchesInFlightMax))")
+    }
+    guard ringDepth >= 4, ringDepth <= 4096, ringDepth & (ringDepth - 1) == 0 else {
+      throw fail("ringDepth must be a power of two between 4 and 4096 (got \(ringDepth))")
+    }
+    guard ringDepth >= 4 * batchesInFlightMax else {
+      throw fail(
+        "ringDepth (\(ringDepth)) must be at least 4 x batchesInFlightMax (\(batchesInFlightMax)): "
+          + "a batch needs up to four submission entries")
+    }
+    guard recordBytesMax >= 1024, recordBytesMax <= segmentBytes / 2 else {
+      throw fail("recordBytesMax must be between 1024 and segmentBytes / 2 (got \(recordBytesMax))")
+    }
+  }
+}

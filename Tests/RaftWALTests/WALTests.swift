@@ -1,0 +1,297 @@
+import Raft
+import XCTest
+
+@testable import RaftWAL
+
+final class WALTests: XCTestCase {
+  var dirs: [String] = []
+
+  override func tearDown() {
+    for d in dirs { removeDirectory(d) }
+    dirs = []
+  }
+
+  func tempDir() -> String {
+    let d = makeTemporaryDirectory()
+    dirs.append(d)
+    return d
+  }
+
+  func testRoundTrip() throws {
+    try forEachIO { io in
+      let dir = tempDir()
+      let wal = try WAL(directory: dir, options: smallOptions(io))
+      XCTAssertEqual(wal.io, io)
+      XCTAssertEqual(wal.recovered.entries, [])
+      let s1 = try wal.append(entries: makeEntries(1...10), hardState: HardState(term: 1, vote: 2, commit: 5))
+      let s2 = try wal.append(
+        entries: makeEntries(11...12, size: 0), hardState: HardState(term: 1, vote: 2, commit: 12))
+      XCTAssertEqual(s2, s1 + 1)
+      try wal.sync()
+      XCTAssertEqual(wal.durableSequence, s2)
+      try wal.close()
+
+      let again = try WAL(directory: dir, options: smallOptions(io))
+      XCTAssertEqual(again.recovered.entries, makeEntries(1...10) + makeEntries(11...12, size: 0))
+      XCTAssertEqual(again.recovered.hardState, HardState(term: 1, vote: 2, commit: 12))
+      XCTAssertEqual(again.recovered.snapshot, Snapshot())
+      XCTAssertNil(again.inspection.tornTail)
+      try again.close()
+    }
+  }
+
+  func testAcknowledgementsAreInOrderWithManyBatchesInFlight() throws {
+    try forEachIO { io in
+      let dir = tempDir()
+      var o = smallOptions(io)
+      o.segmentBytes = 1 << 20
+      o.batchesInFlightMax = 8
+      o.ringDepth = 32
+      let wal = try WAL(directory: dir, options: o)
+      var last: UInt64 = 0
+      var seen: [UInt64] = []
+      for i in 0..<200 {
+        let seq = try wal.append(entries: [makeEntry(UInt64(i + 1), size: 100)])
+        try wal.submit()
+        XCTAssertEqual(seq, UInt64(i + 1))
+        let d = try wal.poll()
+        XCTAssertGreaterThanOrEqual(d, last)
+        XCTAssertLessThanOrEqual(d, seq)
+        XCTAssertLessThanOrEqual(wal.batchesInFlight, 8)
+        if d != last { seen.append(d) }
+        last = d
+      }
+      try wal.sync()
+      XCTAssertEqual(wal.durableSequence, 200)
+      XCTAssertEqual(wal.stats.batches, 200)
+      XCTAssertEqual(wal.stats.syncs, 200)
+      try wal.close()
+      XCTAssertEqual(try WAL(directory: dir, options: o).recovered.entries.count, 200)
+    }
+  }
+
+  func testBatchesCloseAtTheirLimits() throws {
+    let dir = tempDir()
+    var o = smallOptions()
+    o.batchEntriesMax = 10
+    let wal = try WAL(directory: dir, options: o)
+    for i in 1...25 { try wal.append(entries: [makeEntry(UInt64(i))]) }
+    // Two batches of ten went out by themselves (the first one with the segment prologue).
+    XCTAssertEqual(wal.stats.batches, 2)
+    XCTAssertEqual(wal.openBatchEntries, 5)
+    try wal.sync()
+    XCTAssertEqual(wal.stats.batches, 3)
+    XCTAssertEqual(wal.durableSequence, 25)
+  }
+
+  func testLingerHoldsABatchUntilItIsDue() throws {
+    let dir = tempDir()
+    var o = smallOptions()
+    o.lingerMicroseconds = 1000
+    let wal = try WAL(directory: dir, options: o)
+    try wal.append(entries: [makeEntry(1)])
+    let opened = monotonicNanoseconds()
+    let wait = try wal.submitIfDue(nowNanoseconds: opened)
+    XCTAssertGreaterThan(wait, 0)
+    XCTAssertLessThanOrEqual(wait, 1_000_000)
+    XCTAssertEqual(wal.stats.batches, 0)
+    XCTAssertEqual(try wal.submitIfDue(nowNanoseconds: opened + 2_000_000), 0)
+    XCTAssertEqual(wal.stats.batches, 1)
+  }
+
+  func testALaterWriteAtALowerIndexReplacesTheTail() throws {
+    try forEachIO { io in
+      let dir = tempDir()
+      let wal = try WAL(directory: dir, options: smallOptions(io))
+      try wal.append(entries: makeEntries(1...10, term: 1))
+      try wal.append(entries: makeEntries(6...8, term: 2), hardState: HardState(term: 2, vote: 0, commit: 7))
+      try wal.sync()
+      try wal.close()
+      let r = try WAL(directory: dir, options: smallOptions(io)).recovered
+      XCTAssertEqual(r.entries, makeEntries(1...5, term: 1) + makeEntries(6...8, term: 2))
+      XCTAssertEqual(r.hardState.commit, 7)
+    }
+  }
+
+  func testRestartAndContinue() throws {
+    let dir = tempDir()
+    var expected: [Entry] = []
+    for round in 0..<5 {
+      let wal = try WAL(directory: dir, options: smallOptions())
+      XCTAssertEqual(wal.recovered.entries, expected, "round \(round)")
+      let start = UInt64(expected.count + 1)
+      let more = makeEntries(start...(start + 299), term: UInt64(round + 1), size: 64)
+      for chunk in stride(from: 0, to: more.count, by: 30) {
+        try wal.append(entries: Array(more[chunk..<min(chunk + 30, more.count)]))
+      }
+      expected += more
+      try wal.close()
+    }
+    // 1500 entries of about 80 bytes each roll over 64 KiB segments.
+    XCTAssertGreaterThan(segmentFiles(dir).count, 1)
+    let wal = try WAL(directory: dir, options: smallOptions())
+    XCTAssertEqual(wal.recovered.entries, expected)
+  }
+
+  func testSegmentsRollAndNameTheirFirstIndex() throws {
+    let dir = tempDir()
+    let wal = try WAL(directory: dir, options: smallOptions())
+    for i in stride(from: 1, through: 2000, by: 50) {
+      try wal.append(
+        entries: makeEntries(UInt64(i)...UInt64(i + 49), size: 100), hardState: HardState(term: 1, commit: UInt64(i)))
+    }
+    try wal.sync()
+    let names = segmentFiles(dir)
+    XCTAssertGreaterThan(names.count, 2)
+    XCTAssertEqual(names, wal.segmentNames)
+    XCTAssertEqual(names[0], "0000000000000000-0000000000000001.wal")
+    for (k, n) in names.enumerated() {
+      XCTAssertEqual(SegmentNames.parse(n)?.sequence, UInt64(k))
+      let size = try FileManager.default.attributesOfItem(atPath: dir + "/" + n)[.size] as! Int
+      XCTAssertEqual(size, 64 << 10, "segments keep their fixed size")
+    }
+    try wal.close()
+    let r = try WAL(directory: dir, options: smallOptions())
+    XCTAssertEqual(r.recovered.entries.count, 2000)
+    XCTAssertEqual(r.recovered.hardState.commit, 1951)
+    // Each segment's name tells where its entries start.
+    for s in r.inspection.segments.dropFirst() {
+      XCTAssertEqual(s.minEntryIndex, s.firstIndex, s.name)
+    }
+  }
+
+  func testCompactionRemovesSegmentsBelowTheSnapshot() throws {
+    try forEachIO { io in
+      let dir = tempDir()
+      let wal = try WAL(directory: dir, options: smallOptions(io))
+      for i in stride(from: 1, through: 3000, by: 100) {
+        try wal.append(entries: makeEntries(UInt64(i)...UInt64(i + 99), term: 3, size: 100))
+      }
+      try wal.append(entries: [], hardState: HardState(term: 3, vote: 1, commit: 3000))
+      let before = segmentFiles(dir)
+      XCTAssertGreaterThan(before.count, 4)
+      XCTAssertThrowsError(try wal.compact(through: 10)) { e in
+        guard case WALError.invalidRequest = e else { return XCTFail("\(e)") }
+      }
+      let cs = ConfState(voters: [1, 2, 3])
+      let snap = Snapshot(data: Array("state".utf8), metadata: SnapshotMetadata(confState: cs, index: 2500, term: 3))
+      try wal.saveSnapshot(snap)
+      try wal.compact(through: 2400)
+      let after = segmentFiles(dir)
+      XCTAssertLessThan(after.count, before.count)
+      XCTAssertEqual(after, wal.segmentNames)
+      // Every remaining segment but the first has entries above 2400.
+      try wal.append(entries: makeEntries(3001...3010, term: 3, size: 100))
+      try wal.close()
+
+      let r = try WAL(directory: dir, options: smallOptions(io))
+      XCTAssertEqual(r.recovered.snapshot, snap)
+      XCTAssertEqual(r.recovered.entries.first?.index, 2501)
+      XCTAssertEqual(r.recovered.entries.last?.index, 3010)
+      XCTAssertEqual(
+        r.recovered.entries, makeEntries(2501...3000, term: 3, size: 100) + makeEntries(3001...3010, term: 3, size: 100)
+      )
+      XCTAssertEqual(r.recovered.hardState, HardState(term: 3, vote: 1, commit: 3000))
+      XCTAssertEqual(r.inspection.segments.first?.sequence, SegmentNames.parse(after[0])?.sequence)
+      try r.close()
+    }
+  }
+
+  func testCompactionKeepsOnlyTheLatestSnapshotFile() throws {
+    let dir = tempDir()
+    let wal = try WAL(directory: dir, options: smallOptions())
+    try wal.append(entries: makeEntries(1...100))
+    for i: UInt64 in [10, 20, 30] {
+      try wal.saveSnapshot(Snapshot(data: [UInt8(i)], metadata: SnapshotMetadata(index: i, term: 1)))
+    }
+    try wal.compact(through: 30)
+    let snaps = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".snap") }
+    XCTAssertEqual(snaps, ["0000000000000001-000000000000001e.snap"])
+    try wal.close()
+    let r = try WAL(directory: dir, options: smallOptions()).recovered
+    XCTAssertEqual(r.snapshot.data, [30])
+    XCTAssertEqual(r.entries, makeEntries(31...100))
+  }
+
+  func testAnInstalledSnapshotReplacesTheLog() throws {
+    let dir = tempDir()
+    let wal = try WAL(directory: dir, options: smallOptions())
+    try wal.append(entries: makeEntries(1...50, term: 1), hardState: HardState(term: 1, commit: 40))
+    let snap = Snapshot(
+      data: [9, 9], metadata: SnapshotMetadata(confState: ConfState(voters: [1]), index: 30, term: 2))
+    try wal.append(entries: [], hardState: HardState(term: 2, commit: 30), snapshot: snap)
+    try wal.append(entries: makeEntries(31...35, term: 2))
+    try wal.close()
+    let r = try WAL(directory: dir, options: smallOptions()).recovered
+    XCTAssertEqual(r.snapshot, snap)
+    XCTAssertEqual(r.entries, makeEntries(31...35, term: 2))
+    XCTAssertEqual(r.hardState, HardState(term: 2, commit: 30))
+  }
+
+  func testBadWritesAreRefusedAndLoseNothing() throws {
+    let dir = tempDir()
+    let wal = try WAL(directory: dir, options: smallOptions())
+    try wal.append(entries: makeEntries(1...5))
+    XCTAssertThrowsError(try wal.append(entries: makeEntries(7...8))) { e in
+      XCTAssertEqual("\(e)", "invalid WAL request: entries start at 7; the log ends at 5 and its snapshot is at 0")
+    }
+    XCTAssertThrowsError(try wal.append(entries: [makeEntry(6), makeEntry(8)]))
+    XCTAssertThrowsError(try wal.append(entries: [makeEntry(6, size: 20 << 10)])) { e in
+      XCTAssertTrue("\(e)".contains("more than recordBytesMax"), "\(e)")
+    }
+    try wal.append(entries: makeEntries(6...6))
+    try wal.close()
+    XCTAssertEqual(try WAL(directory: dir, options: smallOptions()).recovered.entries, makeEntries(1...6))
+  }
+
+  func testInvalidOptionsNameTheField() {
+    var o = WALOptions()
+    o.ringDepth = 8
+    XCTAssertThrowsError(try WAL(directory: tempDir(), options: o)) { e in
+      XCTAssertTrue("\(e)".contains("ringDepth (8) must be at least 4 x batchesInFlightMax (8)"), "\(e)")
+    }
+    o = WALOptions()
+    o.segmentBytes = 1000
+    XCTAssertThrowsError(try o.validate())
+  }
+
+  func testFallsBackToPosixWhenIOURingIsUnavailable() throws {
+    let dir = tempDir()
+    var o = smallOptions(.uring)
+    o.simulateURingUnavailable = true
+    let log = CapturingLogger()
+    let wal = try WAL(directory: dir, options: o, logger: log)
+    XCTAssertEqual(wal.io, .posix)
+    let warnings = log.messages(.warning)
+    XCTAssertEqual(warnings.count, 1)
+    XCTAssertTrue(warnings[0].contains("io_uring unavailable"), warnings[0])
+    XCTAssertTrue(warnings[0].contains("falling back to pwritev+fdatasync"), warnings[0])
+    try wal.append(entries: makeEntries(1...3))
+    try wal.close()
+    XCTAssertEqual(try WAL(directory: dir, options: smallOptions()).recovered.entries.count, 3)
+  }
+
+  func testFsyncNoneWarns() throws {
+    var o = smallOptions()
+    o.fsync = .none
+    let log = CapturingLogger()
+    let wal = try WAL(directory: tempDir(), options: o, logger: log)
+    XCTAssertTrue(log.messages(.warning).contains { $0.contains("nothing written is durable") })
+    try wal.append(entries: makeEntries(1...3))
+    try wal.sync()
+    XCTAssertEqual(wal.stats.syncs, 0)
+  }
+
+  func testSQPollRing() throws {
+    let dir = tempDir()
+    var o = smallOptions(.uring)
+    o.sqpoll = true
+    let wal = try WAL(directory: dir, options: o)
+    for i in stride(from: 1, through: 500, by: 10) {
+      try wal.append(entries: makeEntries(UInt64(i)...UInt64(i + 9)))
+      try wal.submit()
+    }
+    try wal.close()
+    XCTAssertEqual(try WAL(directory: dir, options: smallOptions()).recovered.entries.count, 500)
+  }
+}
