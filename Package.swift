@@ -35,7 +35,7 @@ let package = Package(
       swiftSettings: strict),
     .executableTarget(
       name: "wal-crash-writer", dependencies: ["RaftWAL"], path: "tools/wal-crash-writer", swiftSettings: strict),
-    .testTarget(name: "RaftWALTests", dependencies: ["RaftWAL", "wal-crash-writer"], swiftSettings: strict),
+    .testTarget(name: "RaftWALTests", dependencies: ["RaftWAL", "wal-crash-writer", "wal-dump"], swiftSettings: strict),
     .target(name: "RaftDataDriven", dependencies: ["Raft"], swiftSettings: strict),
     .executableTarget(
       name: "raft-datadriven",

@@ -294,10 +294,8 @@ public final class WAL {
       if let hs { try putHardState(hs) }
     }
     if let hs { hardState = hs }
-    let seq = nextSequence
-    nextSequence += 1
+    let seq = finishWrite()
     let open = slots[openSlot]
-    open.lastSequence = seq
     if open.entries >= options.batchEntriesMax || open.used >= options.batchBytesMax {
       try submit()
     }
@@ -319,9 +317,23 @@ public final class WAL {
       try putSnapshotRecord(snap.metadata, replacesLog: false)
     }
     snapshot = snap.metadata
+    return finishWrite()
+  }
+
+  /// Gives the write just added its sequence number. A write with no records (nothing to
+  /// persist) is durable as soon as every write before it is.
+  private func finishWrite() -> UInt64 {
     let seq = nextSequence
     nextSequence += 1
-    slots[openSlot].lastSequence = seq
+    let open = slots[openSlot]
+    if open.used == 0 {
+      if let newest = inFlight.last {
+        slots[newest].lastSequence = seq
+      } else {
+        durableSequence = seq
+      }
+    }
+    open.lastSequence = seq
     return seq
   }
 

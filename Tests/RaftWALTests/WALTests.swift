@@ -295,3 +295,18 @@ final class WALTests: XCTestCase {
     XCTAssertEqual(try WAL(directory: dir, options: smallOptions()).recovered.entries.count, 500)
   }
 }
+
+extension WALTests {
+  func testAnEmptyWriteIsDurableWithTheWritesBeforeIt() throws {
+    try forEachIO { io in
+      let wal = try WAL(directory: tempDir(), options: smallOptions(io))
+      XCTAssertEqual(try wal.append(entries: []), 1)
+      XCTAssertEqual(wal.durableSequence, 1, "nothing to write, nothing before it")
+      try wal.append(entries: makeEntries(1...3))
+      try wal.submit()
+      let empty = try wal.append(entries: [])
+      try wal.sync()
+      XCTAssertEqual(wal.durableSequence, empty)
+    }
+  }
+}
