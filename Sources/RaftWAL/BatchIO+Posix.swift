@@ -25,5 +25,8 @@ final class PosixBatchIO: BatchIO {
     completed.removeAll(keepingCapacity: true)
   }
 
-  func quiesce() { completed.removeAll() }
+  func quiesce() -> Bool {
+    completed.removeAll()
+    return true
+  }
 }

@@ -13,7 +13,9 @@ protocol BatchIO: AnyObject {
   /// Appends the slots whose batch is durable (every byte written, the sync completed) to
   /// `done`; waits for at least one when `wait` and nothing is ready.
   func reap(wait: Bool, into done: inout [Int]) throws(WALError)
-  /// Waits for every started operation to finish, ignoring errors (for close after a failure:
-  /// the kernel may still read the buffers).
-  func quiesce()
+  /// Waits for every started operation to finish, ignoring their errors (for close after a
+  /// failure: the kernel may still read the buffers). Returns false when it could not, in
+  /// which case the buffers must not be freed.
+  @discardableResult
+  func quiesce() -> Bool
 }

@@ -25,14 +25,16 @@ public enum WALRecordType: UInt8, Sendable, CustomStringConvertible {
 
 /// The framing of one record:
 ///
-///     length (u32 LE, of the payload) | crc32c (u32 LE, of payload + type) | payload | type (u8)
+///     length (u32 LE) | ~length (u32 LE) | crc32c of payload + type (u32 LE) | payload | type (u8)
 ///
-/// The type byte comes last so that a record whose write stopped early ends in a zero byte.
+/// The length is stored twice (the second time inverted) so that a damaged length is told apart
+/// from a torn write before it is trusted; the type byte comes last so that a record whose
+/// write stopped early ends in a zero byte.
 enum RecordFraming {
   /// Bytes before the payload.
-  static let headerBytes = 8
+  static let headerBytes = 12
   /// Bytes around the payload in all (header and the closing type byte).
-  static let overheadBytes = 9
+  static let overheadBytes = 13
 
   /// Writes a record whose payload is produced by `body` (which must write exactly
   /// `payloadBytes`) at `start`, and returns the record's size.
@@ -46,8 +48,10 @@ enum RecordFraming {
     precondition(written == payloadBytes, "WAL record payload size mismatch")
     (payload + payloadBytes).storeBytes(of: type.rawValue, as: UInt8.self)
     let crc = CRC32C.checksum(UnsafeRawBufferPointer(start: payload, count: payloadBytes + 1))
-    start.storeBytes(of: UInt32(payloadBytes).littleEndian, as: UInt32.self)
-    (start + 4).storeBytes(of: crc.littleEndian, as: UInt32.self)
+    let length = UInt32(payloadBytes)
+    start.storeBytes(of: length.littleEndian, as: UInt32.self)
+    (start + 4).storeBytes(of: (~length).littleEndian, as: UInt32.self)
+    (start + 8).storeBytes(of: crc.littleEndian, as: UInt32.self)
     return payloadBytes + overheadBytes
   }
 
@@ -55,11 +59,14 @@ enum RecordFraming {
   enum Parsed {
     /// A valid record.
     case record(WALRecordType, payload: Range<Int>, next: Int)
-    /// Eight zero bytes where a header would be: the end of the written part, or a hole.
+    /// A zero header: the end of the written part, or a hole.
     case zeroHeader
-    /// Something that is not a valid record; `end` is where its claimed extent ends (clamped to
-    /// the image) and `claimedEnd` where it would end by its length field.
-    case bad(reason: String, end: Int, claimedEnd: Int)
+    /// A header whose two copies of the length disagree (or that is cut short by the end of
+    /// the file): its extent is unknown.
+    case badHeader(reason: String)
+    /// A record with a sound length that is not valid; `claimedEnd` is where it ends by its
+    /// length (possibly past the end of the image).
+    case bad(reason: String, claimedEnd: Int)
   }
 
   /// Parses the record at `offset` of `image` (which holds `image.count` valid bytes).
@@ -67,34 +74,31 @@ enum RecordFraming {
     let count = image.count
     if count - offset < headerBytes {
       // Fewer bytes than a header: zero if they are all zero (or there are none), else cut short.
-      var allZero = true
-      for i in offset..<count where image[i] != 0 { allZero = false }
-      return allZero
-        ? .zeroHeader : .bad(reason: "record header cut short", end: count, claimedEnd: offset + headerBytes)
+      return WALScanner.isZero(image, offset, count) ? .zeroHeader : .badHeader(reason: "record header cut short")
     }
-    let length = Int(UInt32(littleEndian: image.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-    let crc = UInt32(littleEndian: image.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
-    if length == 0 && crc == 0 { return .zeroHeader }
-    let claimedEnd = offset + overheadBytes + length
-    if length > recordBytesMax {
-      return .bad(
-        reason: "record length \(length) exceeds the limit \(recordBytesMax)", end: min(claimedEnd, count),
-        claimedEnd: claimedEnd)
+    let length = UInt32(littleEndian: image.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+    let check = UInt32(littleEndian: image.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
+    let crc = UInt32(littleEndian: image.loadUnaligned(fromByteOffset: offset + 8, as: UInt32.self))
+    if length == 0 && check == 0 && crc == 0 { return .zeroHeader }
+    if check != ~length {
+      return .badHeader(reason: "record length \(length) fails its check (\(hex(check)))")
+    }
+    let claimedEnd = offset + overheadBytes + Int(length)
+    if Int(length) > recordBytesMax {
+      return .bad(reason: "record length \(length) exceeds the limit \(recordBytesMax)", claimedEnd: claimedEnd)
     }
     if claimedEnd > count {
-      return .bad(reason: "record runs past the end of the file", end: count, claimedEnd: claimedEnd)
+      return .bad(reason: "record runs past the end of the file", claimedEnd: claimedEnd)
     }
     let payloadStart = offset + headerBytes
     let body = UnsafeRawBufferPointer(rebasing: image[payloadStart..<(claimedEnd)])
     let actual = CRC32C.checksum(body)
     if actual != crc {
-      return .bad(
-        reason: "checksum mismatch (stored \(hex(crc)), computed \(hex(actual)))", end: claimedEnd,
-        claimedEnd: claimedEnd)
+      return .bad(reason: "checksum mismatch (stored \(hex(crc)), computed \(hex(actual)))", claimedEnd: claimedEnd)
     }
     let typeByte = image[claimedEnd - 1]
     guard let type = WALRecordType(rawValue: typeByte) else {
-      return .bad(reason: "unknown record type \(typeByte)", end: claimedEnd, claimedEnd: claimedEnd)
+      return .bad(reason: "unknown record type \(typeByte)", claimedEnd: claimedEnd)
     }
     return .record(type, payload: payloadStart..<(claimedEnd - 1), next: claimedEnd)
   }
@@ -109,7 +113,7 @@ enum RecordFraming {
 struct SegmentHeader: Equatable {
   static let magic: UInt32 = 0x4C41_5752  // "RWAL" little-endian
   static let version: UInt8 = 1
-  static let payloadBytes = 4 + 1 + 8 + 8 + 8
+  static let payloadBytes = 4 + 1 + 8 + 8 + 8 + 8
 
   /// Position of the segment in the WAL (0, 1, 2, ...), also the first part of its file name.
   var sequence: UInt64
@@ -118,6 +122,9 @@ struct SegmentHeader: Equatable {
   var firstIndex: UInt64
   /// The segment size the writer used.
   var segmentBytes: UInt64
+  /// The most bytes the writer could have had written but not yet synced at any moment (batches
+  /// in flight x the largest batch): a torn tail is never longer.
+  var unsyncedBytesMax: UInt64
 
   func write(to b: UnsafeMutableRawBufferPointer) -> Int {
     b.storeBytes(of: Self.magic.littleEndian, toByteOffset: 0, as: UInt32.self)
@@ -125,6 +132,7 @@ struct SegmentHeader: Equatable {
     b.storeBytes(of: sequence.littleEndian, toByteOffset: 5, as: UInt64.self)
     b.storeBytes(of: firstIndex.littleEndian, toByteOffset: 13, as: UInt64.self)
     b.storeBytes(of: segmentBytes.littleEndian, toByteOffset: 21, as: UInt64.self)
+    b.storeBytes(of: unsyncedBytesMax.littleEndian, toByteOffset: 29, as: UInt64.self)
     return Self.payloadBytes
   }
 
@@ -137,7 +145,8 @@ struct SegmentHeader: Equatable {
     return SegmentHeader(
       sequence: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 5, as: UInt64.self)),
       firstIndex: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 13, as: UInt64.self)),
-      segmentBytes: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 21, as: UInt64.self)))
+      segmentBytes: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 21, as: UInt64.self)),
+      unsyncedBytesMax: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 29, as: UInt64.self)))
   }
 }
 

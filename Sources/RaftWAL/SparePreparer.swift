@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -10,6 +11,11 @@ import Dispatch
 /// Writes that overwrite zero-filled blocks sync faster than writes that extend a file or land
 /// in unwritten extents (the metadata does not change), which is why segments are not merely
 /// truncated or fallocated to size.
+///
+/// The zeros are written in step with the current segment's fill (`writerProgress`), a margin
+/// ahead, rather than in one burst: every fdatasync of the WAL flushes the device cache, and a
+/// burst of 64 MiB of zeros queued in front of it would stall the batches behind it. When the
+/// writer needs the spare early, `take` has the rest written at full speed.
 final class SparePreparer: @unchecked Sendable {
   let directory: String
   let segmentBytes: Int
@@ -19,11 +25,27 @@ final class SparePreparer: @unchecked Sendable {
   /// Written by the queue, read by the owner after `group.wait()`; the group orders the two.
   private var result: Result<String, WALError>? = nil
   private var started = false
+  /// How many bytes of the spare should be zero by now (a fraction of the spare equal to the
+  /// current segment's fill, plus `marginBytes`); raised to the whole spare by `take`.
+  private let targetBytes = Atomic<Int>(0)
+  /// Bytes zeroed ahead of the current segment's fill.
+  let marginBytes: Int
+  /// Zeros per write, and how much is written between syncs of the spare.
+  static let chunkBytes = 1 << 20
+  static let syncEveryBytes = 8 << 20
 
   init(directory: String, segmentBytes: Int, fsync: WALOptions.Fsync) {
     self.directory = directory
     self.segmentBytes = segmentBytes
     self.fsync = fsync
+    marginBytes = max(segmentBytes / 4, 4 << 20)
+  }
+
+  /// Tells the preparer how full the segment being written is.
+  @inline(__always)
+  func writerProgress(bytes: Int, of capacity: Int) {
+    let fraction = Double(bytes) / Double(max(capacity, 1))
+    targetBytes.store(Int(fraction * Double(segmentBytes)) + marginBytes, ordering: .relaxed)
   }
 
   var path: String { FileIO.path(directory, SegmentNames.spare) }
@@ -32,6 +54,7 @@ final class SparePreparer: @unchecked Sendable {
   func start() {
     guard !started else { return }
     started = true
+    targetBytes.store(marginBytes, ordering: .relaxed)
     group.enter()
     queue.async {
       self.result = Result { () throws(WALError) -> String in try self.prepare() }
@@ -42,6 +65,7 @@ final class SparePreparer: @unchecked Sendable {
   /// Waits for the spare and returns its path; the caller renames it.
   func take() throws(WALError) -> String {
     start()
+    targetBytes.store(Int.max, ordering: .relaxed)
     group.wait()
     started = false
     let r = result!
@@ -51,14 +75,40 @@ final class SparePreparer: @unchecked Sendable {
 
   /// Waits for a preparation in progress, if any, without using it.
   func finish() {
-    if started { group.wait() }
+    if started {
+      targetBytes.store(Int.max, ordering: .relaxed)
+      group.wait()
+    }
   }
 
   private func prepare() throws(WALError) -> String {
     let p = path
     let fd = try FileIO.open(p, O_WRONLY | O_CREAT | O_TRUNC)
     defer { FileIO.close(fd) }
-    try FileIO.writeZeros(fd, from: 0, to: segmentBytes, file: p)
+    let mode: WALOptions.Fsync = fsync == .none ? .none : .datasync
+    let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkBytes, alignment: 4096)
+    defer { zeros.deallocate() }
+    zeros.initializeMemory(as: UInt8.self, repeating: 0)
+    var zeroed = 0
+    var synced = 0
+    var idleMicroseconds: UInt32 = 100
+    while zeroed < segmentBytes {
+      let target = min(segmentBytes, targetBytes.load(ordering: .relaxed))
+      if zeroed >= target {
+        usleep(idleMicroseconds)
+        idleMicroseconds = min(idleMicroseconds * 2, 5000)
+        continue
+      }
+      idleMicroseconds = 100
+      let end = min(zeroed + Self.chunkBytes, segmentBytes)
+      try FileIO.pwriteAll(fd, UnsafeRawBufferPointer(rebasing: zeros[0..<(end - zeroed)]), offset: zeroed, file: p)
+      zeroed = end
+      if zeroed - synced >= Self.syncEveryBytes && zeroed < segmentBytes {
+        try FileIO.sync(fd, mode, file: p)
+        synced = zeroed
+      }
+    }
+    // The size and the zeros must be durable before the spare becomes a segment.
     try FileIO.sync(fd, fsync == .none ? .none : .fsync, file: p)
     return p
   }

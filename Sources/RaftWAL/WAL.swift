@@ -51,20 +51,25 @@ public struct WALStats: Sendable, Equatable {
 public final class WAL {
   /// One batch buffer: records in the order they will be on disk.
   final class Batch {
-    var buffer: UnsafeMutableRawBufferPointer
-    var used = 0
-    var entries = 0
+    @exclusivity(unchecked) var buffer: UnsafeMutableRawBufferPointer
+    @exclusivity(unchecked) var used = 0
+    @exclusivity(unchecked) var entries = 0
     /// The highest write sequence whose last record is in this batch or an earlier one.
-    var lastSequence: UInt64 = 0
-    var openedAtNanoseconds: UInt64 = 0
-    var submittedAtNanoseconds: UInt64 = 0
-    var durable = false
+    @exclusivity(unchecked) var lastSequence: UInt64 = 0
+    @exclusivity(unchecked) var openedAtNanoseconds: UInt64 = 0
+    @exclusivity(unchecked) var submittedAtNanoseconds: UInt64 = 0
+    @exclusivity(unchecked) var durable = false
 
     init(capacity: Int) {
       buffer = .allocate(byteCount: capacity, alignment: 4096)
     }
 
-    deinit { buffer.deallocate() }
+    deinit { if owned { buffer.deallocate() } }
+
+    /// False once `leak` gave the memory up (the kernel may still read it).
+    private var owned = true
+
+    func leak() { owned = false }
 
     /// Makes room for `n` more bytes (only for the open batch: an in-flight one must not move).
     func reserve(_ n: Int) {
@@ -96,41 +101,51 @@ public final class WAL {
   public private(set) var recovered: WALState
   /// What the scan at open found (segments, a torn tail that was cut).
   public let inspection: WALInspection
-  public private(set) var stats = WALStats()
+  @exclusivity(unchecked) public private(set) var stats = WALStats()
 
   private let logger: RaftLogger
   private let backend: BatchIO
   private let spare: SparePreparer
 
-  private var segments: [SegmentInfo]
+  @exclusivity(unchecked) private var segments: [SegmentInfo]
   /// The segment being written (the last of `segments`).
-  private var fd: Int32
+  /// One descriptor of the current segment per batch slot: every sync in flight has its own
+  /// open file, so a writeback error is reported to each sync it concerns (Linux reports an
+  /// error once per open file, to the first sync that looks).
+  private var fds: [Int32] = []
+  /// Keeps a second WAL from opening the directory (`flock` on `LOCK`).
+  private var lockFD: Int32 = -1
   private var path: String
   private var capacity: Int
   /// Where the next submitted batch starts in the current segment.
   /// Invariant: `writeOffset + open.used <= capacity`.
-  private var writeOffset: Int
+  ///
+  /// (The mutable state is `@exclusivity(unchecked)`: a WAL has one owner thread by contract,
+  /// and the dynamic checks cost more than the encoding on the append path.)
+  @exclusivity(unchecked) private var writeOffset: Int
   /// True until the current segment's header and state prologue are in a batch.
-  private var needsPrologue: Bool
+  @exclusivity(unchecked) private var needsPrologue: Bool
 
-  private var slots: [Batch]
-  private var openSlot: Int
-  private var freeSlots: [Int]
+  @exclusivity(unchecked) private var slots: [Batch]
+  @exclusivity(unchecked) private var openSlot: Int
+  @exclusivity(unchecked) private var freeSlots: [Int]
   /// Submitted batches in submission order; the front is the oldest not yet acknowledged.
-  private var inFlight: [Int] = []
-  private var completed: [Int] = []
+  @exclusivity(unchecked) private var inFlight: [Int] = []
+  @exclusivity(unchecked) private var completed: [Int] = []
+  /// Scratch: the encoded size of each entry of the write being appended.
+  @exclusivity(unchecked) private var sizes: [Int] = []
 
-  private var nextSequence: UInt64 = 1
+  @exclusivity(unchecked) private var nextSequence: UInt64 = 1
   /// The highest write sequence that is durable, together with every write before it.
-  public private(set) var durableSequence: UInt64 = 0
+  @exclusivity(unchecked) public private(set) var durableSequence: UInt64 = 0
 
   /// The log as written so far (durable or not): what segment prologues and names record.
-  private var lastIndex: UInt64
-  private var hardState: HardState
-  private var snapshot: SnapshotMetadata
+  @exclusivity(unchecked) private var lastIndex: UInt64
+  @exclusivity(unchecked) private var hardState: HardState
+  @exclusivity(unchecked) private var snapshot: SnapshotMetadata
   /// The first error; once set, the WAL refuses everything (it must be reopened).
-  private var failure: WALError? = nil
-  private var closed = false
+  @exclusivity(unchecked) private var failure: WALError? = nil
+  @exclusivity(unchecked) private var closed = false
 
   /// Opens (or creates) the WAL in `directory`: scans every segment, cuts a torn tail of the
   /// last one, and refuses to open on corruption anywhere else.
@@ -142,19 +157,42 @@ public final class WAL {
     self.options = options
     self.logger = logger
     try FileIO.makeDirectory(directory)
+    lockFD = try FileIO.open(FileIO.path(directory, "LOCK"), O_RDWR | O_CREAT)
+    if flock(lockFD, LOCK_EX | LOCK_NB) != 0 {
+      let err = errno
+      FileIO.close(lockFD)
+      throw err == EWOULDBLOCK
+        ? .invalidRequest("\(directory) is in use by another WAL (LOCK is held)")
+        : .io(operation: "flock", file: FileIO.path(directory, "LOCK"), errno: err)
+    }
     for n in try FileIO.list(directory) where n == SegmentNames.spare || n.hasSuffix(".snap.tmp") {
       try FileIO.unlink(FileIO.path(directory, n))
     }
 
-    var scan = try WALScanner.scan(directory: directory, recordBytesMax: options.recordBytesMax)
-    if let c = scan.corruption { throw c }
-    if let t = scan.tornTail {
-      let last = scan.segments[scan.segments.count - 1]
-      let cap = last.hasHeader ? last.capacityBytes : max(last.fileBytes, options.segmentBytes) / 4096 * 4096
-      try WAL.cut(t, fileBytes: last.fileBytes, capacity: cap)
-      scan.segments[scan.segments.count - 1].capacityBytes = cap
-      logger.warning(
-        "wal: cut a torn tail at \(t.file):\(t.offset) (\(t.bytes) bytes: \(t.reason)); it was never acknowledged")
+    var scan: WALInspection
+    do throws(WALError) {
+      scan = try WALScanner.scan(
+        directory: directory, recordBytesMax: options.recordBytesMax, unsyncedBytesMax: options.unsyncedBytesMax)
+      if let c = scan.corruption { throw c }
+      if let last = scan.segments.last {
+        // A last segment without a header (its first batch never landed) takes the configured
+        // size; a file shorter than its segment is extended with zeros.
+        let cap =
+          last.hasHeader ? last.capacityBytes : max(last.fileBytes / 4096 * 4096, options.segmentBytes)
+        if let t = scan.tornTail {
+          try WAL.cut(t, fileBytes: last.fileBytes, capacity: cap)
+          logger.warning(
+            "wal: cut a torn tail at \(t.file):\(t.offset) (\(t.bytes) bytes: \(t.reason)); it was never acknowledged")
+        } else if last.fileBytes < cap {
+          let t = WALInspection.TornTail(
+            file: FileIO.path(directory, last.name), offset: last.validBytes, reason: "short file", bytes: 0)
+          try WAL.cut(t, fileBytes: last.fileBytes, capacity: cap)
+        }
+        scan.segments[scan.segments.count - 1].capacityBytes = cap
+      }
+    } catch {
+      FileIO.close(lockFD)
+      throw error
     }
     inspection = scan
     var state = WALState()
@@ -174,7 +212,7 @@ public final class WAL {
       path = FileIO.path(directory, last.name)
       capacity = last.capacityBytes
       writeOffset = last.validBytes
-      needsPrologue = last.validBytes == 0
+      needsPrologue = true  // a header if the segment has none, and the state after a restart
     } else {
       let name = SegmentNames.name(sequence: 0, firstIndex: lastIndex + 1)
       path = FileIO.path(directory, name)
@@ -186,7 +224,6 @@ public final class WAL {
       needsPrologue = true
       stats.segmentsStarted += 1
     }
-    fd = try FileIO.open(path, O_RDWR)
 
     var chosen: BatchIO = PosixBatchIO(fsync: options.fsync)
     if options.io == .uring {
@@ -194,7 +231,7 @@ public final class WAL {
         if options.simulateURingUnavailable { throw .io(operation: "io_uring_setup", file: "-", errno: ENOSYS) }
         chosen = try URingBatchIO(
           depth: options.ringDepth, sqpoll: options.sqpoll, slots: options.batchesInFlightMax + 1,
-          fsync: options.fsync)
+          fsync: options.fsync, writes: options.uringWrites)
       } catch {
         logger.warning("wal: io_uring unavailable (\(error)); falling back to pwritev+fdatasync")
       }
@@ -209,6 +246,8 @@ public final class WAL {
     slots = (0...options.batchesInFlightMax).map { _ in Batch(capacity: batchCapacity) }
     openSlot = 0
     freeSlots = Array((1...options.batchesInFlightMax).reversed())
+    let segmentPath = path
+    fds = try slots.indices.map { _ throws(WALError) in try FileIO.open(segmentPath, O_RDWR) }
     spare.start()
     logger.info(
       "wal: opened \(directory) (\(segments.count) segments, entries \(scan.firstIndex)...\(scan.lastIndex), "
@@ -216,11 +255,19 @@ public final class WAL {
   }
 
   deinit {
-    if !closed {
-      backend.quiesce()
-      FileIO.close(fd)
-      spare.finish()
+    if !closed { shutDown() }
+  }
+
+  /// Waits for the ring, then closes the files and releases the directory lock.
+  private func shutDown() {
+    closed = true
+    if !backend.quiesce() {
+      for b in slots { b.leak() }  // the kernel may still read them
     }
+    for fd in fds { FileIO.close(fd) }
+    fds = []
+    spare.finish()
+    FileIO.close(lockFD)
   }
 
   /// Zeroes a torn tail (and extends a file cut short back to its segment size), then syncs.
@@ -268,6 +315,8 @@ public final class WAL {
       }
       expected = first.index
     }
+    sizes.removeAll(keepingCapacity: true)
+    var total = 0
     for e in entries {
       guard e.index == expected else {
         throw .invalidRequest("entries are not consecutive: \(e.index) follows \(expected - 1)")
@@ -277,6 +326,14 @@ public final class WAL {
       guard size <= options.recordBytesMax else {
         throw .invalidRequest("entry \(e.index) is \(size) bytes, more than recordBytesMax \(options.recordBytesMax)")
       }
+      sizes.append(size)
+      total += size + RecordFraming.overheadBytes
+    }
+    if let hs, RaftCodec.encodedSize(hs) > options.recordBytesMax {
+      throw .invalidRequest("the hard state record is larger than recordBytesMax \(options.recordBytesMax)")
+    }
+    if let snap, SnapshotRecord.payloadBytes(snap.metadata) > options.recordBytesMax {
+      throw .invalidRequest("the snapshot metadata is larger than recordBytesMax \(options.recordBytesMax)")
     }
     if let snap {
       guard snap.metadata.index >= snapshot.index else {
@@ -289,10 +346,16 @@ public final class WAL {
       snapshot = snap.metadata
       lastIndex = snap.metadata.index
     }
-    try guarded { () throws(WALError) in
-      for e in entries { try putEntry(e) }
-      if let hs { try putHardState(hs) }
+    if !entries.isEmpty && !needsPrologue && writeOffset + slots[openSlot].used + total <= capacity
+      && slots[openSlot].used + total <= options.batchBytesMax
+    {
+      putEntries(entries, bytes: total)
+    } else {
+      try guarded { () throws(WALError) in
+        for (k, e) in entries.enumerated() { try putEntry(e, size: sizes[k]) }
+      }
     }
+    if let hs { try guarded { () throws(WALError) in try putHardState(hs) } }
     if let hs { hardState = hs }
     let seq = finishWrite()
     let open = slots[openSlot]
@@ -308,6 +371,9 @@ public final class WAL {
   @discardableResult
   public func saveSnapshot(_ snap: Snapshot) throws(WALError) -> UInt64 {
     try checkUsable()
+    guard SnapshotRecord.payloadBytes(snap.metadata) <= options.recordBytesMax else {
+      throw .invalidRequest("the snapshot metadata is larger than recordBytesMax \(options.recordBytesMax)")
+    }
     guard snap.metadata.index >= snapshot.index, snap.metadata.index <= lastIndex else {
       throw .invalidRequest(
         "snapshot \(snap.metadata.index) is outside [\(snapshot.index), \(lastIndex)] (saved snapshot, last index)")
@@ -405,13 +471,15 @@ public final class WAL {
     try sync()
     var removed = 0
     try guarded { () throws(WALError) in
+      // Oldest first, each removal made durable before the next, so that a crash never leaves a
+      // gap in the sequence of segments.
       while segments.count > 1, segments[0].maxEntryIndex <= index {
         try FileIO.unlink(FileIO.path(directory, segments[0].name))
+        if options.fsync != .none { try FileIO.syncDirectory(directory) }
         segments.removeFirst()
         removed += 1
       }
       if snapshot.index > 0 { try SnapshotFiles.removeAll(except: snapshot, directory: directory) }
-      if removed > 0 && options.fsync != .none { try FileIO.syncDirectory(directory) }
     }
     if removed > 0 { logger.info("wal: compacted through \(index): removed \(removed) segments") }
   }
@@ -422,12 +490,7 @@ public final class WAL {
   /// Makes everything durable and closes the files. The WAL cannot be used afterwards.
   public func close() throws(WALError) {
     guard !closed else { return }
-    defer {
-      closed = true
-      backend.quiesce()
-      FileIO.close(fd)
-      spare.finish()
-    }
+    defer { shutDown() }
     if failure == nil { try sync() }
   }
 
@@ -451,9 +514,31 @@ public final class WAL {
     }
   }
 
-  @inline(__always)
-  private func putEntry(_ e: Entry) throws(WALError) {
-    let size = RaftCodec.encodedSize(e)
+  /// The append fast path: all of `entries` (`bytes` of records, sizes in `sizes`) fit in the
+  /// current segment, so the open batch grows once and the records are written back to back.
+  private func putEntries(_ entries: [Entry], bytes: Int) {
+    let open = slots[openSlot]
+    if open.used == 0 { open.openedAtNanoseconds = monotonicNanoseconds() }
+    open.reserve(bytes)
+    let base = open.buffer.baseAddress!
+    var at = base + open.used
+    sizes.withUnsafeBufferPointer { sizes in
+      for k in entries.indices {
+        let e = entries[k]
+        at += RecordFraming.write(.entry, payloadBytes: sizes[k], at: at) { b in RaftCodec.encode(e, to: b) }
+      }
+    }
+    precondition(at - base == open.used + bytes, "WAL: record sizes changed while encoding")
+    open.used += bytes
+    open.entries += entries.count
+    stats.entries += UInt64(entries.count)
+    let lastEntry = entries[entries.count - 1].index
+    lastIndex = lastEntry
+    let k = segments.count - 1
+    if lastEntry > segments[k].maxEntryIndex { segments[k].maxEntryIndex = lastEntry }
+  }
+
+  private func putEntry(_ e: Entry, size: Int) throws(WALError) {
     let open = try room(for: size)
     open.used += RecordFraming.write(.entry, payloadBytes: size, at: open.buffer.baseAddress! + open.used) { b in
       RaftCodec.encode(e, to: b)
@@ -487,6 +572,9 @@ public final class WAL {
   private func room(for payloadBytes: Int) throws(WALError) -> Batch {
     let size = payloadBytes + RecordFraming.overheadBytes
     if needsPrologue { try putPrologue() }
+    if slots[openSlot].used > 0 && slots[openSlot].used + size > options.batchBytesMax {
+      try submitOpen()  // a batch stays within batchBytesMax (plus one record): see unsyncedBytesMax
+    }
     if writeOffset + slots[openSlot].used + size > capacity {
       try roll()
       try putPrologue()
@@ -497,8 +585,9 @@ public final class WAL {
     return open
   }
 
-  /// The segment header, then the current hard state and snapshot, so that every segment can
-  /// be read without the ones before it (which compaction removes).
+  /// The segment header (when the segment is empty), then the current hard state and snapshot:
+  /// every segment can be read without the ones before it (which compaction removes), and after
+  /// a restart the state is written again even if a torn tail took part of the first prologue.
   private func putPrologue() throws(WALError) {
     needsPrologue = false
     let open = slots[openSlot]
@@ -506,15 +595,24 @@ public final class WAL {
     let k = segments.count - 1
     let header = SegmentHeader(
       sequence: segments[k].sequence, firstIndex: SegmentNames.parse(segments[k].name)!.firstIndex,
-      segmentBytes: UInt64(capacity))
+      segmentBytes: UInt64(capacity), unsyncedBytesMax: UInt64(options.unsyncedBytesMax))
+    let withHeader = writeOffset + open.used == 0
     let hsSize = RaftCodec.encodedSize(hardState)
     let snapSize = SnapshotRecord.payloadBytes(snapshot)
-    open.reserve(SegmentHeader.payloadBytes + hsSize + snapSize + 3 * RecordFraming.overheadBytes)
+    let prologueBytes = SegmentHeader.payloadBytes + hsSize + snapSize + 3 * RecordFraming.overheadBytes
+    if writeOffset + open.used + prologueBytes > capacity {
+      precondition(!withHeader, "WAL: a segment prologue does not fit in an empty segment")
+      try roll()
+      return try putPrologue()
+    }
+    open.reserve(prologueBytes)
     let hs = hardState
     let md = snapshot
-    open.used += RecordFraming.write(
-      .segmentHeader, payloadBytes: SegmentHeader.payloadBytes, at: open.buffer.baseAddress! + open.used
-    ) { b in header.write(to: b) }
+    if withHeader {
+      open.used += RecordFraming.write(
+        .segmentHeader, payloadBytes: SegmentHeader.payloadBytes, at: open.buffer.baseAddress! + open.used
+      ) { b in header.write(to: b) }
+    }
     open.used += RecordFraming.write(.hardState, payloadBytes: hsSize, at: open.buffer.baseAddress! + open.used) { b in
       RaftCodec.encode(hs, to: b)
     }
@@ -537,9 +635,9 @@ public final class WAL {
     let sparePath = try spare.take()
     try FileIO.rename(sparePath, newPath)
     if options.fsync != .none { try FileIO.syncDirectory(directory) }
-    let newFD = try FileIO.open(newPath, O_RDWR)
-    FileIO.close(fd)
-    fd = newFD
+    let newFDs = try slots.indices.map { _ throws(WALError) in try FileIO.open(newPath, O_RDWR) }
+    for fd in fds { FileIO.close(fd) }
+    fds = newFDs
     path = newPath
     capacity = options.segmentBytes
     writeOffset = 0
@@ -557,10 +655,12 @@ public final class WAL {
     open.submittedAtNanoseconds = monotonicNanoseconds()
     open.durable = false
     try backend.start(
-      slot: openSlot, fd: fd, file: path, bytes: UnsafeRawBufferPointer(rebasing: open.buffer[0..<open.used]),
+      slot: openSlot, fd: fds[openSlot], file: path,
+      bytes: UnsafeRawBufferPointer(rebasing: open.buffer[0..<open.used]),
       offset: writeOffset)
     try backend.submit()
     writeOffset += open.used
+    spare.writerProgress(bytes: writeOffset, of: capacity)
     stats.batches += 1
     stats.bytes += UInt64(open.used)
     inFlight.append(openSlot)

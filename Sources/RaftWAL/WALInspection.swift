@@ -65,7 +65,9 @@ public struct WALInspection: Sendable {
     directory: String, recordBytesMax: Int = WALOptions().recordBytesMax,
     visit: ((WALInspection.Record) -> Void)? = nil
   ) throws(WALError) -> WALInspection {
-    try WALScanner.scan(directory: directory, recordBytesMax: recordBytesMax, visit: visit)
+    try WALScanner.scan(
+      directory: directory, recordBytesMax: recordBytesMax, unsyncedBytesMax: WALOptions().unsyncedBytesMax,
+      visit: visit)
   }
 
   /// The index of the first entry (snapshot index + 1 when the log is empty).
@@ -81,8 +83,11 @@ enum WALScanner {
 
   /// Scans `directory`. I/O errors throw; corruption is reported in the result (the scan stops
   /// there). `visit` sees every valid record in order.
+  /// `unsyncedBytesMax` is the caller's bound on the bytes that may have been written but not
+  /// synced (each segment header records its writer's; the larger is used): damage followed by
+  /// more data than that cannot be a torn write.
   static func scan(
-    directory: String, recordBytesMax: Int, visit: ((WALInspection.Record) -> Void)? = nil
+    directory: String, recordBytesMax: Int, unsyncedBytesMax: Int, visit: ((WALInspection.Record) -> Void)? = nil
   ) throws(WALError) -> WALInspection {
     var result = WALInspection()
     var replay = Replay()
@@ -106,7 +111,7 @@ enum WALScanner {
       let outcome = bytes.withUnsafeBytes { image in
         scanSegment(
           image, path: path, name: seg.name, sequence: seg.sequence, firstIndex: seg.firstIndex, isLast: isLast,
-          recordBytesMax: recordBytesMax, replay: &replay, visit: visit)
+          recordBytesMax: recordBytesMax, unsyncedBytesMax: unsyncedBytesMax, replay: &replay, visit: visit)
       }
       result.segments.append(outcome.segment)
       if let c = outcome.corruption {
@@ -132,8 +137,9 @@ enum WALScanner {
 
   private static func scanSegment(
     _ image: UnsafeRawBufferPointer, path: String, name: String, sequence: UInt64, firstIndex: UInt64, isLast: Bool,
-    recordBytesMax: Int, replay: inout Replay, visit: ((WALInspection.Record) -> Void)?
+    recordBytesMax: Int, unsyncedBytesMax: Int, replay: inout Replay, visit: ((WALInspection.Record) -> Void)?
   ) -> SegmentOutcome {
+    var unsyncedMax = unsyncedBytesMax
     var seg = WALInspection.Segment(
       name: name, sequence: sequence, firstIndex: firstIndex, fileBytes: image.count, capacityBytes: image.count,
       validBytes: 0, records: 0, entries: 0, minEntryIndex: 0, maxEntryIndex: 0, hasHeader: false)
@@ -144,8 +150,16 @@ enum WALScanner {
       return out
     }
     func torn(_ offset: Int, _ reason: String) -> SegmentOutcome {
+      let dataEnd = lastNonZero(image, from: offset)
+      if dataEnd - offset > unsyncedMax {
+        // Written data runs on further than any unsynced tail could: this was synced, then damaged.
+        return corrupt(
+          offset,
+          "\(reason), followed by \(dataEnd - offset) bytes of data: more than the \(unsyncedMax) "
+            + "bytes that can be unsynced, so not a torn write")
+      }
       out.segment = seg
-      out.torn = .init(file: path, offset: offset, reason: reason, bytes: lastNonZero(image, from: offset) - offset)
+      out.torn = .init(file: path, offset: offset, reason: reason, bytes: dataEnd - offset)
       return out
     }
     var offset = 0
@@ -162,11 +176,14 @@ enum WALScanner {
         }
         if isLast { return torn(offset, "hole: zeros where a record should start, data after it") }
         return corrupt(offset, "non-zero bytes after the last record")
-      case .bad(let reason, let end, let claimedEnd):
+      case .badHeader(let reason):
+        if isLast && headerLooksTorn(image, offset: offset) { return torn(offset, reason) }
+        return corrupt(offset, reason)
+      case .bad(let reason, let claimedEnd):
         if isLast
           && looksTorn(
-            image, offset: offset, end: end, claimedEnd: claimedEnd, capacity: seg.capacityBytes,
-            hasHeader: seg.hasHeader, recordBytesMax: recordBytesMax)
+            image, offset: offset, claimedEnd: claimedEnd, capacity: seg.capacityBytes, hasHeader: seg.hasHeader,
+            recordBytesMax: recordBytesMax)
         {
           return torn(offset, reason)
         }
@@ -185,6 +202,7 @@ enum WALScanner {
           }
           seg.capacityBytes = Int(h.segmentBytes)
           seg.hasHeader = true
+          if h.unsyncedBytesMax <= UInt64(Int32.max) { unsyncedMax = max(unsyncedMax, Int(h.unsyncedBytesMax)) }
           if image.count > seg.capacityBytes {
             return corrupt(seg.capacityBytes, "file is larger than its segment size \(seg.capacityBytes)")
           }
@@ -230,7 +248,9 @@ enum WALScanner {
           } catch {
             return corrupt(offset, "snapshot record does not decode: \(error)")
           }
-          replay.snapshot(s.0, replacesLog: s.replacesLog, at: (path, offset))
+          if let problem = replay.snapshot(s.0, replacesLog: s.replacesLog, at: (path, offset)) {
+            return corrupt(offset, problem)
+          }
           record.snapshot = (s.0, s.replacesLog)
         }
         visit?(record)
@@ -241,21 +261,18 @@ enum WALScanner {
     }
   }
 
-  /// Whether a bad record at `offset` of the last segment has the marks of a write that did not
-  /// finish, rather than of damage to a finished one:
+  /// Whether a bad record (with a sound length) at `offset` of the last segment has the marks of
+  /// a write that did not finish, rather than of damage to a finished one:
   /// - the file ends inside it and is shorter than the segment (it was being extended);
   /// - its closing type byte is zero (the end of the record never reached the disk); or
   /// - a whole 512-byte sector inside it is zero (that sector never reached the disk).
-  /// A length field larger than the limits is never torn: unwritten bytes read as zeros, which
-  /// only make a length smaller.
   static func looksTorn(
-    _ image: UnsafeRawBufferPointer, offset: Int, end: Int, claimedEnd: Int, capacity: Int, hasHeader: Bool,
+    _ image: UnsafeRawBufferPointer, offset: Int, claimedEnd: Int, capacity: Int, hasHeader: Bool,
     recordBytesMax: Int
   ) -> Bool {
-    let fileShort = image.count < capacity || !hasHeader
-    if claimedEnd > image.count { return fileShort && claimedEnd <= max(capacity, image.count) + recordBytesMax }
     if claimedEnd - offset > recordBytesMax + RecordFraming.overheadBytes { return false }
-    if claimedEnd > capacity { return false }
+    if claimedEnd > max(capacity, image.count) { return false }
+    if claimedEnd > image.count { return image.count < capacity || !hasHeader }
     if image[claimedEnd - 1] == 0 { return true }
     var sector = (offset + sectorBytes - 1) / sectorBytes * sectorBytes
     while sector + sectorBytes <= claimedEnd {
@@ -263,6 +280,22 @@ enum WALScanner {
       sector += sectorBytes
     }
     return false
+  }
+
+  /// Whether a header whose length check failed was torn: the file ends inside it, or the
+  /// write stopped inside it (zeros from there to the end of the data), or it straddles a
+  /// sector boundary and the part on one side is all zero. Any other damage to a header is
+  /// corruption: a bit flip leaves neither a zero tail nor a zero run aligned to a sector.
+  static func headerLooksTorn(_ image: UnsafeRawBufferPointer, offset: Int) -> Bool {
+    let end = min(offset + RecordFraming.headerBytes, image.count)
+    if end < offset + RecordFraming.headerBytes {
+      return true  // the file ends inside the header (a file cut short)
+    }
+    // The write stopped inside the header: nothing but zeros from there on.
+    if lastNonZero(image, from: offset) < end && image[end - 1] == 0 { return true }
+    let boundary = (offset / sectorBytes + 1) * sectorBytes
+    guard boundary < end else { return false }
+    return isZero(image, boundary, end) || isZero(image, offset, boundary)
   }
 
   static func isZero(_ image: UnsafeRawBufferPointer, _ from: Int, _ to: Int) -> Bool {
@@ -321,6 +354,7 @@ struct Replay {
 
   /// Adds an entry; returns a problem that makes the WAL corrupt.
   mutating func entry(_ e: Entry) -> String? {
+    if e.index == .max { return "entry index \(e.index) is out of range" }
     if e.index <= baseIndex { return nil }  // covered by the snapshot
     if e.index > lastIndex + 1 {
       // A gap: legitimate only when older segments were compacted away and a snapshot recorded
@@ -341,8 +375,9 @@ struct Replay {
     return nil
   }
 
-  mutating func snapshot(_ md: SnapshotMetadata, replacesLog: Bool, at: (String, Int)) {
-    if md.index < snapshot.index { return }  // an older snapshot (a segment prologue)
+  mutating func snapshot(_ md: SnapshotMetadata, replacesLog: Bool, at: (String, Int)) -> String? {
+    if md.index == .max { return "snapshot index \(md.index) is out of range" }
+    if md.index < snapshot.index { return nil }  // an older snapshot (a segment prologue)
     snapshot = md
     if replacesLog || md.index > lastIndex
       || (md.index > baseIndex && entries[Int(md.index - baseIndex - 1)].term != md.term)
@@ -351,11 +386,12 @@ struct Replay {
     } else if md.index > baseIndex {
       entries.removeFirst(Int(md.index - baseIndex))
     } else if md.index < baseIndex {
-      return  // the log already starts above it; keep the base
+      return nil  // the log already starts above it; keep the base
     }
     baseIndex = md.index
     baseTerm = md.term
     if let g = gap, g.index <= md.index + 1 { gap = nil }
+    return nil
   }
 
   /// Final consistency checks; returns a problem (file, offset, reason) or nil.

@@ -23,10 +23,22 @@ public struct WALOptions: Sendable, Equatable {
     public var description: String { rawValue }
   }
 
+  /// How io_uring orders a batch's write before its sync.
+  public enum URingWrites: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// pwritev from the owner thread (into the page cache), then the sync through the ring.
+    case inline
+    /// writev and sync both through the ring, linked with IOSQE_IO_LINK.
+    case linked
+
+    public var description: String { rawValue }
+  }
+
   /// The I/O path asked for. io_uring falls back to posix when a ring cannot be set up.
   public var io: IO = .uring
   /// How batches are made durable.
   public var fsync: Fsync = .datasync
+  /// How io_uring orders writes before syncs (ignored by posix).
+  public var uringWrites: URingWrites = .inline
   /// The fixed size of every segment file, zero-filled ahead of use.
   public var segmentBytes: Int = 64 << 20
   /// A batch is closed once it holds this many entries.
@@ -45,6 +57,11 @@ public struct WALOptions: Sendable, Equatable {
   public var sqpoll: Bool = false
   /// The largest record payload accepted (one entry or snapshot metadata), in bytes.
   public var recordBytesMax: Int = 16 << 20
+
+  /// The most bytes that can be written but not yet synced at any moment: every batch in
+  /// flight at its largest (a batch closes before it passes `batchBytesMax`, but one record may
+  /// take it over) plus a segment prologue. Recovery never cuts a longer tail.
+  public var unsyncedBytesMax: Int { batchesInFlightMax * (batchBytesMax + recordBytesMax + 4096) }
 
   /// Tests only: behave as if the kernel refused to set up a ring.
   var simulateURingUnavailable = false
@@ -74,8 +91,8 @@ public struct WALOptions: Sendable, Equatable {
         "ringDepth (\(ringDepth)) must be at least 4 x batchesInFlightMax (\(batchesInFlightMax)): "
           + "a batch needs up to four submission entries")
     }
-    guard recordBytesMax >= 1024, recordBytesMax <= segmentBytes / 2 else {
-      throw fail("recordBytesMax must be between 1024 and segmentBytes / 2 (got \(recordBytesMax))")
+    guard recordBytesMax >= 1024, recordBytesMax <= min(segmentBytes / 2, 128 << 20) else {
+      throw fail("recordBytesMax must be between 1024 and min(segmentBytes / 2, 128 MiB) (got \(recordBytesMax))")
     }
   }
 }

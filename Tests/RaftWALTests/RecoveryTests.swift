@@ -26,7 +26,7 @@ final class RecoveryTests: XCTestCase {
   /// Offsets of every record, in order.
   func records(_ dir: String) throws -> [WALInspection.Record] {
     var out: [WALInspection.Record] = []
-    _ = try WALScanner.scan(directory: dir, recordBytesMax: smallOptions().recordBytesMax) { out.append($0) }
+    _ = try WALInspection.scan(directory: dir, recordBytesMax: smallOptions().recordBytesMax) { out.append($0) }
     return out
   }
 
@@ -179,7 +179,7 @@ final class RecoveryTests: XCTestCase {
     let names = segmentFiles(dir)
     XCTAssertGreaterThan(names.count, 2)
     var firstRecords: [WALInspection.Record] = []
-    _ = try WALScanner.scan(directory: dir, recordBytesMax: smallOptions().recordBytesMax) { r in
+    _ = try WALInspection.scan(directory: dir, recordBytesMax: smallOptions().recordBytesMax) { r in
       if r.segment == names[0] { firstRecords.append(r) }
     }
     // Zero the last record of the first segment: in the last segment this would be a torn
@@ -251,5 +251,94 @@ final class RecoveryTests: XCTestCase {
     let again = try WAL(directory: copy, options: smallOptions())
     XCTAssertEqual(again.recovered.entries.count, kept.count + 5)
     XCTAssertNil(again.inspection.tornTail)
+  }
+}
+
+extension RecoveryTests {
+  func testALengthFlippedIntoTheZeroTailIsCorruptionNotATornWrite() throws {
+    // The last record's length grows by 256 and now ends in the zero-filled rest of the segment,
+    // where its "type byte" is zero: without the length check this would pass for a torn write.
+    let (dir, _) = try makeWAL(lastEntryBytes: 60)
+    let last = try records(dir).last!
+    let segment = segmentFiles(dir)[0]
+    var image = readFile(dir + "/" + segment)
+    image[last.offset + 1] ^= 0x01
+    let copy = try damagedCopy(of: dir, segment: segment, image: image)
+    XCTAssertThrowsError(try WAL(directory: copy, options: smallOptions())) { e in
+      guard case WALError.corrupt(_, let offset, let reason) = e else { return XCTFail("\(e)") }
+      XCTAssertEqual(offset, last.offset)
+      XCTAssertTrue(reason.contains("fails its check"), reason)
+    }
+  }
+
+  func testDamageFollowedByMoreThanTheUnsyncedSpanIsCorruption() throws {
+    var o = smallOptions()
+    o.batchBytesMax = 4096
+    o.batchesInFlightMax = 1
+    o.ringDepth = 4
+    o.recordBytesMax = 1024
+    XCTAssertEqual(o.unsyncedBytesMax, 4096 + 1024 + 4096)
+    let dir = tempDir()
+    let wal = try WAL(directory: dir, options: o)
+    for i in stride(from: 1, through: 400, by: 10) {
+      try wal.append(entries: makeEntries(UInt64(i)...UInt64(i + 9), size: 100))
+    }
+    try wal.close()
+    let recs = try records(dir)
+    let segment = segmentFiles(dir)[0]
+    let image = readFile(dir + "/" + segment)
+    // A record zeroed early, with about 40 KiB of data after it: it was synced long ago.
+    let early = recs[20]
+    var damaged = image
+    for i in early.offset..<(early.offset + early.bytes) { damaged[i] = 0 }
+    var copy = try damagedCopy(of: dir, segment: segment, image: damaged)
+    XCTAssertThrowsError(try WAL(directory: copy, options: o)) { e in
+      guard case WALError.corrupt(_, let offset, let reason) = e else { return XCTFail("\(e)") }
+      XCTAssertEqual(offset, early.offset)
+      XCTAssertTrue(reason.contains("more than the 9216 bytes that can be unsynced"), reason)
+    }
+    // The same hole within the last few KiB is a torn tail.
+    let late = recs[recs.count - 20]
+    damaged = image
+    for i in late.offset..<(late.offset + late.bytes) { damaged[i] = 0 }
+    copy = try damagedCopy(of: dir, segment: segment, image: damaged)
+    let reopened = try WAL(directory: copy, options: o)
+    XCTAssertEqual(reopened.inspection.tornTail?.offset, late.offset)
+    XCTAssertEqual(reopened.recovered.entries.last?.index, late.entry!.index - 1)
+  }
+
+  func testARestartWritesTheStateAgain() throws {
+    let dir = tempDir()
+    var wal = try WAL(directory: dir, options: smallOptions())
+    try wal.append(entries: makeEntries(1...3), hardState: HardState(term: 4, vote: 2, commit: 3))
+    try wal.close()
+    wal = try WAL(directory: dir, options: smallOptions())
+    try wal.append(entries: makeEntries(4...5))
+    try wal.close()
+    let types = try records(dir).map(\.type)
+    XCTAssertEqual(types.filter { $0 == .segmentHeader }.count, 1)
+    // The prologue's hard state, the first write's, and the restart's.
+    XCTAssertEqual(types.filter { $0 == .hardState }.count, 3)
+    XCTAssertEqual(try WAL(directory: dir, options: smallOptions()).recovered.hardState.commit, 3)
+  }
+
+  func testASecondWALCannotOpenTheSameDirectory() throws {
+    let dir = tempDir()
+    let first = try WAL(directory: dir, options: smallOptions())
+    XCTAssertThrowsError(try WAL(directory: dir, options: smallOptions())) { e in
+      XCTAssertTrue("\(e)".contains("is in use by another WAL"), "\(e)")
+    }
+    try first.close()
+    XCTAssertNoThrow(try WAL(directory: dir, options: smallOptions()).close())
+  }
+
+  func testARingThatCannotBeSetUpThrowsCleanly() {
+    // A depth of 0 is refused by the kernel (EINVAL): the error comes back, nothing is freed twice.
+    XCTAssertThrowsError(try URingBatchIO(depth: 0, sqpoll: false, slots: 2, fsync: .datasync, writes: .inline)) {
+      e in
+      guard case WALError.io(let op, _, let err) = e else { return XCTFail("\(e)") }
+      XCTAssertEqual(op, "io_uring_setup")
+      XCTAssertEqual(err, EINVAL)
+    }
   }
 }

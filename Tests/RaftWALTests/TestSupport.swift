@@ -57,10 +57,21 @@ func makeEntries(_ range: ClosedRange<UInt64>, term: UInt64 = 1, size: Int = 32)
   range.map { makeEntry($0, term: term, size: size) }
 }
 
+/// An I/O path and, for io_uring, how writes are ordered before syncs.
+struct TestIO: CustomStringConvertible {
+  var io: WALOptions.IO
+  var writes: WALOptions.URingWrites = .inline
+  var description: String { io == .uring ? "uring/\(writes)" : "\(io)" }
+  static let all = [TestIO(io: .uring), TestIO(io: .uring, writes: .linked), TestIO(io: .posix)]
+}
+
 /// Small segments so that tests roll often.
-func smallOptions(_ io: WALOptions.IO = .uring) -> WALOptions {
+func smallOptions(_ io: WALOptions.IO = .uring) -> WALOptions { smallOptions(TestIO(io: io)) }
+
+func smallOptions(_ t: TestIO) -> WALOptions {
   var o = WALOptions()
-  o.io = io
+  o.io = t.io
+  o.uringWrites = t.writes
   o.segmentBytes = 64 << 10
   o.recordBytesMax = 16 << 10
   o.batchesInFlightMax = 4
@@ -80,7 +91,7 @@ func writeFile(_ path: String, _ bytes: [UInt8]) {
   precondition(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
 }
 
-/// Runs `body` for both I/O paths.
-func forEachIO(_ body: (WALOptions.IO) throws -> Void) rethrows {
-  for io in WALOptions.IO.allCases { try body(io) }
+/// Runs `body` for each I/O path (io_uring with inline and linked writes, posix).
+func forEachIO(_ body: (TestIO) throws -> Void) rethrows {
+  for io in TestIO.all { try body(io) }
 }

@@ -21,7 +21,7 @@ final class WALTests: XCTestCase {
     try forEachIO { io in
       let dir = tempDir()
       let wal = try WAL(directory: dir, options: smallOptions(io))
-      XCTAssertEqual(wal.io, io)
+      XCTAssertEqual(wal.io, io.io)
       XCTAssertEqual(wal.recovered.entries, [])
       let s1 = try wal.append(entries: makeEntries(1...10), hardState: HardState(term: 1, vote: 2, commit: 5))
       let s2 = try wal.append(

@@ -29,15 +29,15 @@ extension RaftCodable {
 }
 
 extension RaftCodec {
-  /// Runs `body` with a writer over the first `size` bytes of `buffer`; returns `size`.
+  /// Runs `body` with a writer bounded by `buffer` (a store past its end traps); returns the
+  /// number of bytes written. Callers size `buffer` with `encodedSize`, so the size is not
+  /// computed twice.
   @inline(__always)
-  static func write(to buffer: UnsafeMutableRawBufferPointer, size: Int, _ body: (inout CodecWriter) -> Void) -> Int {
-    precondition(size <= buffer.count, "RaftCodec: the buffer is smaller than the encoding")
-    guard size > 0 else { return 0 }
-    var w = CodecWriter(start: buffer.baseAddress!, count: size)
+  static func write(to buffer: UnsafeMutableRawBufferPointer, _ body: (inout CodecWriter) -> Void) -> Int {
+    guard let start = buffer.baseAddress, buffer.count > 0 else { return 0 }
+    var w = CodecWriter(start: start, count: buffer.count)
     body(&w)
-    precondition(w.isFull, "RaftCodec: encodedSize over-estimated the encoding")
-    return size
+    return w.cursor - start
   }
 }
 
@@ -55,7 +55,7 @@ extension Entry: RaftCodable {
 
   /// Writes the entry body straight into `buffer` (the WAL's hot path).
   public static func codecEncode(_ e: Entry, to buffer: UnsafeMutableRawBufferPointer) -> Int {
-    RaftCodec.write(to: buffer, size: codecEncodedSize(e)) { w in w.entry(e) }
+    RaftCodec.write(to: buffer) { w in w.entry(e) }
   }
 
   /// Decodes an entry body at `offset`.
@@ -85,7 +85,7 @@ extension HardState: RaftCodable {
 
   /// Writes term, vote and commit straight into `buffer`.
   public static func codecEncode(_ hs: HardState, to buffer: UnsafeMutableRawBufferPointer) -> Int {
-    RaftCodec.write(to: buffer, size: codecEncodedSize(hs)) { w in w.hardState(hs) }
+    RaftCodec.write(to: buffer) { w in w.hardState(hs) }
   }
 
   /// Decodes a hard state body at `offset`.
