@@ -1,5 +1,11 @@
 import Benchmark
+import Foundation
 import Raft
+import RaftWAL
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 // The in-memory propose path, equivalent to etcd-raft's BenchmarkRawNode: one iteration proposes
 // a 3-byte entry, then handles Readys (persist to MemoryStorage, answer the leader's messages as
@@ -94,5 +100,45 @@ let benchmarks: @Sendable () -> Void = {
     for _ in benchmark.scaledIterations {
       blackHole(try RaftCodec.decodeMessage(encoded).entries.count)
     }
+  }
+
+  for size in [128, 4096] {
+    let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+    Benchmark("CRC32C \(size)B (\(CRC32C.usesHardware ? "sse4.2" : "table"))") { benchmark in
+      for _ in benchmark.scaledIterations {
+        blackHole(CRC32C.checksum(bytes))
+      }
+    }
+  }
+
+  // The CPU side of a WAL append: 256 entries of 128 B framed, checksummed and written to the page
+  // cache (posix, fsync none: no disk wait; raft-bench wal measures the disk).
+  Benchmark("WAL append 256x128B (posix, fsync none)", configuration: .init(metrics: [.wallClock, .mallocCountTotal])) {
+    benchmark in
+    var template = Array("/tmp/raft-benchmark-wal-XXXXXX".utf8CString)
+    let dir = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!)! })
+    var options = WALOptions()
+    options.io = .posix
+    options.fsync = .none
+    options.segmentBytes = 256 << 20
+    let wal = try WAL(directory: dir, options: options)
+    let payload = [UInt8](repeating: 0x5A, count: 128)
+    var index: UInt64 = 1
+    var entries: [Entry] = []
+    entries.reserveCapacity(256)
+    benchmark.startMeasurement()
+    for _ in benchmark.scaledIterations {
+      entries.removeAll(keepingCapacity: true)
+      for _ in 0..<256 {
+        entries.append(Entry(term: 1, index: index, data: payload))
+        index += 1
+      }
+      try wal.append(entries: entries)
+      try wal.submit()
+    }
+    benchmark.stopMeasurement()
+    try wal.close()
+    for name in try FileManager.default.contentsOfDirectory(atPath: dir) { unlink(dir + "/" + name) }
+    rmdir(dir)
   }
 }

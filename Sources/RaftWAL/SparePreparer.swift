@@ -50,14 +50,16 @@ final class SparePreparer: @unchecked Sendable {
 
   var path: String { FileIO.path(directory, SegmentNames.spare) }
 
-  /// Starts preparing a spare (no-op when one is being prepared or ready).
-  func start() {
+  /// Starts preparing a spare (no-op when one is being prepared or ready), by writing zeros
+  /// or with `posix_fallocate` (`mode` is `.zeroFill` or `.fallocate`).
+  func start(_ mode: WALOptions.SegmentPreparation = .zeroFill) {
     guard !started else { return }
+    precondition(mode != .auto, "the WAL decides what .auto means for each segment")
     started = true
     targetBytes.store(marginBytes, ordering: .relaxed)
     group.enter()
     queue.async {
-      self.result = Result { () throws(WALError) -> String in try self.prepare() }
+      self.result = Result { () throws(WALError) -> String in try self.prepare(mode) }
       self.group.leave()
     }
   }
@@ -81,15 +83,22 @@ final class SparePreparer: @unchecked Sendable {
     }
   }
 
-  private func prepare() throws(WALError) -> String {
+  private func prepare(_ mode: WALOptions.SegmentPreparation) throws(WALError) -> String {
     let p = path
     let fd = try FileIO.open(p, O_WRONLY | O_CREAT | O_TRUNC)
     defer { FileIO.close(fd) }
-    let mode: WALOptions.Fsync = fsync == .none ? .none : .datasync
+    let syncMode: WALOptions.Fsync = fsync == .none ? .none : .datasync
     let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkBytes, alignment: 4096)
     defer { zeros.deallocate() }
     zeros.initializeMemory(as: UInt8.self, repeating: 0)
     var zeroed = 0
+    if mode == .fallocate {
+      // Unwritten extents: they read as zeros (torn tails still show), cost no bandwidth, and
+      // make the first sync of each block a little dearer (the extent is converted).
+      let rc = posix_fallocate(fd, 0, off_t(segmentBytes))
+      if rc != 0 { throw .io(operation: "posix_fallocate", file: p, errno: rc) }
+      zeroed = segmentBytes
+    }
     var synced = 0
     var idleMicroseconds: UInt32 = 100
     while zeroed < segmentBytes {
@@ -104,7 +113,7 @@ final class SparePreparer: @unchecked Sendable {
       try FileIO.pwriteAll(fd, UnsafeRawBufferPointer(rebasing: zeros[0..<(end - zeroed)]), offset: zeroed, file: p)
       zeroed = end
       if zeroed - synced >= Self.syncEveryBytes && zeroed < segmentBytes {
-        try FileIO.sync(fd, mode, file: p)
+        try FileIO.sync(fd, syncMode, file: p)
         synced = zeroed
       }
     }

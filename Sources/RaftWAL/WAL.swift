@@ -146,6 +146,12 @@ public final class WAL {
   /// The first error; once set, the WAL refuses everything (it must be reopened).
   @exclusivity(unchecked) private var failure: WALError? = nil
   @exclusivity(unchecked) private var closed = false
+  /// Batches and bytes written before the current segment, and into the previous one: what
+  /// `.auto` segment preparation decides on.
+  private var segmentBatchesAtStart: UInt64 = 0
+  private var segmentBytesAtStart: UInt64 = 0
+  private var lastSegmentBatches: UInt64 = 0
+  private var lastSegmentBytes: UInt64 = 0
 
   /// Opens (or creates) the WAL in `directory`: scans every segment, cuts a torn tail of the
   /// last one, and refuses to open on corruption anywhere else.
@@ -248,7 +254,7 @@ public final class WAL {
     freeSlots = Array((1...options.batchesInFlightMax).reversed())
     let segmentPath = path
     fds = try slots.indices.map { _ throws(WALError) in try FileIO.open(segmentPath, O_RDWR) }
-    spare.start()
+    spare.start(nextPreparation())
     logger.info(
       "wal: opened \(directory) (\(segments.count) segments, entries \(scan.firstIndex)...\(scan.lastIndex), "
         + "io \(io), fsync \(options.fsync))")
@@ -624,11 +630,26 @@ public final class WAL {
     precondition(writeOffset + open.used <= capacity, "WAL: a segment prologue does not fit in the segment")
   }
 
+  /// How to prepare the next spare: `.auto` picks fallocate once the batches written into the
+  /// previous segment averaged `autoFallocateBatchBytes` or more (bandwidth-bound), zero-fill
+  /// otherwise (sync-bound).
+  private func nextPreparation() -> WALOptions.SegmentPreparation {
+    switch options.segmentPreparation {
+    case .zeroFill, .fallocate: return options.segmentPreparation
+    case .auto:
+      let batches = lastSegmentBatches
+      guard batches > 0 else { return .zeroFill }
+      return lastSegmentBytes / batches >= UInt64(options.autoFallocateBatchBytes) ? .fallocate : .zeroFill
+    }
+  }
+
   /// Makes every batch so far durable, then continues in a fresh segment: the only segment that
   /// may ever hold unsynced bytes is the last one.
   private func roll() throws(WALError) {
     try submitOpen()
     try drain()
+    lastSegmentBatches = stats.batches - segmentBatchesAtStart
+    lastSegmentBytes = stats.bytes - segmentBytesAtStart
     let next = segments[segments.count - 1].sequence + 1
     let name = SegmentNames.name(sequence: next, firstIndex: lastIndex + 1)
     let newPath = FileIO.path(directory, name)
@@ -643,7 +664,9 @@ public final class WAL {
     writeOffset = 0
     segments.append(SegmentInfo(name: name, sequence: next, maxEntryIndex: 0))
     stats.segmentsStarted += 1
-    spare.start()
+    segmentBatchesAtStart = stats.batches
+    segmentBytesAtStart = stats.bytes
+    spare.start(nextPreparation())
     logger.debug("wal: started segment \(name)")
   }
 

@@ -33,10 +33,30 @@ public struct WALOptions: Sendable, Equatable {
     public var description: String { rawValue }
   }
 
+  /// How a new segment is prepared ahead of use. Either way its unwritten blocks read as zeros,
+  /// which is what recovery relies on to recognise torn writes.
+  public enum SegmentPreparation: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// Write zeros through the whole file: later writes overwrite allocated, written blocks and
+    /// their syncs touch no metadata (fastest syncs), at the price of writing every byte twice.
+    case zeroFill = "zero"
+    /// `posix_fallocate`: unwritten extents, no extra bandwidth; the first sync over each block
+    /// converts its extent (dearer syncs).
+    case fallocate
+    /// Zero-fill while batches are small (syncs dominate); fallocate once the average batch of
+    /// the segment being written reaches `autoFallocateBatchBytes` (bandwidth dominates).
+    case auto
+
+    public var description: String { rawValue }
+  }
+
   /// The I/O path asked for. io_uring falls back to posix when a ring cannot be set up.
   public var io: IO = .uring
   /// How batches are made durable.
   public var fsync: Fsync = .datasync
+  /// How new segments are prepared.
+  public var segmentPreparation: SegmentPreparation = .auto
+  /// With `.auto`, the average batch size from which the next segment is fallocated.
+  public var autoFallocateBatchBytes: Int = 64 << 10
   /// How io_uring orders writes before syncs (ignored by posix).
   public var uringWrites: URingWrites = .inline
   /// The fixed size of every segment file, zero-filled ahead of use.

@@ -24,7 +24,7 @@ struct WALBench: ParsableCommand {
   var batches = "1,8,64,256"
   @Option(help: "WAL I/O paths to measure, comma-separated (uring, posix).")
   var io = "uring,posix"
-  @Option(help: "Measured time per case, in milliseconds.")
+  @Option(help: "Measured time per path and case, in milliseconds (split into --rounds turns).")
   var durationMs = 1500
   @Option(help: "Directory for the files (a fresh subdirectory is made and removed).")
   var dir = "/tmp"
@@ -41,10 +41,15 @@ struct WALBench: ParsableCommand {
   var sqpoll = false
   @Option(help: "datasync | fsync | none (none measures no durability at all).")
   var fsync = "datasync"
+  @Option(help: "How segments are prepared: zero (write zeros), fallocate, or auto.")
+  var prepare = "auto"
   @Option(help: "WAL segment size in bytes.")
   var segmentBytes = 64 << 20
 
   func validate() throws {
+    guard WALOptions.SegmentPreparation(rawValue: prepare) != nil else {
+      throw ValidationError("--prepare must be zero, fallocate or auto")
+    }
     guard WALOptions.URingWrites(rawValue: uringWrites) != nil else {
       throw ValidationError("--uring-writes must be inline or linked")
     }
@@ -52,6 +57,7 @@ struct WALBench: ParsableCommand {
       throw ValidationError("--fsync must be datasync, fsync or none")
     }
     guard durationMs >= 100 else { throw ValidationError("--duration-ms must be at least 100") }
+    guard rounds >= 1, rounds <= 100 else { throw ValidationError("--rounds must be between 1 and 100") }
     for s in entryBytes.split(separator: ",") {
       guard let v = Int(s), v >= 1, v <= 1 << 20 else { throw ValidationError("--entry-bytes: bad size '\(s)'") }
     }
@@ -63,14 +69,24 @@ struct WALBench: ParsableCommand {
     }
   }
 
-  struct Result {
-    var name: String
+  @Option(
+    help: "Rounds per case: the floor and each path take turns, so that drift in the disk's speed hits them alike.")
+  var rounds = 5
+
+  /// What one turn of one path measured.
+  struct Turn {
     var entries: UInt64 = 0
-    var batches: UInt64 = 0
     var seconds: Double = 0
-    var latencies = Samples()
     var syncs: UInt64 = 0
-    var entriesPerSecond: Double { Double(entries) / seconds }
+    var entriesPerSecond: Double { seconds > 0 ? Double(entries) / seconds : 0 }
+  }
+
+  /// All turns of one path in one case.
+  struct Series {
+    var name: String
+    var turns: [Turn] = []
+    var latencies = Samples()
+    var medianEntriesPerSecond: Double { median(turns.map(\.entriesPerSecond)) }
   }
 
   func run() throws {
@@ -84,54 +100,99 @@ struct WALBench: ParsableCommand {
     }
     let root = String(cString: made)
     defer { removeTree(root) }
+    let turnMs = max(durationMs / rounds, 50)
     print(
-      "raft-bench wal: \(root), fsync \(mode), \(durationMs) ms per case, \(maxInflightBatches) batches in flight "
-        + "(uring, \(uringWrites) writes), ring depth \(ringDepth), sqpoll \(sqpoll), crc32c \(CRC32C.usesHardware ? "sse4.2" : "table")"
-    )
+      "raft-bench wal: \(root), fsync \(mode), \(rounds) rounds of \(turnMs) ms per path and case, "
+        + "\(maxInflightBatches) batches in flight (uring, \(uringWrites) writes), ring depth \(ringDepth), "
+        + "segments \(prepare), sqpoll \(sqpoll), crc32c \(CRC32C.usesHardware ? "sse4.2" : "table")")
     print(
       pad("entry B", 7) + pad("batch", 6) + "  " + pad("path", 6, left: true) + pad("entries/s", 12) + pad("MB/s", 9)
         + pad("p50 us", 9) + pad("p99 us", 9) + pad("syncs/s", 9) + pad("ent/sync", 9) + pad("vs floor", 9))
-    var case_ = 0
+    var caseNumber = 0
     for size in sizes {
       for batch in batchSizes {
+        caseNumber += 1
         let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 7) | 1 }
-        var results: [Result] = []
-        case_ += 1
-        let floorDir = "\(root)/floor-\(case_)"
-        results.append(try floor(directory: floorDir, entryBytes: size, batch: batch, mode: mode))
+        let floorRunner = try FloorRunner(
+          directory: "\(root)/floor-\(caseNumber)", bytes: batch * size, fileBytes: segmentBytes, mode: mode)
+        var runners: [WALRunner] = []
         for path in paths {
-          let walDir = "\(root)/\(path)-\(case_)"
-          results.append(try wal(directory: walDir, io: path, payload: payload, batch: batch, mode: mode))
-          removeTree(walDir)
+          runners.append(
+            try WALRunner(
+              directory: "\(root)/\(path)-\(caseNumber)",
+              options: options(io: path, payload: payload.count, batch: batch),
+              payload: payload, batch: batch, depth: maxInflightBatches))
         }
-        removeTree(floorDir)
-        let base = results[0].entriesPerSecond
-        for r in results {
-          let mb = r.entriesPerSecond * Double(size) / 1e6
-          let syncsPerSecond = Double(r.syncs) / r.seconds
+        var floorSeries = Series(name: "floor")
+        var series = runners.map { Series(name: $0.wal.io.rawValue) }
+        floorRunner.warmUp()
+        for r in runners { try r.warmUp() }
+        for _ in 0..<rounds {
+          floorSeries.turns.append(
+            floorRunner.turn(milliseconds: turnMs, entriesPerBatch: batch, into: &floorSeries.latencies))
+          for (k, r) in runners.enumerated() {
+            series[k].turns.append(try r.turn(milliseconds: turnMs, into: &series[k].latencies))
+          }
+        }
+        for r in runners { try r.close() }
+        floorRunner.close()
+        for s in [floorSeries] + series {
+          let ratios = zip(s.turns, floorSeries.turns).map { $0.entriesPerSecond / max($1.entriesPerSecond, 1) }
+          let eps = s.medianEntriesPerSecond
+          let entries = s.turns.reduce(0) { $0 + $1.entries }
+          let syncs = s.turns.reduce(0) { $0 + $1.syncs }
+          let seconds = s.turns.reduce(0) { $0 + $1.seconds }
           print(
-            pad(String(size), 7) + pad(String(batch), 6) + "  " + pad(r.name, 6, left: true)
-              + pad(grouped(r.entriesPerSecond), 12) + pad(fixed(mb, 1), 9)
-              + pad(fixed(Double(r.latencies.percentile(50)) / 1000, 0), 9)
-              + pad(fixed(Double(r.latencies.percentile(99)) / 1000, 0), 9) + pad(grouped(syncsPerSecond), 9)
-              + pad(r.syncs > 0 ? fixed(Double(r.entries) / Double(r.syncs), 1) : "-", 9)
-              + pad(fixed(r.entriesPerSecond / base, 2), 9))
+            pad(String(size), 7) + pad(String(batch), 6) + "  " + pad(s.name, 6, left: true) + pad(grouped(eps), 12)
+              + pad(fixed(eps * Double(size) / 1e6, 1), 9)
+              + pad(fixed(Double(s.latencies.percentile(50)) / 1000, 0), 9)
+              + pad(fixed(Double(s.latencies.percentile(99)) / 1000, 0), 9)
+              + pad(grouped(Double(syncs) / max(seconds, 1e-9)), 9)
+              + pad(syncs > 0 ? fixed(Double(entries) / Double(syncs), 1) : "-", 9)
+              + pad(fixed(median(ratios), 2), 9))
         }
       }
     }
   }
 
-  /// pwritev + fdatasync of `batch * entryBytes` bytes at a time to a zero-filled file.
-  func floor(directory: String, entryBytes: Int, batch: Int, mode: WALOptions.Fsync) throws -> Result {
+  func options(io: WALOptions.IO, payload: Int, batch: Int) -> WALOptions {
+    var o = WALOptions()
+    o.io = io
+    o.fsync = WALOptions.Fsync(rawValue: fsync)!
+    o.segmentBytes = segmentBytes
+    o.batchesInFlightMax = maxInflightBatches
+    o.ringDepth = ringDepth
+    o.sqpoll = sqpoll
+    o.uringWrites = WALOptions.URingWrites(rawValue: uringWrites)!
+    o.segmentPreparation = WALOptions.SegmentPreparation(rawValue: prepare)!
+    o.batchEntriesMax = max(batch, 1)
+    o.batchBytesMax = max(batch * (payload + 32), 4096)
+    o.recordBytesMax = max(payload + 64, 1024)
+    return o
+  }
+}
+
+/// The floor: pwritev + fdatasync of the payload bytes of one batch at a time, no framing, to a
+/// zero-filled file (wrapping around at its end, so writes always overwrite zeros' blocks).
+final class FloorRunner {
+  let fd: Int32
+  let directory: String
+  let bytes: Int
+  let fileBytes: Int
+  let mode: WALOptions.Fsync
+  let buffer: UnsafeMutableRawBufferPointer
+  var offset = 0
+
+  init(directory: String, bytes: Int, fileBytes: Int, mode: WALOptions.Fsync) throws {
     mkdir(directory, 0o755)
+    self.directory = directory
+    self.bytes = bytes
+    self.fileBytes = fileBytes
+    self.mode = mode
     let path = directory + "/floor"
-    let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw ValidationError("open \(path): \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    let fileBytes = segmentBytes
-    let bytes = batch * entryBytes
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes, 1 << 20), alignment: 4096)
-    defer { buffer.deallocate() }
+    buffer = .allocate(byteCount: max(bytes, 1 << 20), alignment: 4096)
     buffer.initializeMemory(as: UInt8.self, repeating: 0)
     var off = 0
     while off < fileBytes {
@@ -140,106 +201,123 @@ struct WALBench: ParsableCommand {
     }
     fdatasync(fd)
     for i in 0..<bytes { buffer[i] = UInt8(truncatingIfNeeded: i &* 131 &+ 7) | 1 }
-    var r = Result(name: "floor")
-    var offset = 0
-    let warmupEnd = monotonicNanoseconds() + 100_000_000
-    var start: UInt64 = 0
+  }
+
+  func close() {
+    Glibc.close(fd)
+    buffer.deallocate()
+    removeTree(directory)
+  }
+
+  func warmUp() {
+    var ignored = Samples()
+    _ = turn(milliseconds: 100, entriesPerBatch: 1, into: &ignored)
+  }
+
+  func turn(milliseconds: Int, entriesPerBatch: Int, into latencies: inout Samples) -> WALBench.Turn {
+    var t = WALBench.Turn()
     var iov = iovec(iov_base: buffer.baseAddress, iov_len: bytes)
-    while true {
-      let now = monotonicNanoseconds()
-      if start == 0 && now >= warmupEnd { start = now }
-      if start != 0 && now - start >= UInt64(durationMs) * 1_000_000 { break }
-      if offset + bytes > fileBytes { offset = 0 }  // wrap: still overwriting zero-filled blocks
+    let start = monotonicNanoseconds()
+    let end = start + UInt64(milliseconds) * 1_000_000
+    while monotonicNanoseconds() < end {
+      if offset + bytes > fileBytes { offset = 0 }
       let t0 = monotonicNanoseconds()
-      guard pwritev(fd, &iov, 1, off_t(offset)) == bytes else {
-        throw ValidationError("pwritev: \(String(cString: strerror(errno)))")
+      var done = 0
+      while done < bytes {
+        iov.iov_base = buffer.baseAddress! + done
+        iov.iov_len = bytes - done
+        let n = pwritev(fd, &iov, 1, off_t(offset + done))
+        if n <= 0 { fatalError("floor: pwritev: \(String(cString: strerror(errno)))") }
+        done += n
       }
       switch mode {
       case .datasync: fdatasync(fd)
-      case .fsync: Glibc.fsync(fd)
+      case .fsync: fsync(fd)
       case .none: break
       }
-      let t1 = monotonicNanoseconds()
+      latencies.add(monotonicNanoseconds() - t0)
       offset += bytes
-      if start != 0 {
-        r.latencies.add(t1 - t0)
-        r.entries += UInt64(batch)
-        r.batches += 1
-        if mode != .none { r.syncs += 1 }
-      }
+      t.entries += UInt64(entriesPerBatch)
+      if mode != .none { t.syncs += 1 }
     }
-    r.seconds = Double(monotonicNanoseconds() - start) / 1e9
-    return r
+    t.seconds = Double(monotonicNanoseconds() - start) / 1e9
+    return t
+  }
+}
+
+/// WAL writes of `batch` entries each, kept `depth` batches deep.
+final class WALRunner {
+  let wal: WAL
+  let directory: String
+  let payload: [UInt8]
+  let batch: Int
+  let depth: Int
+  var index: UInt64 = 1
+  var entries: [Entry] = []
+
+  init(directory: String, options: WALOptions, payload: [UInt8], batch: Int, depth: Int) throws {
+    self.directory = directory
+    wal = try WAL(directory: directory, options: options, logger: StderrLogger())
+    self.payload = payload
+    self.batch = batch
+    self.depth = depth
+    entries.reserveCapacity(batch)
   }
 
-  /// WAL writes of `batch` entries each, kept `maxInflightBatches` deep.
-  func wal(directory: String, io: WALOptions.IO, payload: [UInt8], batch: Int, mode: WALOptions.Fsync) throws
-    -> Result
-  {
-    var o = WALOptions()
-    o.io = io
-    o.fsync = mode
-    o.segmentBytes = segmentBytes
-    o.batchesInFlightMax = maxInflightBatches
-    o.ringDepth = ringDepth
-    o.sqpoll = sqpoll
-    o.uringWrites = WALOptions.URingWrites(rawValue: uringWrites)!
-    o.batchEntriesMax = max(batch, 1)
-    o.batchBytesMax = max(batch * (payload.count + 32), 4096)
-    o.recordBytesMax = max(payload.count + 64, 1024)
-    let wal = try WAL(directory: directory, options: o, logger: StderrLogger())
-    var r = Result(name: wal.io.rawValue)
-    var index: UInt64 = 1
-    /// Submission times by sequence, oldest first.
+  func close() throws {
+    try wal.close()
+    removeTree(directory)
+  }
+
+  func warmUp() throws {
+    var ignored = Samples()
+    _ = try turn(milliseconds: 100, into: &ignored)
+  }
+
+  /// Writes for `milliseconds`, then waits for what is still in flight (counted, and timed).
+  func turn(milliseconds: Int, into latencies: inout Samples) throws -> WALBench.Turn {
+    var t = WALBench.Turn()
     var pending: [(seq: UInt64, at: UInt64)] = []
     pending.reserveCapacity(1024)
-    var entries: [Entry] = []
-    entries.reserveCapacity(batch)
-    let warmupEnd = monotonicNanoseconds() + 100_000_000
-    var start: UInt64 = 0
-    let syncsAtStart = { wal.stats.syncs }
-    var syncBase: UInt64 = 0
     var head = 0
+    let syncsBefore = wal.stats.syncs
+    let start = monotonicNanoseconds()
+    let end = start + UInt64(milliseconds) * 1_000_000
     while true {
       let now = monotonicNanoseconds()
-      if start == 0 && now >= warmupEnd {
-        start = now
-        syncBase = syncsAtStart()
-      }
-      if start != 0 && now - start >= UInt64(durationMs) * 1_000_000 { break }
-      if wal.batchesInFlight < maxInflightBatches {
+      let writing = now < end
+      if !writing && head == pending.count { break }
+      if writing && wal.batchesInFlight < depth {
         entries.removeAll(keepingCapacity: true)
         for _ in 0..<batch {
           entries.append(Entry(term: 1, index: index, data: payload))
           index += 1
         }
-        let t0 = monotonicNanoseconds()
         let seq = try wal.append(entries: entries)
         try wal.submit()
-        pending.append((seq, t0))
+        pending.append((seq, now))
       } else {
         try wal.waitForCompletion()
       }
       let durable = try wal.poll()
-      let t = monotonicNanoseconds()
+      let done = monotonicNanoseconds()
       while head < pending.count && pending[head].seq <= durable {
-        if start != 0 && pending[head].at >= start {
-          r.latencies.add(t - pending[head].at)
-          r.entries += UInt64(batch)
-          r.batches += 1
-        }
+        latencies.add(done - pending[head].at)
+        t.entries += UInt64(batch)
         head += 1
       }
-      if head > 4096 {
-        pending.removeFirst(head)
-        head = 0
-      }
     }
-    r.seconds = Double(monotonicNanoseconds() - start) / 1e9
-    r.syncs = wal.stats.syncs - syncBase
-    try wal.close()
-    return r
+    t.seconds = Double(monotonicNanoseconds() - start) / 1e9
+    t.syncs = wal.stats.syncs - syncsBefore
+    return t
   }
+}
+
+/// The median of `values` (0 when empty).
+func median(_ values: [Double]) -> Double {
+  guard !values.isEmpty else { return 0 }
+  let s = values.sorted()
+  return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
 /// Warnings and errors to stderr.
