@@ -75,13 +75,18 @@ final class SparePreparer: @unchecked Sendable {
     return try r.get()
   }
 
-  /// Waits for a preparation in progress, if any, without using it.
+  /// Stops a preparation in progress, if any, and waits for it (the partial spare is removed
+  /// when the WAL is next opened).
   func finish() {
     if started {
-      targetBytes.store(Int.max, ordering: .relaxed)
+      cancelled.store(true, ordering: .relaxed)
       group.wait()
+      started = false
     }
   }
+
+  /// Set by `finish`: the preparation stops where it is.
+  private let cancelled = Atomic<Bool>(false)
 
   private func prepare(_ mode: WALOptions.SegmentPreparation) throws(WALError) -> String {
     let p = path
@@ -102,6 +107,7 @@ final class SparePreparer: @unchecked Sendable {
     var synced = 0
     var idleMicroseconds: UInt32 = 100
     while zeroed < segmentBytes {
+      if cancelled.load(ordering: .relaxed) { throw .invalidRequest("spare preparation cancelled") }
       let target = min(segmentBytes, targetBytes.load(ordering: .relaxed))
       if zeroed >= target {
         usleep(idleMicroseconds)
