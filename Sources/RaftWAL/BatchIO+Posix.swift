@@ -6,6 +6,7 @@
 final class PosixBatchIO: BatchIO {
   let fsync: WALOptions.Fsync
   private var completed: [Int] = []
+  private(set) var syncs: UInt64 = 0
 
   init(fsync: WALOptions.Fsync) { self.fsync = fsync }
 
@@ -14,6 +15,7 @@ final class PosixBatchIO: BatchIO {
   func start(slot: Int, fd: Int32, file: String, bytes: UnsafeRawBufferPointer, offset: Int) throws(WALError) {
     try FileIO.pwritevAll(fd, bytes, offset: offset, file: file)
     try FileIO.sync(fd, fsync, file: file)
+    if fsync != .none { syncs += 1 }
     completed.append(slot)
   }
 

@@ -35,9 +35,13 @@ final class URingBatchIO: BatchIO {
     var active = false
   }
 
+  /// The low two bits of a request's user data; the rest is a slot (write, sync) or a group
+  /// sync's id.
   private enum Kind: UInt64 {
     case write = 0
     case sync = 1
+    /// An inline-mode sync covering every batch written before it was queued.
+    case groupSync = 2
   }
 
   /// The ring, on the heap so that its address never moves; set up before anything else, so a
@@ -53,11 +57,22 @@ final class URingBatchIO: BatchIO {
   /// `.inline`: the owner thread copies the batch into the page cache with pwritev and only the
   /// sync goes through the ring; `.linked`: the write goes through the ring too, linked to it.
   let writes: WALOptions.URingWrites
+  /// Inline mode: syncs in flight at most; batches written while they run wait for the next one,
+  /// which covers them all (group commit of syncs).
+  let syncsInFlightMax: Int
+  /// Inline mode: slots written to the page cache and not yet covered by a sync, oldest first.
+  private var awaitingSync: [Int] = []
+  /// Inline mode: the slots each group sync in flight covers, by sync id.
+  private var groupSyncs: [UInt64: [Int]] = [:]
+  private var nextGroupSync: UInt64 = 0
+  /// Syncs that completed successfully.
+  private(set) var syncs: UInt64 = 0
 
   /// Sets up a ring; throws `WALError.io` carrying the kernel's errno when it cannot.
-  init(depth: Int, sqpoll: Bool, slots: Int, fsync: WALOptions.Fsync, writes: WALOptions.URingWrites)
-    throws(WALError)
-  {
+  init(
+    depth: Int, sqpoll: Bool, slots: Int, fsync: WALOptions.Fsync, writes: WALOptions.URingWrites,
+    syncsInFlightMax: Int = Int.max
+  ) throws(WALError) {
     let ring = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
     ring.initialize(to: io_uring())
     var params = io_uring_params()
@@ -74,6 +89,7 @@ final class URingBatchIO: BatchIO {
     self.ring = ring
     self.fsync = fsync
     self.writes = fsync == .none ? .linked : writes
+    self.syncsInFlightMax = max(1, syncsInFlightMax)
     ops = Array(repeating: Op(), count: slots)
     iovecs = .allocate(capacity: slots)
     iovecs.initialize(repeating: iovec(), count: slots)
@@ -102,13 +118,29 @@ final class URingBatchIO: BatchIO {
       // The write is done (in the page cache) before the sync is queued, so the sync covers it.
       try FileIO.pwritevAll(fd, bytes, offset: offset, file: file)
       ops[slot].written = bytes.count
-      let sync = try sqe()
-      io_uring_prep_fsync(sync, fd, fsync == .datasync ? swift_raft_fsync_datasync() : 0)
-      io_uring_sqe_set_data64(sync, UInt64(slot) << 1 | Kind.sync.rawValue)
-      ops[slot].outstanding += 1
+      awaitingSync.append(slot)
+      try queueGroupSyncs()
       return
     }
     try queueWrite(slot)
+  }
+
+  /// Queues a sync for the batches written and not yet covered, when fewer than
+  /// `syncsInFlightMax` are running. The sync covers every byte written before it is queued.
+  private func queueGroupSyncs() throws(WALError) {
+    guard !awaitingSync.isEmpty, groupSyncs.count < syncsInFlightMax else { return }
+    let covered = awaitingSync
+    awaitingSync.removeAll(keepingCapacity: true)
+    let id = nextGroupSync
+    nextGroupSync += 1
+    // Through the newest batch's descriptor: concurrent syncs use different open files, so a
+    // writeback error is reported to each of them.
+    let newest = covered[covered.count - 1]
+    let sync = try sqe()
+    io_uring_prep_fsync(sync, ops[newest].fd, fsync == .datasync ? swift_raft_fsync_datasync() : 0)
+    io_uring_sqe_set_data64(sync, id << 2 | Kind.groupSync.rawValue)
+    for slot in covered { ops[slot].outstanding += 1 }
+    groupSyncs[id] = covered
   }
 
   /// Queues the write of the unwritten rest of `slot` and, unless syncing is off, a linked sync.
@@ -121,13 +153,13 @@ final class URingBatchIO: BatchIO {
     iov.pointee.iov_len = op.count - op.written
     let write = try sqe()
     io_uring_prep_writev(write, op.fd, iov, 1, UInt64(op.offset + op.written))
-    io_uring_sqe_set_data64(write, UInt64(slot) << 1 | Kind.write.rawValue)
+    io_uring_sqe_set_data64(write, UInt64(slot) << 2 | Kind.write.rawValue)
     ops[slot].outstanding += 1
     if fsync != .none {
       write.pointee.flags |= swift_raft_sqe_flag_io_link()
       let sync = try sqe()
       io_uring_prep_fsync(sync, op.fd, fsync == .datasync ? swift_raft_fsync_datasync() : 0)
-      io_uring_sqe_set_data64(sync, UInt64(slot) << 1 | Kind.sync.rawValue)
+      io_uring_sqe_set_data64(sync, UInt64(slot) << 2 | Kind.sync.rawValue)
       ops[slot].outstanding += 1
     }
     ops[slot].synced = false
@@ -183,7 +215,8 @@ final class URingBatchIO: BatchIO {
       }
       io_uring_cq_advance(ring, UInt32(n))
       if let failure { throw failure }
-      try submit()  // resubmitted short writes
+      try queueGroupSyncs()
+      try submit()  // resubmitted short writes, the next group sync
       if !done.isEmpty { waitNext = false }
       if n < cqeBatch && !waitNext { return }
     }
@@ -191,8 +224,27 @@ final class URingBatchIO: BatchIO {
 
   /// Applies one completion; returns the error it carries, if any.
   private func complete(userData: UInt64, result: Int32, into done: inout [Int]) -> WALError? {
-    let slot = Int(userData >> 1)
-    let kind = Kind(rawValue: userData & 1)!
+    let kind = Kind(rawValue: userData & 3)!
+    if kind == .groupSync {
+      let covered = groupSyncs.removeValue(forKey: userData >> 2)!
+      var failure: WALError? = nil
+      if result < 0 {
+        let file = ops[covered[covered.count - 1]].file
+        failure = .io(operation: fsync == .datasync ? "fdatasync" : "fsync", file: file, errno: -result)
+      }
+      if failure == nil { syncs += 1 }
+      for slot in covered {
+        precondition(ops[slot].active && ops[slot].outstanding > 0, "io_uring: group sync for an idle slot \(slot)")
+        ops[slot].outstanding -= 1
+        if failure == nil { ops[slot].synced = true }
+        if ops[slot].synced && ops[slot].outstanding == 0 {
+          ops[slot].active = false
+          done.append(slot)
+        }
+      }
+      return failure
+    }
+    let slot = Int(userData >> 2)
     precondition(ops[slot].active && ops[slot].outstanding > 0, "io_uring: completion for an idle slot \(slot)")
     ops[slot].outstanding -= 1
     switch kind {
@@ -216,7 +268,10 @@ final class URingBatchIO: BatchIO {
         return .io(operation: fsync == .datasync ? "fdatasync" : "fsync", file: ops[slot].file, errno: -result)
       }
       assert(ops[slot].written == ops[slot].count, "io_uring: a linked sync ran after a short write")
+      syncs += 1
       ops[slot].synced = true
+    case .groupSync:
+      preconditionFailure("io_uring: group syncs are handled above")
     }
     if ops[slot].synced && ops[slot].written == ops[slot].count && ops[slot].outstanding == 0 {
       ops[slot].active = false

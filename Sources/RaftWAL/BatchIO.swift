@@ -6,6 +6,8 @@
 protocol BatchIO: AnyObject {
   /// The path this object implements.
   var kind: WALOptions.IO { get }
+  /// Syncs that completed successfully so far.
+  var syncs: UInt64 { get }
   /// Starts writing `bytes` at `offset` of `fd` and then syncing it (per the fsync mode).
   func start(slot: Int, fd: Int32, file: String, bytes: UnsafeRawBufferPointer, offset: Int) throws(WALError)
   /// Hands everything started so far to the kernel.

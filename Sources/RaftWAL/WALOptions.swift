@@ -70,6 +70,10 @@ public struct WALOptions: Sendable, Equatable {
   public var lingerMicroseconds: Int = 0
   /// Batches submitted and not yet durable, at most (io_uring; posix always has one).
   public var batchesInFlightMax: Int = 8
+  /// io_uring with inline writes: syncs in flight at most. A batch written while they run waits
+  /// for the next sync, which covers every batch written before it (group commit); equal to
+  /// `batchesInFlightMax`, every batch gets its own sync.
+  public var syncsInFlightMax: Int = 2
   /// Submission queue entries of the ring; each batch in flight needs two (write, sync) plus
   /// one per resubmitted short write.
   public var ringDepth: Int = 64
@@ -102,6 +106,9 @@ public struct WALOptions: Sendable, Equatable {
     }
     guard batchesInFlightMax >= 1, batchesInFlightMax <= 256 else {
       throw fail("batchesInFlightMax must be between 1 and 256 (got \(batchesInFlightMax))")
+    }
+    guard syncsInFlightMax >= 1, syncsInFlightMax <= batchesInFlightMax else {
+      throw fail("syncsInFlightMax must be between 1 and batchesInFlightMax (got \(syncsInFlightMax))")
     }
     guard ringDepth >= 4, ringDepth <= 4096, ringDepth & (ringDepth - 1) == 0 else {
       throw fail("ringDepth must be a power of two between 4 and 4096 (got \(ringDepth))")

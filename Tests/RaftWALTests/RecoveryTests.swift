@@ -275,6 +275,7 @@ extension RecoveryTests {
     var o = smallOptions()
     o.batchBytesMax = 4096
     o.batchesInFlightMax = 1
+    o.syncsInFlightMax = 1
     o.ringDepth = 4
     o.recordBytesMax = 1024
     XCTAssertEqual(o.unsyncedBytesMax, 4096 + 1024 + 4096)

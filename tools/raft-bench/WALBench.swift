@@ -30,6 +30,8 @@ struct WALBench: ParsableCommand {
   var dir = "/tmp"
   @Option(help: "WAL batches in flight (io_uring).")
   var maxInflightBatches = 8
+  @Option(help: "io_uring (inline writes): syncs in flight; batches written meanwhile share the next sync.")
+  var maxInflightSyncs = WALOptions().syncsInFlightMax
   @Option(help: "io_uring submission queue depth.")
   var ringDepth = 64
   @Option(
@@ -103,7 +105,7 @@ struct WALBench: ParsableCommand {
     let turnMs = max(durationMs / rounds, 50)
     print(
       "raft-bench wal: \(root), fsync \(mode), \(rounds) rounds of \(turnMs) ms per path and case, "
-        + "\(maxInflightBatches) batches in flight (uring, \(uringWrites) writes), ring depth \(ringDepth), "
+        + "\(maxInflightBatches) batches and \(maxInflightSyncs) syncs in flight (uring, \(uringWrites) writes), ring depth \(ringDepth), "
         + "segments \(prepare), sqpoll \(sqpoll), crc32c \(CRC32C.usesHardware ? "sse4.2" : "table")")
     print(
       pad("entry B", 7) + pad("batch", 6) + "  " + pad("path", 6, left: true) + pad("entries/s", 12) + pad("MB/s", 9)
@@ -161,6 +163,7 @@ struct WALBench: ParsableCommand {
     o.fsync = WALOptions.Fsync(rawValue: fsync)!
     o.segmentBytes = segmentBytes
     o.batchesInFlightMax = maxInflightBatches
+    o.syncsInFlightMax = min(maxInflightSyncs, maxInflightBatches)
     o.ringDepth = ringDepth
     o.sqpoll = sqpoll
     o.uringWrites = WALOptions.URingWrites(rawValue: uringWrites)!
