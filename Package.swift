@@ -11,6 +11,7 @@ let package = Package(
   products: [
     .library(name: "Raft", targets: ["Raft"]),
     .library(name: "RaftWAL", targets: ["RaftWAL"]),
+    .library(name: "RaftEngine", targets: ["RaftEngine"]),
     .executable(name: "raft-datadriven", targets: ["raft-datadriven"]),
     .executable(name: "wal-dump", targets: ["wal-dump"]),
     .executable(name: "raft-bench", targets: ["raft-bench"]),
@@ -23,6 +24,8 @@ let package = Package(
     .target(name: "Raft", swiftSettings: strict),
     .systemLibrary(name: "CLibURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
     .target(name: "RaftWAL", dependencies: ["Raft", "CLibURing"], swiftSettings: strict),
+    .target(name: "RaftEngine", dependencies: ["Raft", "RaftWAL"], swiftSettings: strict),
+    .testTarget(name: "RaftEngineTests", dependencies: ["RaftEngine"], swiftSettings: strict),
     .executableTarget(
       name: "wal-dump",
       dependencies: ["RaftWAL", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -30,7 +33,7 @@ let package = Package(
       swiftSettings: strict),
     .executableTarget(
       name: "raft-bench",
-      dependencies: ["RaftWAL", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      dependencies: ["RaftWAL", "RaftEngine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
       path: "tools/raft-bench",
       swiftSettings: strict),
     .executableTarget(
