@@ -250,6 +250,13 @@ public final class RawNode {
   /// The node's status, with a copy of the progress of every peer on a leader.
   public func status() -> Status { raft.status }
 
+  /// The index of the last entry of the log (stable or not): right after a proposal is accepted
+  /// on a leader, the proposal's index.
+  public var lastIndex: UInt64 { raft.raftLog.lastIndex() }
+
+  /// The node's current term.
+  public var term: UInt64 { raft.term }
+
   /// The node's status without the progress map.
   public func basicStatus() -> BasicStatus { raft.basicStatus }
 

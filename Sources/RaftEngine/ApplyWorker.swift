@@ -1,0 +1,72 @@
+import Dispatch
+import Raft
+
+/// etcd's LocalApplyThread: applies the committed entries of each `MsgStorageApply` in order,
+/// then hands the message's responses (and the conf changes to apply) back to the run loop in
+/// one push.
+final class ApplyWorker: @unchecked Sendable {
+  enum Job {
+    case apply(Message)
+    /// Restores the state machine from a snapshot after everything queued before it was
+    /// applied, then signals (the append worker waits: etcd's contract for snapshots).
+    case restore(Snapshot, DispatchSemaphore)
+  }
+
+  let queue: BatchQueue<Job>
+  private let applier: Applier
+  private let toRunLoop: @Sendable ([Node.Input]) -> Void
+  private var thread: OSThread?
+
+  init(applier: Applier, spinNanoseconds: UInt64, toRunLoop: @escaping @Sendable ([Node.Input]) -> Void) {
+    self.applier = applier
+    self.toRunLoop = toRunLoop
+    queue = BatchQueue(spinNanoseconds: spinNanoseconds)
+  }
+
+  func start() {
+    thread = OSThread(name: "raft-apply") { [self] in run() }
+  }
+
+  func stop() {
+    queue.close()
+    thread?.join()
+  }
+
+  /// Restores the state machine from `snapshot` once everything queued before is applied, and
+  /// returns when it is done.
+  func restoreAndWait(_ snapshot: Snapshot) {
+    let done = DispatchSemaphore(value: 0)
+    guard queue.push(.restore(snapshot, done)) else { return }
+    done.wait()
+  }
+
+  private func run() {
+    var jobs: [Job] = []
+    var out: [Node.Input] = []
+    while true {
+      jobs.removeAll(keepingCapacity: true)
+      queue.take(into: &jobs, timeoutNanoseconds: 100_000_000)
+      if jobs.isEmpty && queue.closed { return }
+      out.removeAll(keepingCapacity: true)
+      for job in jobs {
+        switch job {
+        case .apply(let m):
+          do {
+            for cc in try applier.apply(m.entries) { out.append(.applyConfChange(cc)) }
+          } catch {
+            out.append(.storageFailed("applying entries: \(error)"))
+          }
+          for r in m.responses { out.append(.step(r)) }
+        case .restore(let snapshot, let done):
+          if !out.isEmpty {
+            toRunLoop(out)
+            out.removeAll(keepingCapacity: true)
+          }
+          applier.stateMachine.restore(snapshot: snapshot)
+          done.signal()
+        }
+      }
+      if !out.isEmpty { toRunLoop(out) }
+    }
+  }
+}

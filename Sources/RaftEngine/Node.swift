@@ -1,0 +1,284 @@
+import Raft
+import RaftWAL
+import Synchronization
+
+/// One Raft node: the run loop thread that owns the `RawNode`, its WAL, and (in async mode) the
+/// append and apply workers.
+///
+/// The run loop wakes on any input, drains everything queued, steps it into the `RawNode`, and
+/// hands out the Ready: in `.async` mode to the workers and the transport, never waiting for the
+/// disk; in `.sync` mode it persists, sends, applies and advances itself (the baseline).
+public final class Node: @unchecked Sendable {
+  public typealias Completion = @Sendable (Result<UInt64, EngineError>) -> Void
+
+  /// What the run loop is asked to do.
+  enum Input {
+    case propose([UInt8], Completion)
+    case proposeConfChange(AnyConfChange, Completion)
+    /// A peer message, or a worker's response.
+    case step(Message)
+    case campaign
+    case transferLeader(UInt64)
+    case readIndex([UInt8])
+    case forgetLeader
+    case reportUnreachable(UInt64)
+    case reportSnapshot(UInt64, SnapshotStatus)
+    case status(@Sendable (Status) -> Void)
+    /// A committed conf change, from the apply worker.
+    case applyConfChange(AnyConfChange)
+    case storageFailed(String)
+    case stop
+  }
+
+  public let id: UInt64
+  public let configuration: NodeConfiguration
+  /// The Raft storage over the WAL.
+  public let storage: WALStorage
+
+  let inbox: BatchQueue<Input>
+  private let transport: Transport
+  private let proposals = Proposals()
+  private let applier: Applier
+  private let rawNode: RawNode
+  private var applyWorker: ApplyWorker?
+  private var appendWorker: AppendWorker?
+  private var loop: OSThread?
+  /// The leader as last seen by the run loop (0: none), for callers' errors.
+  private let knownLeader = Atomic<UInt64>(0)
+  private let stopping = Atomic<Bool>(false)
+  /// Run loop only: the reason the node stopped on its own (a storage failure).
+  private var failure: String?
+
+  /// Opens the WAL in `configuration.directory`, restores the state machine from its snapshot,
+  /// and bootstraps a new cluster of `configuration.peers` when the WAL is empty. Call
+  /// `start()` to run.
+  public init(configuration: NodeConfiguration, stateMachine: StateMachine, transport: Transport) throws {
+    precondition(configuration.id != 0, "a node id must not be 0")
+    id = configuration.id
+    self.configuration = configuration
+    self.transport = transport
+    let wal = try WAL(directory: configuration.directory, options: configuration.wal)
+    storage = try WALStorage(wal: wal)
+    applier = Applier(stateMachine: stateMachine, proposals: proposals)
+    let snapshot = try storage.snapshot()
+    if snapshot.metadata.index > 0 { stateMachine.restore(snapshot: snapshot) }
+    var raftConfig = Config(
+      id: configuration.id, electionTick: configuration.electionTick, heartbeatTick: configuration.heartbeatTick,
+      storage: storage)
+    raftConfig.applied = snapshot.metadata.index
+    raftConfig.asyncStorageWrites = configuration.readyHandling == .async
+    raftConfig.maxSizePerMsg = configuration.maxSizePerMsg
+    raftConfig.maxInflightMsgs = configuration.maxInflightMsgs
+    raftConfig.maxCommittedSizePerReady = configuration.maxCommittedSizePerReady
+    raftConfig.preVote = configuration.preVote
+    raftConfig.checkQuorum = configuration.checkQuorum
+    raftConfig.randomSeed = configuration.id &* 0x9E37_79B9_7F4A_7C15 ^ monotonicNanoseconds()
+    rawNode = try RawNode(config: raftConfig)
+    let (hs, _) = try storage.initialState()
+    let lastIndex = try storage.lastIndex()
+    if hs.isEmpty && lastIndex == 0 {
+      try rawNode.bootstrap(configuration.peers.map { Peer(id: $0) })
+    }
+    inbox = BatchQueue(capacity: configuration.inboxCapacity, spinNanoseconds: configuration.spinNanoseconds)
+  }
+
+  /// Where the transport delivers this node's messages.
+  public var sink: MessageSink {
+    { [inbox] messages in inbox.push(contentsOf: messages.map { Input.step($0) }) }
+  }
+
+  /// Starts the run loop (and the workers in async mode).
+  public func start() {
+    precondition(loop == nil, "Node.start called twice")
+    if configuration.readyHandling == .async {
+      let inbox = self.inbox
+      let toRunLoop: @Sendable ([Input]) -> Void = { inputs in inbox.push(contentsOf: inputs) }
+      let apply = ApplyWorker(applier: applier, spinNanoseconds: configuration.spinNanoseconds, toRunLoop: toRunLoop)
+      let append = AppendWorker(
+        storage: storage, nodeID: id, transport: transport, applyWorker: apply,
+        spinNanoseconds: configuration.spinNanoseconds, toRunLoop: toRunLoop)
+      applyWorker = apply
+      appendWorker = append
+      apply.start()
+      append.start()
+    }
+    loop = OSThread(name: "raft-node-\(id)") { [self] in run() }
+  }
+
+  /// Stops the run loop and the workers; waiting proposals fail with `.stopped`. Everything
+  /// already acknowledged is durable. The WAL is closed.
+  public func stop() {
+    guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+    inbox.push(.stop)
+    loop?.join()
+    appendWorker?.stop()
+    applyWorker?.stop()
+    inbox.close()
+    proposals.failAll(.stopped)
+    try? storage.wal.close()
+  }
+
+  // MARK: Inputs (any thread)
+
+  /// Proposes `data`; `completion` gets the entry's index once it is committed and applied on
+  /// this node, or an error. Only the leader takes proposals.
+  public func propose(_ data: [UInt8], completion: @escaping Completion) {
+    enqueueProposal(.propose(data, completion), completion)
+  }
+
+  /// Proposes a configuration change, completed like `propose`.
+  public func proposeConfChange(_ cc: AnyConfChange, completion: @escaping Completion) {
+    enqueueProposal(.proposeConfChange(cc, completion), completion)
+  }
+
+  private func enqueueProposal(_ input: Input, _ completion: Completion) {
+    if stopping.load(ordering: .relaxed) { return completion(.failure(.stopped)) }
+    let leader = knownLeader.load(ordering: .relaxed)
+    if leader != id { return completion(.failure(.notLeader(leader: leader == 0 ? nil : leader))) }
+    switch inbox.tryPush(input) {
+    case .enqueued: break
+    case .full: completion(.failure(.busy))
+    case .closed: completion(.failure(.stopped))
+    }
+  }
+
+  /// Steps a message from a peer.
+  public func step(_ m: Message) { inbox.push(.step(m)) }
+  /// Starts an election on this node.
+  public func campaign() { inbox.push(.campaign) }
+  /// Asks the leader to hand leadership to `transferee`.
+  public func transferLeadership(to transferee: UInt64) { inbox.push(.transferLeader(transferee)) }
+  /// Requests a read index; the result arrives as a read state (see `readIndex` in Raft).
+  public func readIndex(context: [UInt8]) { inbox.push(.readIndex(context)) }
+  /// Forgets the leader (a follower that knows it is partitioned).
+  public func forgetLeader() { inbox.push(.forgetLeader) }
+  public func reportUnreachable(_ peer: UInt64) { inbox.push(.reportUnreachable(peer)) }
+  public func reportSnapshot(_ peer: UInt64, status: SnapshotStatus) { inbox.push(.reportSnapshot(peer, status)) }
+
+  /// The node's Raft status, from the run loop.
+  public func status(_ reply: @escaping @Sendable (Status) -> Void) { inbox.push(.status(reply)) }
+
+  /// The leader this node knows of (nil when none).
+  public var leader: UInt64? {
+    let l = knownLeader.load(ordering: .relaxed)
+    return l == 0 ? nil : l
+  }
+
+  // MARK: The run loop
+
+  private func run() {
+    let tickNanoseconds = UInt64(configuration.tickMicroseconds) * 1000
+    var nextTick = monotonicNanoseconds() &+ tickNanoseconds
+    var inputs: [Input] = []
+    var registrations: [(index: UInt64, Proposals.Waiting)] = []
+    var running = true
+    while running {
+      inputs.removeAll(keepingCapacity: true)
+      let now = monotonicNanoseconds()
+      inbox.take(into: &inputs, timeoutNanoseconds: nextTick > now ? nextTick - now : 0)
+      registrations.removeAll(keepingCapacity: true)
+      for input in inputs where running {
+        running = handle(input, registrations: &registrations)
+      }
+      proposals.register(registrations)
+      let t = monotonicNanoseconds()
+      if t >= nextTick {
+        rawNode.tick()
+        nextTick = max(nextTick &+ tickNanoseconds, t)
+      }
+      if !running { break }
+      do {
+        while rawNode.hasReady() { try handleReady() }
+      } catch {
+        failure = "\(error)"
+        break
+      }
+    }
+    if let failure {
+      knownLeader.store(0, ordering: .relaxed)
+      proposals.failAll(.storage(failure))
+    }
+  }
+
+  /// Handles one input; false when the loop must stop.
+  private func handle(_ input: Input, registrations: inout [(index: UInt64, Proposals.Waiting)]) -> Bool {
+    switch input {
+    case .propose(let data, let completion):
+      propose(registrations: &registrations, completion) { try rawNode.propose(data) }
+    case .proposeConfChange(let cc, let completion):
+      propose(registrations: &registrations, completion) { try rawNode.proposeConfChange(cc) }
+    case .step(let m):
+      try? rawNode.step(m)  // stale or malformed peer messages are refused by RawNode; Raft retries
+    case .campaign:
+      try? rawNode.campaign()
+    case .transferLeader(let t):
+      rawNode.transferLeader(to: t)
+    case .readIndex(let ctx):
+      rawNode.readIndex(ctx)
+    case .forgetLeader:
+      try? rawNode.forgetLeader()
+    case .reportUnreachable(let p):
+      rawNode.reportUnreachable(p)
+    case .reportSnapshot(let p, let st):
+      rawNode.reportSnapshot(p, status: st)
+    case .status(let reply):
+      reply(rawNode.status())
+    case .applyConfChange(let cc):
+      _ = rawNode.applyConfChange(cc)
+    case .storageFailed(let why):
+      failure = why
+      return false
+    case .stop:
+      return false
+    }
+    return true
+  }
+
+  private func propose(
+    registrations: inout [(index: UInt64, Proposals.Waiting)], _ completion: @escaping Completion,
+    _ body: () throws -> Void
+  ) {
+    let st = rawNode.basicStatus().softState
+    guard st.raftState == .leader else {
+      return completion(.failure(.notLeader(leader: st.lead == noNode ? nil : st.lead)))
+    }
+    let before = rawNode.lastIndex
+    do {
+      try body()
+    } catch {
+      return completion(.failure(.dropped))
+    }
+    let index = rawNode.lastIndex
+    guard index > before else { return completion(.failure(.dropped)) }
+    registrations.append((index, Proposals.Waiting(term: rawNode.term, completion: completion)))
+  }
+
+  private func handleReady() throws {
+    let rd = rawNode.ready()
+    if let soft = rd.softState {
+      knownLeader.store(soft.lead == noNode ? 0 : soft.lead, ordering: .relaxed)
+    }
+    switch configuration.readyHandling {
+    case .async:
+      var remote: [Message] = []
+      for m in rd.messages {
+        switch m.to {
+        case localAppendThread: appendWorker!.queue.push(m)
+        case localApplyThread: applyWorker!.queue.push(.apply(m))
+        case id: inbox.push(.step(m))
+        default: remote.append(m)
+        }
+      }
+      if !remote.isEmpty { transport.send(remote) }
+    case .sync:
+      let snapshot: Snapshot? = rd.hasSnapshot ? rd.snapshot : nil
+      try storage.save(
+        entries: rd.entries, hardState: rd.hardState.isEmpty ? nil : rd.hardState, snapshot: snapshot)
+      if let snapshot { applier.stateMachine.restore(snapshot: snapshot) }
+      let remote = rd.messages.filter { $0.to != id }
+      if !remote.isEmpty { transport.send(remote) }
+      for cc in try applier.apply(rd.committedEntries) { _ = rawNode.applyConfChange(cc) }
+      rawNode.advance(rd)
+    }
+  }
+}

@@ -1,0 +1,42 @@
+import RaftWAL
+
+/// How a `Node` runs: identity, Ready handling, timing, Raft limits, and the WAL's options.
+public struct NodeConfiguration: Sendable {
+  /// How Ready is handled.
+  public enum ReadyHandling: String, Sendable, CaseIterable {
+    /// The run loop persists each Ready through the WAL (write + sync), sends, applies, then
+    /// advances: the etcd/raftexample baseline.
+    case sync
+    /// Asynchronous storage writes: appends go to the append worker, applies to the apply
+    /// worker, and their responses come back to the run loop's inbox; the loop never waits.
+    case async
+  }
+
+  /// This node's id (non-zero).
+  public var id: UInt64
+  /// The voters of a new cluster (used only when the WAL directory is empty).
+  public var peers: [UInt64]
+  /// The WAL directory.
+  public var directory: String
+  public var readyHandling: ReadyHandling = .async
+  public var wal = WALOptions()
+  public var electionTick = 10
+  public var heartbeatTick = 1
+  /// One Raft tick, in microseconds.
+  public var tickMicroseconds = 10_000
+  public var maxSizePerMsg: UInt64 = 1 << 20
+  public var maxInflightMsgs = 256
+  public var maxCommittedSizePerReady: UInt64 = 0
+  public var preVote = true
+  public var checkQuorum = true
+  /// Proposals queued on the run loop at most (beyond it `propose` fails with `.busy`).
+  public var inboxCapacity = 1 << 16
+  /// How long each engine thread polls its queue before it parks, in nanoseconds.
+  public var spinNanoseconds: UInt64 = 20_000
+
+  public init(id: UInt64, peers: [UInt64], directory: String) {
+    self.id = id
+    self.peers = peers
+    self.directory = directory
+  }
+}

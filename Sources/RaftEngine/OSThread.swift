@@ -1,0 +1,35 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A joinable OS thread for the engine's loops (they block on disk and on queues, so they never
+/// run on Swift's cooperative pool, which has one thread per core).
+final class OSThread: @unchecked Sendable {
+  private var thread = pthread_t()
+  private var joined = false
+
+  private final class Box {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+  }
+
+  /// Starts `body` on a new thread (`name` is for error messages).
+  init(name: String, _ body: @escaping @Sendable () -> Void) {
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    let rc = pthread_create(
+      &thread, nil,
+      { arg in
+        let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+        b.body()
+        return nil
+      }, box)
+    precondition(rc == 0, "pthread_create failed (\(rc)) for \(name)")
+  }
+
+  /// Waits for the thread to end (once).
+  func join() {
+    guard !joined else { return }
+    joined = true
+    pthread_join(thread, nil)
+  }
+}

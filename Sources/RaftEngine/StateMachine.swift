@@ -1,0 +1,39 @@
+import Raft
+
+/// The application's replicated state, driven by the apply side of a `Node` (one thread: the
+/// apply worker in async mode, the run loop in sync mode).
+public protocol StateMachine: AnyObject {
+  /// Applies the committed normal entry at `index` (entries arrive in index order, each once
+  /// per process lifetime after the last snapshot).
+  func apply(index: UInt64, term: UInt64, data: [UInt8])
+  /// Replaces the state with a snapshot's data (installed from a leader or at restart).
+  func restore(snapshot: Snapshot)
+}
+
+/// Why a proposal or an engine call failed.
+public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
+  /// This node is not the leader; `leader` is the one it knows of (nil when none is known).
+  case notLeader(leader: UInt64?)
+  /// Raft dropped the proposal (leadership changed, a transfer is in progress, limits).
+  case dropped
+  /// The node is stopping or stopped.
+  case stopped
+  /// No answer within the caller's deadline.
+  case timedOut
+  /// The node's queue is full: back off and retry.
+  case busy
+  /// The storage failed; the node stopped (the message says why).
+  case storage(String)
+
+  public var description: String {
+    switch self {
+    case .notLeader(let leader?): return "not the leader (the leader is node \(leader))"
+    case .notLeader(nil): return "not the leader (no leader is known)"
+    case .dropped: return "proposal dropped"
+    case .stopped: return "node stopped"
+    case .timedOut: return "timed out"
+    case .busy: return "node busy (queue full)"
+    case .storage(let s): return "storage failed: \(s)"
+    }
+  }
+}
