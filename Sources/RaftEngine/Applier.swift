@@ -19,6 +19,7 @@ struct Applier {
       }
       proposals.applied(index: e.index, term: e.term)
     }
+    if let last = entries.last { stateMachine.applied(through: last.index) }
     return confChanges
   }
 }

@@ -19,7 +19,7 @@ public final class Node: @unchecked Sendable {
     case step(Message)
     case campaign
     case transferLeader(UInt64)
-    case readIndex([UInt8])
+    case readIndex([UInt8], Completion?)
     case forgetLeader
     case reportUnreachable(UInt64)
     case reportSnapshot(UInt64, SnapshotStatus)
@@ -48,6 +48,8 @@ public final class Node: @unchecked Sendable {
   private let stopping = Atomic<Bool>(false)
   /// Run loop only: the reason the node stopped on its own (a storage failure).
   private var failure: String?
+  /// Run loop only: read index requests waiting for their read state, by context.
+  private var readWaiters: [[UInt8]: Completion] = [:]
 
   /// Opens the WAL in `configuration.directory`, restores the state machine from its snapshot,
   /// and bootstraps a new cluster of `configuration.peers` when the WAL is empty. Call
@@ -148,8 +150,17 @@ public final class Node: @unchecked Sendable {
   public func campaign() { inbox.push(.campaign) }
   /// Asks the leader to hand leadership to `transferee`.
   public func transferLeadership(to transferee: UInt64) { inbox.push(.transferLeader(transferee)) }
-  /// Requests a read index; the result arrives as a read state (see `readIndex` in Raft).
-  public func readIndex(context: [UInt8]) { inbox.push(.readIndex(context)) }
+  /// Requests a read index for `context` (which must be unique among the requests in flight):
+  /// `completion` gets the commit index the leader confirmed with a quorum; once the local state
+  /// machine has applied it, a read is linearizable. Requests lost with a leader change never
+  /// complete: callers put a deadline on them.
+  public func readIndex(context: [UInt8], completion: Completion? = nil) {
+    if stopping.load(ordering: .relaxed) {
+      completion?(.failure(.stopped))
+      return
+    }
+    inbox.push(.readIndex(context, completion))
+  }
   /// Forgets the leader (a follower that knows it is partitioned).
   public func forgetLeader() { inbox.push(.forgetLeader) }
   public func reportUnreachable(_ peer: UInt64) { inbox.push(.reportUnreachable(peer)) }
@@ -198,6 +209,8 @@ public final class Node: @unchecked Sendable {
       knownLeader.store(0, ordering: .relaxed)
       proposals.failAll(.storage(failure))
     }
+    for (_, waiter) in readWaiters { waiter(.failure(failure.map { .storage($0) } ?? .stopped)) }
+    readWaiters = [:]
   }
 
   /// Handles one input; false when the loop must stop.
@@ -213,7 +226,8 @@ public final class Node: @unchecked Sendable {
       try? rawNode.campaign()
     case .transferLeader(let t):
       rawNode.transferLeader(to: t)
-    case .readIndex(let ctx):
+    case .readIndex(let ctx, let completion):
+      if let completion { readWaiters[ctx] = completion }
       rawNode.readIndex(ctx)
     case .forgetLeader:
       try? rawNode.forgetLeader()
@@ -257,6 +271,9 @@ public final class Node: @unchecked Sendable {
     let rd = rawNode.ready()
     if let soft = rd.softState {
       knownLeader.store(soft.lead == noNode ? 0 : soft.lead, ordering: .relaxed)
+    }
+    for rs in rd.readStates {
+      readWaiters.removeValue(forKey: rs.requestCtx)?(.success(rs.index))
     }
     switch configuration.readyHandling {
     case .async:

@@ -8,6 +8,13 @@ public protocol StateMachine: AnyObject {
   func apply(index: UInt64, term: UInt64, data: [UInt8])
   /// Replaces the state with a snapshot's data (installed from a leader or at restart).
   func restore(snapshot: Snapshot)
+  /// Every entry up to `index` is applied (entries without data and conf changes included).
+  func applied(through index: UInt64)
+}
+
+extension StateMachine {
+  /// Nothing to do by default.
+  public func applied(through index: UInt64) {}
 }
 
 /// Why a proposal or an engine call failed.
