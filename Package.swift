@@ -18,14 +18,25 @@ let package = Package(
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
     .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
   ],
   targets: [
     .target(name: "Raft", swiftSettings: strict),
     .systemLibrary(name: "CLibURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
     .target(name: "RaftWAL", dependencies: ["Raft", "CLibURing"], swiftSettings: strict),
-    .target(name: "RaftEngine", dependencies: ["Raft", "RaftWAL"], swiftSettings: strict),
-    .testTarget(name: "RaftEngineTests", dependencies: ["RaftEngine"], swiftSettings: strict),
+    .target(
+      name: "RaftEngine",
+      dependencies: [
+        "Raft", "RaftWAL", .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+      ],
+      swiftSettings: strict),
+    .testTarget(
+      name: "RaftEngineTests",
+      dependencies: ["RaftEngine", .product(name: "MetricsTestKit", package: "swift-metrics")],
+      swiftSettings: strict),
     .executableTarget(
       name: "wal-dump",
       dependencies: ["RaftWAL", .product(name: "ArgumentParser", package: "swift-argument-parser")],

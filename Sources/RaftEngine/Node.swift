@@ -1,3 +1,4 @@
+import Logging
 import Raft
 import RaftWAL
 import Synchronization
@@ -37,7 +38,9 @@ public final class Node: @unchecked Sendable {
 
   let inbox: BatchQueue<Input>
   private let transport: Transport
-  private let proposals = Proposals()
+  private let metrics: EngineMetrics
+  private let logger: Logger
+  private let proposals: Proposals
   private let applier: Applier
   private let rawNode: RawNode
   private var applyWorker: ApplyWorker?
@@ -59,7 +62,19 @@ public final class Node: @unchecked Sendable {
     id = configuration.id
     self.configuration = configuration
     self.transport = transport
-    let wal = try WAL(directory: configuration.directory, options: configuration.wal)
+    var logger = configuration.logger
+    logger[metadataKey: "node"] = "\(configuration.id)"
+    self.logger = logger
+    let metrics = EngineMetrics(node: configuration.id, factory: configuration.metricsFactory)
+    self.metrics = metrics
+    proposals = Proposals(metrics: metrics)
+    let raftLogger = SwiftLogRaftLogger(logger)
+    let wal = try WAL(directory: configuration.directory, options: configuration.wal, logger: raftLogger)
+    wal.batchObserver = { report in
+      metrics.walSync.recordNanoseconds(Int64(report.syncNanoseconds))
+      metrics.walBatchEntries.record(report.entries)
+      metrics.walBatchBytes.record(report.bytes)
+    }
     storage = try WALStorage(wal: wal)
     applier = Applier(stateMachine: stateMachine, proposals: proposals)
     let snapshot = try storage.snapshot()
@@ -75,6 +90,7 @@ public final class Node: @unchecked Sendable {
     raftConfig.preVote = configuration.preVote
     raftConfig.checkQuorum = configuration.checkQuorum
     raftConfig.randomSeed = configuration.id &* 0x9E37_79B9_7F4A_7C15 ^ monotonicNanoseconds()
+    raftConfig.logger = raftLogger
     rawNode = try RawNode(config: raftConfig)
     let (hs, _) = try storage.initialState()
     let lastIndex = try storage.lastIndex()
@@ -105,6 +121,12 @@ public final class Node: @unchecked Sendable {
       append.start()
     }
     loop = OSThread(name: "raft-node-\(id)") { [self] in run() }
+    logger.info(
+      "node started",
+      metadata: [
+        "mode": "\(configuration.readyHandling)", "wal": "\(storage.wal.io)",
+        "lastIndex": "\((try? storage.lastIndex()) ?? 0)",
+      ])
   }
 
   /// Stops the run loop and the workers; waiting proposals fail with `.stopped`. Everything
@@ -117,7 +139,12 @@ public final class Node: @unchecked Sendable {
     applyWorker?.stop()
     inbox.close()
     proposals.failAll(.stopped)
-    try? storage.wal.close()
+    do {
+      try storage.wal.close()
+    } catch {
+      logger.error("closing the WAL failed", metadata: ["error": "\(error)"])
+    }
+    logger.info("node stopped")
   }
 
   // MARK: Inputs (any thread)
@@ -187,6 +214,7 @@ public final class Node: @unchecked Sendable {
       inputs.removeAll(keepingCapacity: true)
       let now = monotonicNanoseconds()
       inbox.take(into: &inputs, timeoutNanoseconds: nextTick > now ? nextTick - now : 0)
+      if !inputs.isEmpty { metrics.inboxDepth.record(inputs.count) }
       registrations.removeAll(keepingCapacity: true)
       for input in inputs where running {
         running = handle(input, registrations: &registrations)
@@ -199,13 +227,18 @@ public final class Node: @unchecked Sendable {
       }
       if !running { break }
       do {
-        while rawNode.hasReady() { try handleReady() }
+        while rawNode.hasReady() {
+          let t0 = monotonicNanoseconds()
+          try handleReady()
+          metrics.readyHandling.recordNanoseconds(Int64(monotonicNanoseconds() &- t0))
+        }
       } catch {
         failure = "\(error)"
         break
       }
     }
     if let failure {
+      logger.error("node stopped: storage failed", metadata: ["error": "\(failure)"])
       knownLeader.store(0, ordering: .relaxed)
       proposals.failAll(.storage(failure))
     }
@@ -264,13 +297,17 @@ public final class Node: @unchecked Sendable {
     }
     let index = rawNode.lastIndex
     guard index > before else { return completion(.failure(.dropped)) }
-    registrations.append((index, Proposals.Waiting(term: rawNode.term, completion: completion)))
+    registrations.append(
+      (index, Proposals.Waiting(term: rawNode.term, completion: completion, proposedAt: monotonicNanoseconds())))
   }
 
   private func handleReady() throws {
     let rd = rawNode.ready()
     if let soft = rd.softState {
-      knownLeader.store(soft.lead == noNode ? 0 : soft.lead, ordering: .relaxed)
+      let lead = soft.lead == noNode ? 0 : soft.lead
+      if knownLeader.exchange(lead, ordering: .relaxed) != lead {
+        logger.info("leader changed", metadata: ["leader": "\(lead)", "state": "\(soft.raftState)"])
+      }
     }
     for rs in rd.readStates {
       readWaiters.removeValue(forKey: rs.requestCtx)?(.success(rs.index))
@@ -281,7 +318,11 @@ public final class Node: @unchecked Sendable {
       for m in rd.messages {
         switch m.to {
         case localAppendThread: appendWorker!.queue.push(m)
-        case localApplyThread: applyWorker!.queue.push(.apply(m))
+        case localApplyThread:
+          if let first = m.entries.first, let last = m.entries.last {
+            proposals.committed(first.index...last.index, at: monotonicNanoseconds())
+          }
+          applyWorker!.queue.push(.apply(m))
         case id: inbox.push(.step(m))
         default: remote.append(m)
         }
@@ -294,6 +335,9 @@ public final class Node: @unchecked Sendable {
       if let snapshot { applier.stateMachine.restore(snapshot: snapshot) }
       let remote = rd.messages.filter { $0.to != id }
       if !remote.isEmpty { transport.send(remote) }
+      if let first = rd.committedEntries.first, let last = rd.committedEntries.last {
+        proposals.committed(first.index...last.index, at: monotonicNanoseconds())
+      }
       for cc in try applier.apply(rd.committedEntries) { _ = rawNode.applyConfChange(cc) }
       rawNode.advance(rd)
     }

@@ -1,3 +1,5 @@
+import Logging
+import Metrics
 import RaftWAL
 
 /// How a `Node` runs: identity, Ready handling, timing, Raft limits, and the WAL's options.
@@ -33,6 +35,14 @@ public struct NodeConfiguration: Sendable {
   public var inboxCapacity = 1 << 16
   /// How long each engine thread polls its queue before it parks, in nanoseconds.
   public var spinNanoseconds: UInt64 = 20_000
+  /// Where the node, Raft and the WAL log (swift-log); Raft's own lines at `.debug`/`.info`
+  /// show only when the level allows.
+  public var logger = Logger(label: "swift-raft")
+  /// Where metrics go; nil: swift-metrics' bootstrapped factory (a no-op until the application
+  /// bootstraps one). Instruments: `raft_proposal_to_commit`, `raft_commit_to_apply`,
+  /// `raft_wal_batch_sync` (timers), `raft_wal_batch_entries`, `raft_wal_batch_bytes`,
+  /// `raft_inbox_depth` (recorders), `raft_ready_handling` (timer), each with a `node` dimension.
+  public var metricsFactory: (any MetricsFactory & Sendable)? = nil
 
   public init(id: UInt64, peers: [UInt64], directory: String) {
     self.id = id

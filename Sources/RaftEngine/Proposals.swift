@@ -1,5 +1,9 @@
 import Synchronization
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Proposals waiting to be applied, by log index. The run loop registers a batch of them (one
 /// lock per Ready, not per proposal); the apply side resolves each as its index is applied:
 /// with its index when the applied entry has the proposal's term, as dropped when another
@@ -10,9 +14,28 @@ final class Proposals: Sendable {
   struct Waiting {
     var term: UInt64
     var completion: Completion
+    /// When the proposal entered the log, and when a Ready handed it out committed (0: not yet).
+    var proposedAt: UInt64
+    var committedAt: UInt64 = 0
   }
 
   private let waiting = Mutex<[UInt64: Waiting]>([:])
+  private let metrics: EngineMetrics
+
+  init(metrics: EngineMetrics) { self.metrics = metrics }
+
+  /// Stamps the proposals among `indexes` as committed at `now`.
+  func committed(_ indexes: ClosedRange<UInt64>, at now: UInt64) {
+    waiting.withLock { w in
+      guard !w.isEmpty else { return }
+      for i in indexes {
+        if w[i] != nil, w[i]!.committedAt == 0 {
+          w[i]!.committedAt = now
+          metrics.proposalToCommit.recordNanoseconds(Int64(now &- w[i]!.proposedAt))
+        }
+      }
+    }
+  }
 
   func register(_ batch: [(index: UInt64, Waiting)]) {
     guard !batch.isEmpty else { return }
@@ -27,6 +50,7 @@ final class Proposals: Sendable {
   /// Resolves the proposal at `index`, if any, against the term of the entry applied there.
   func applied(index: UInt64, term: UInt64) {
     guard let p = waiting.withLock({ $0.removeValue(forKey: index) }) else { return }
+    if p.committedAt != 0 { metrics.commitToApply.recordNanoseconds(Int64(engineNanoseconds() &- p.committedAt)) }
     p.completion(p.term == term ? .success(index) : .failure(.dropped))
   }
 
@@ -41,4 +65,12 @@ final class Proposals: Sendable {
   }
 
   var count: Int { waiting.withLock { $0.count } }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+@inline(__always)
+func engineNanoseconds() -> UInt64 {
+  var ts = timespec()
+  clock_gettime(CLOCK_MONOTONIC, &ts)
+  return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }

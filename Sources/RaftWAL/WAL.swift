@@ -104,6 +104,19 @@ public final class WAL {
   public let inspection: WALInspection
   @exclusivity(unchecked) public private(set) var stats = WALStats()
 
+  /// What one acknowledged batch cost, for metrics.
+  public struct BatchReport: Sendable {
+    /// Entry records in the batch.
+    public var entries: Int
+    /// Bytes written (framing included).
+    public var bytes: Int
+    /// From submission to the acknowledgement.
+    public var syncNanoseconds: UInt64
+  }
+
+  /// Called on the owner thread for every batch as it is acknowledged, in order.
+  public var batchObserver: ((BatchReport) -> Void)?
+
   private let logger: RaftLogger
   private let backend: BatchIO
   private let spare: SparePreparer
@@ -713,6 +726,11 @@ public final class WAL {
       assert(b.lastSequence >= durableSequence, "WAL: acknowledgements went backwards")
       durableSequence = b.lastSequence
       b.durable = false
+      if let batchObserver {
+        batchObserver(
+          BatchReport(
+            entries: b.entries, bytes: b.used, syncNanoseconds: monotonicNanoseconds() &- b.submittedAtNanoseconds))
+      }
       freeSlots.append(first)
     }
   }
