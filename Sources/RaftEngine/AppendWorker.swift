@@ -54,10 +54,11 @@ final class AppendWorker: @unchecked Sendable {
         if incoming.isEmpty && idle && queue.closed { return }
         for m in incoming {
           if m.hasSnapshot {
-            // Everything before the snapshot is made durable and applied first, then the
-            // snapshot is persisted and the state machine restored from it.
+            // etcd's contract: everything before the snapshot is made durable and the apply side
+            // flushed first; then the snapshot is persisted and the state machine restored.
             try wal.sync()
             try finish(upTo: wal.durableSequence, pending: &pending, head: &head)
+            applyWorker.flush()
             let snap = m.snapshot!
             try wal.append(entries: m.entries, hardState: Self.hardState(of: m), snapshot: snap)
             try wal.sync()

@@ -10,6 +10,8 @@ final class ApplyWorker: @unchecked Sendable {
     /// Restores the state machine from a snapshot after everything queued before it was
     /// applied, then signals (the append worker waits: etcd's contract for snapshots).
     case restore(Snapshot, DispatchSemaphore)
+    /// Signals once everything queued before it is applied.
+    case barrier(DispatchSemaphore)
   }
 
   let queue: BatchQueue<Job>
@@ -30,6 +32,13 @@ final class ApplyWorker: @unchecked Sendable {
   func stop() {
     queue.close()
     thread?.join()
+  }
+
+  /// Returns once everything queued so far is applied (its responses handed to the run loop).
+  func flush() {
+    let done = DispatchSemaphore(value: 0)
+    guard queue.push(.barrier(done)) else { return }
+    done.wait()
   }
 
   /// Restores the state machine from `snapshot` once everything queued before is applied, and
@@ -63,6 +72,12 @@ final class ApplyWorker: @unchecked Sendable {
             out.removeAll(keepingCapacity: true)
           }
           applier.stateMachine.restore(snapshot: snapshot)
+          done.signal()
+        case .barrier(let done):
+          if !out.isEmpty {
+            toRunLoop(out)
+            out.removeAll(keepingCapacity: true)
+          }
           done.signal()
         }
       }
