@@ -6,20 +6,39 @@ struct Applier {
   let stateMachine: StateMachine
   let proposals: Proposals
 
+  /// A committed conf change: the owner of the `RawNode` applies it, then `confChangeApplied`
+  /// completes its proposal (so that whoever waits on it sees the new configuration).
+  struct ConfChangeEntry {
+    var change: AnyConfChange
+    var index: UInt64
+    var term: UInt64
+  }
+
   /// Applies `entries` in order; returns the conf changes among them, which the owner of the
   /// `RawNode` must apply (in order, before the apply's responses are stepped).
-  func apply(_ entries: [Entry]) throws -> [AnyConfChange] {
-    var confChanges: [AnyConfChange] = []
+  func apply(_ entries: [Entry]) throws -> [ConfChangeEntry] {
+    var confChanges: [ConfChangeEntry] = []
     for e in entries {
       switch e.type {
       case .normal:
         if !e.data.isEmpty { stateMachine.apply(index: e.index, term: e.term, data: e.data) }
+        proposals.applied(index: e.index, term: e.term, isConfChange: false)
       case .confChange, .confChangeV2:
-        if let cc = try e.decodedConfChange() { confChanges.append(cc) }
+        if let cc = try e.decodedConfChange() {
+          confChanges.append(ConfChangeEntry(change: cc, index: e.index, term: e.term))
+        }
       }
-      proposals.applied(index: e.index, term: e.term)
     }
-    if let last = entries.last { stateMachine.applied(through: last.index) }
+    if let last = entries.last {
+      proposals.appliedTerm(last.term, appliedIndex: last.index)
+      stateMachine.applied(through: last.index)
+    }
     return confChanges
+  }
+
+  /// Completes the proposals of conf changes once they are handed to (or applied by) the owner
+  /// of the `RawNode`.
+  func confChangesApplied(_ changes: [ConfChangeEntry]) {
+    for c in changes { proposals.applied(index: c.index, term: c.term, isConfChange: true) }
   }
 }

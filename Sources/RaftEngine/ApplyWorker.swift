@@ -57,11 +57,14 @@ final class ApplyWorker: @unchecked Sendable {
       queue.take(into: &jobs, timeoutNanoseconds: 100_000_000)
       if jobs.isEmpty && queue.closed { return }
       out.removeAll(keepingCapacity: true)
+      var confChanges: [Applier.ConfChangeEntry] = []
       for job in jobs {
         switch job {
         case .apply(let m):
           do {
-            for cc in try applier.apply(m.entries) { out.append(.applyConfChange(cc)) }
+            let ccs = try applier.apply(m.entries)
+            for cc in ccs { out.append(.applyConfChange(cc.change)) }
+            confChanges += ccs
           } catch {
             out.append(.storageFailed("applying entries: \(error)"))
           }
@@ -71,17 +74,24 @@ final class ApplyWorker: @unchecked Sendable {
             toRunLoop(out)
             out.removeAll(keepingCapacity: true)
           }
+          applier.confChangesApplied(confChanges)
+          confChanges.removeAll()
           applier.stateMachine.restore(snapshot: snapshot)
+          applier.proposals.restored(through: snapshot.metadata.index)
           done.signal()
         case .barrier(let done):
           if !out.isEmpty {
             toRunLoop(out)
             out.removeAll(keepingCapacity: true)
           }
+          applier.confChangesApplied(confChanges)
+          confChanges.removeAll()
           done.signal()
         }
       }
       if !out.isEmpty { toRunLoop(out) }
+      // Queued on the run loop ahead of anything the completions lead to.
+      applier.confChangesApplied(confChanges)
     }
   }
 }

@@ -28,6 +28,7 @@ public final class InMemoryNetwork: @unchecked Sendable {
   private struct Delayed {
     var at: UInt64
     var order: UInt64
+    var pair: Pair
     var message: Message
   }
 
@@ -44,6 +45,8 @@ public final class InMemoryNetwork: @unchecked Sendable {
     var defaultDelay: UInt64 = 0
     /// The latest delivery time given to a delayed message of each pair.
     var lastDelayedAt: [Pair: UInt64] = [:]
+    /// Messages of each pair waiting in the courier's queue: while any is, later ones queue too.
+    var delayedCount: [Pair: Int] = [:]
     var delayed: [Delayed] = []
     var order: UInt64 = 0
     var random: UInt64
@@ -164,12 +167,13 @@ public final class InMemoryNetwork: @unchecked Sendable {
           continue
         }
         let delay = state.delay[pair] ?? state.defaultDelay
-        let queuedBehind = (state.lastDelayedAt[pair] ?? 0) > time
+        let queuedBehind = (state.delayedCount[pair] ?? 0) > 0
         if delay > 0 || queuedBehind {
           let at = max(time &+ delay, state.lastDelayedAt[pair] ?? 0)
           state.lastDelayedAt[pair] = at
+          state.delayedCount[pair, default: 0] += 1
           state.order &+= 1
-          state.delayed.append(Delayed(at: at, order: state.order, message: m))
+          state.delayed.append(Delayed(at: at, order: state.order, pair: pair, message: m))
           delayedAny = true
           continue
         }
@@ -211,6 +215,7 @@ public final class InMemoryNetwork: @unchecked Sendable {
         var k = 0
         while k < state.delayed.count && state.delayed[k].at <= time {
           let m = state.delayed[k].message
+          state.delayedCount[state.delayed[k].pair]! -= 1
           if let sink = state.sinks[m.to] {
             due.append(m)
             sinks[m.to] = sink

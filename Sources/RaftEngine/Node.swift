@@ -51,6 +51,8 @@ public final class Node: @unchecked Sendable {
   private let stopping = Atomic<Bool>(false)
   /// Run loop only: the reason the node stopped on its own (a storage failure).
   private var failure: String?
+  /// Set when the run loop stopped on a storage failure (new proposals fail with it).
+  private let failed = Mutex<String?>(nil)
   /// Run loop only: read index requests waiting for their read state, by context.
   private var readWaiters: [[UInt8]: Completion] = [:]
 
@@ -130,7 +132,8 @@ public final class Node: @unchecked Sendable {
   }
 
   /// Stops the run loop and the workers; waiting proposals fail with `.stopped`. Everything
-  /// already acknowledged is durable. The WAL is closed.
+  /// already acknowledged is durable. The WAL is closed. Not to be called from a completion
+  /// (those run on the engine's threads, which `stop` waits for).
   public func stop() {
     guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
     inbox.push(.stop)
@@ -138,6 +141,10 @@ public final class Node: @unchecked Sendable {
     appendWorker?.stop()
     applyWorker?.stop()
     inbox.close()
+    // The loop is gone: answer whatever is still queued (the RawNode is safe to read now).
+    var left: [Input] = []
+    inbox.take(into: &left, timeoutNanoseconds: 0)
+    abandon(left, .stopped)
     proposals.failAll(.stopped)
     do {
       try storage.wal.close()
@@ -162,6 +169,7 @@ public final class Node: @unchecked Sendable {
 
   private func enqueueProposal(_ input: Input, _ completion: Completion) {
     if stopping.load(ordering: .relaxed) { return completion(.failure(.stopped)) }
+    if let why = failed.withLock({ $0 }) { return completion(.failure(.storage(why))) }
     let leader = knownLeader.load(ordering: .relaxed)
     if leader != id { return completion(.failure(.notLeader(leader: leader == 0 ? nil : leader))) }
     switch inbox.tryPush(input) {
@@ -216,9 +224,12 @@ public final class Node: @unchecked Sendable {
       inbox.take(into: &inputs, timeoutNanoseconds: nextTick > now ? nextTick - now : 0)
       if !inputs.isEmpty { metrics.inboxDepth.record(inputs.count) }
       registrations.removeAll(keepingCapacity: true)
+      var handled = 0
       for input in inputs where running {
         running = handle(input, registrations: &registrations)
+        handled += 1
       }
+      if !running { abandon(inputs[handled...], failure.map { .storage($0) } ?? .stopped) }
       proposals.register(registrations)
       let t = monotonicNanoseconds()
       if t >= nextTick {
@@ -239,12 +250,30 @@ public final class Node: @unchecked Sendable {
     }
     if let failure {
       logger.error("node stopped: storage failed", metadata: ["error": "\(failure)"])
+      failed.withLock { $0 = failure }
       knownLeader.store(0, ordering: .relaxed)
       proposals.failAll(.storage(failure))
     }
     for (_, waiter) in readWaiters { waiter(.failure(failure.map { .storage($0) } ?? .stopped)) }
     readWaiters = [:]
+    loopEnded = true
   }
+
+  /// Answers inputs that will not be handled: proposals and read requests fail with `error`,
+  /// status queries get the last status (only once the loop is gone), conf changes are moot.
+  private func abandon<C: Collection>(_ inputs: C, _ error: EngineError) where C.Element == Input {
+    for input in inputs {
+      switch input {
+      case .propose(_, let c), .proposeConfChange(_, let c): c(.failure(error))
+      case .readIndex(_, let c): c?(.failure(error))
+      case .status(let reply): if stopping.load(ordering: .relaxed) && loopEnded { reply(rawNode.status()) }
+      default: break
+      }
+    }
+  }
+
+  /// True once the run loop returned (set by it, read by `stop` after the join).
+  private var loopEnded = false
 
   /// Handles one input; false when the loop must stop.
   private func handle(_ input: Input, registrations: inout [(index: UInt64, Proposals.Waiting)]) -> Bool {
@@ -252,7 +281,7 @@ public final class Node: @unchecked Sendable {
     case .propose(let data, let completion):
       propose(registrations: &registrations, completion) { try rawNode.propose(data) }
     case .proposeConfChange(let cc, let completion):
-      propose(registrations: &registrations, completion) { try rawNode.proposeConfChange(cc) }
+      propose(registrations: &registrations, isConfChange: true, completion) { try rawNode.proposeConfChange(cc) }
     case .step(let m):
       try? rawNode.step(m)  // stale or malformed peer messages are refused by RawNode; Raft retries
     case .campaign:
@@ -282,8 +311,8 @@ public final class Node: @unchecked Sendable {
   }
 
   private func propose(
-    registrations: inout [(index: UInt64, Proposals.Waiting)], _ completion: @escaping Completion,
-    _ body: () throws -> Void
+    registrations: inout [(index: UInt64, Proposals.Waiting)], isConfChange: Bool = false,
+    _ completion: @escaping Completion, _ body: () throws -> Void
   ) {
     let st = rawNode.basicStatus().softState
     guard st.raftState == .leader else {
@@ -298,7 +327,11 @@ public final class Node: @unchecked Sendable {
     let index = rawNode.lastIndex
     guard index > before else { return completion(.failure(.dropped)) }
     registrations.append(
-      (index, Proposals.Waiting(term: rawNode.term, completion: completion, proposedAt: monotonicNanoseconds())))
+      (
+        index,
+        Proposals.Waiting(
+          term: rawNode.term, completion: completion, isConfChange: isConfChange, proposedAt: monotonicNanoseconds())
+      ))
   }
 
   private func handleReady() throws {
@@ -307,6 +340,10 @@ public final class Node: @unchecked Sendable {
       let lead = soft.lead == noNode ? 0 : soft.lead
       if knownLeader.exchange(lead, ordering: .relaxed) != lead {
         logger.info("leader changed", metadata: ["leader": "\(lead)", "state": "\(soft.raftState)"])
+        // Read index requests in flight may be lost with the old leader: fail them now.
+        let lost = readWaiters
+        readWaiters = [:]
+        for (_, waiter) in lost { waiter(.failure(.dropped)) }
       }
     }
     for rs in rd.readStates {
@@ -332,13 +369,18 @@ public final class Node: @unchecked Sendable {
       let snapshot: Snapshot? = rd.hasSnapshot ? rd.snapshot : nil
       try storage.save(
         entries: rd.entries, hardState: rd.hardState.isEmpty ? nil : rd.hardState, snapshot: snapshot)
-      if let snapshot { applier.stateMachine.restore(snapshot: snapshot) }
+      if let snapshot {
+        applier.stateMachine.restore(snapshot: snapshot)
+        proposals.restored(through: snapshot.metadata.index)
+      }
       let remote = rd.messages.filter { $0.to != id }
       if !remote.isEmpty { transport.send(remote) }
       if let first = rd.committedEntries.first, let last = rd.committedEntries.last {
         proposals.committed(first.index...last.index, at: monotonicNanoseconds())
       }
-      for cc in try applier.apply(rd.committedEntries) { _ = rawNode.applyConfChange(cc) }
+      let confChanges = try applier.apply(rd.committedEntries)
+      for cc in confChanges { _ = rawNode.applyConfChange(cc.change) }
+      applier.confChangesApplied(confChanges)
       rawNode.advance(rd)
     }
   }

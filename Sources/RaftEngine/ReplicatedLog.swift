@@ -85,16 +85,57 @@ func withDeadline(
 ) async throws(EngineError) -> UInt64 {
   let result: Result<UInt64, EngineError> = await withCheckedContinuation { c in
     let once = Once(c)
-    DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { once.resume(.failure(.timedOut)) }
+    Deadlines.shared.add(once, afterSeconds: seconds)
     start { r in once.resume(r) }
   }
   return try result.get()
+}
+
+/// The deadlines of the calls in flight, swept every 10 ms by one timer (not one timer per call:
+/// at a high append rate those would pile up for the whole timeout).
+final class Deadlines: @unchecked Sendable {
+  static let shared = Deadlines()
+
+  private let waiting = Mutex<[(deadline: UInt64, once: Once)]>([])
+  private let timer: DispatchSourceTimer
+
+  private init() {
+    timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "swift-raft.deadlines"))
+    timer.schedule(deadline: .now() + .milliseconds(10), repeating: .milliseconds(10))
+    timer.setEventHandler { [unowned self] in sweep() }
+    timer.resume()
+  }
+
+  func add(_ once: Once, afterSeconds seconds: Double) {
+    let deadline = engineNanoseconds() &+ UInt64(max(seconds, 0) * 1e9)
+    waiting.withLock { $0.append((deadline, once)) }
+  }
+
+  /// Drops the calls that completed, and times out the ones past their deadline.
+  private func sweep() {
+    let now = engineNanoseconds()
+    let expired = waiting.withLock { w -> [Once] in
+      var expired: [Once] = []
+      w.removeAll { item in
+        if item.once.isDone { return true }
+        if item.deadline <= now {
+          expired.append(item.once)
+          return true
+        }
+        return false
+      }
+      return expired
+    }
+    for once in expired { once.resume(.failure(.timedOut)) }
+  }
 }
 
 /// Resumes a continuation at most once.
 final class Once: Sendable {
   private let continuation: Mutex<CheckedContinuation<Result<UInt64, EngineError>, Never>?>
   init(_ c: CheckedContinuation<Result<UInt64, EngineError>, Never>) { continuation = Mutex(c) }
+  var isDone: Bool { continuation.withLock { $0 == nil } }
+
   func resume(_ r: Result<UInt64, EngineError>) {
     let c = continuation.withLock { c in
       let taken = c
@@ -127,7 +168,12 @@ final class LogMachine: StateMachine, Sendable {
 
   /// Records that everything up to `index` is applied and wakes the read barriers it satisfies.
   func advance(to index: UInt64) {
-    applied.store(index, ordering: .releasing)
+    applied.max(index, ordering: .acquiringAndReleasing)
+    wake(upTo: applied.load(ordering: .acquiring))
+  }
+
+  /// Completes the read barriers waiting for an index up to `index`.
+  private func wake(upTo index: UInt64) {
     let ready = waiters.withLock { w -> [Node.Completion] in
       var ready: [Node.Completion] = []
       w.removeAll { item in
@@ -145,8 +191,7 @@ final class LogMachine: StateMachine, Sendable {
   /// Calls `done` once `index` is applied.
   func whenApplied(_ index: UInt64, _ done: @escaping Node.Completion) {
     waiters.withLock { $0.append((index, done)) }
-    let now = applied.load(ordering: .acquiring)
-    if now >= index { advance(to: now) }
+    wake(upTo: applied.load(ordering: .acquiring))
   }
 
   func finish() {

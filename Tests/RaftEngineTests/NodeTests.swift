@@ -1,0 +1,95 @@
+import Dispatch
+import Raft
+import RaftWAL
+import Synchronization
+import XCTest
+
+@testable import RaftEngine
+
+final class NodeTests: XCTestCase {
+  /// A started single-node leader (async mode) and its directory.
+  func singleLeader() throws -> (Node, String) {
+    var template = Array("\(NSTemporaryDirectory())/swift-raft-node-XXXXXX".utf8CString)
+    let dir = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!)! })
+    var config = NodeConfiguration(id: 1, peers: [1], directory: dir)
+    config.tickMicroseconds = 5_000
+    let network = InMemoryNetwork()
+    let node = try Node(
+      configuration: config, stateMachine: RecordingStateMachine(), transport: network.transport(for: 1))
+    node.start()
+    node.campaign()
+    let deadline = Date().addingTimeInterval(10)
+    while node.leader != 1 && Date() < deadline { usleep(1_000) }
+    XCTAssertEqual(node.leader, 1)
+    return (node, dir)
+  }
+
+  func wait(_ node: Node, _ call: (@escaping Node.Completion) -> Void) -> Result<UInt64, EngineError> {
+    let result = Mutex<Result<UInt64, EngineError>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    call { r in
+      result.withLock { $0 = r }
+      done.signal()
+    }
+    _ = done.wait(timeout: .now() + 10)
+    return result.withLock { $0 } ?? .failure(.timedOut)
+  }
+
+  func testARefusedConfChangeFailsInsteadOfSucceeding() throws {
+    let (node, dir) = try singleLeader()
+    defer {
+      node.stop()
+      try? FileManager.default.removeItem(atPath: dir)
+    }
+    let first = Mutex<Result<UInt64, EngineError>?>(nil)
+    let second = Mutex<Result<UInt64, EngineError>?>(nil)
+    let group = DispatchGroup()
+    group.enter()
+    group.enter()
+    // Two learner additions back to back: Raft allows one pending conf change and replaces the
+    // second with an empty entry.
+    node.proposeConfChange(.v2(ConfChangeV2(changes: [ConfChangeSingle(type: .addLearnerNode, nodeID: 2)]))) { r in
+      first.withLock { $0 = r }
+      group.leave()
+    }
+    node.proposeConfChange(.v2(ConfChangeV2(changes: [ConfChangeSingle(type: .addLearnerNode, nodeID: 3)]))) { r in
+      second.withLock { $0 = r }
+      group.leave()
+    }
+    XCTAssertEqual(group.wait(timeout: .now() + 10), .success)
+    XCTAssertNotNil(try first.withLock { $0 }?.get())
+    XCTAssertEqual(second.withLock { $0 }, .failure(.dropped))
+    let learners = Mutex<[UInt64]>([])
+    let got = DispatchSemaphore(value: 0)
+    node.status { s in
+      let l = s.config.learners.sorted()
+      learners.withLock { $0 = l }
+      got.signal()
+    }
+    XCTAssertEqual(got.wait(timeout: .now() + 5), .success)
+    XCTAssertEqual(learners.withLock { $0 }, [2])
+  }
+
+  func testStopAnswersEveryProposal() throws {
+    let (node, dir) = try singleLeader()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let answered = Atomic<Int>(0)
+    let succeeded = Atomic<Int>(0)
+    for i in 0..<2_000 {
+      node.propose(Array("p\(i)".utf8)) { r in
+        if case .success = r { succeeded.add(1, ordering: .relaxed) }
+        answered.add(1, ordering: .relaxed)
+      }
+    }
+    node.stop()
+    XCTAssertEqual(answered.load(ordering: .relaxed), 2_000, "every proposal is answered by the time stop returns")
+    XCTAssertEqual(wait(node) { node.propose([1], completion: $0) }, .failure(.stopped))
+    // What succeeded is durable: a restarted node has it.
+    var config = NodeConfiguration(id: 1, peers: [1], directory: dir)
+    config.tickMicroseconds = 5_000
+    let again = try Node(
+      configuration: config, stateMachine: RecordingStateMachine(), transport: InMemoryNetwork().transport(for: 1))
+    XCTAssertGreaterThanOrEqual(try again.storage.lastIndex(), UInt64(succeeded.load(ordering: .relaxed)))
+    try again.storage.wal.close()
+  }
+}
