@@ -35,6 +35,9 @@ final class AppendWorker: @unchecked Sendable {
     thread?.join()
   }
 
+  /// True when called on the worker's thread.
+  var isCurrentThread: Bool { thread?.isCurrent ?? false }
+
   private static func hardState(of m: Message) -> HardState? {
     let hs = HardState(term: m.term, vote: m.vote, commit: m.commit)
     return hs.isEmpty ? nil : hs

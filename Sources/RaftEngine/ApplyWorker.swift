@@ -34,6 +34,9 @@ final class ApplyWorker: @unchecked Sendable {
     thread?.join()
   }
 
+  /// True when called on the worker's thread.
+  var isCurrentThread: Bool { thread?.isCurrent ?? false }
+
   /// Returns once everything queued so far is applied (its responses handed to the run loop).
   func flush() {
     let done = DispatchSemaphore(value: 0)

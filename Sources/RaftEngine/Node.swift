@@ -132,9 +132,16 @@ public final class Node: @unchecked Sendable {
   }
 
   /// Stops the run loop and the workers; waiting proposals fail with `.stopped`. Everything
-  /// already acknowledged is durable. The WAL is closed. Not to be called from a completion
-  /// (those run on the engine's threads, which `stop` waits for).
+  /// already acknowledged is durable. The WAL is closed. Called from a completion (which runs
+  /// on one of the engine's threads), it only starts the stop and returns.
   public func stop() {
+    if (loop?.isCurrent ?? false) || (appendWorker?.isCurrentThread ?? false)
+      || (applyWorker?.isCurrentThread ?? false)
+    {
+      // Waiting here for the thread we are on would never end: stop from another thread.
+      OSThread(name: "raft-stop") { [self] in stop() }.detach()
+      return
+    }
     guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
     inbox.push(.stop)
     loop?.join()

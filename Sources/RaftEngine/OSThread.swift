@@ -26,6 +26,16 @@ final class OSThread: @unchecked Sendable {
     precondition(rc == 0, "pthread_create failed (\(rc)) for \(name)")
   }
 
+  /// True when called on this thread.
+  var isCurrent: Bool { pthread_equal(pthread_self(), thread) != 0 }
+
+  /// Lets the thread end on its own (it cannot be joined afterwards).
+  func detach() {
+    guard !joined else { return }
+    joined = true
+    pthread_detach(thread)
+  }
+
   /// Waits for the thread to end (once).
   func join() {
     guard !joined else { return }

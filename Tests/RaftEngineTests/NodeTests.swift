@@ -93,3 +93,25 @@ final class NodeTests: XCTestCase {
     try again.storage.wal.close()
   }
 }
+
+extension NodeTests {
+  func testStopFromACompletionDoesNotDeadlock() throws {
+    let (node, dir) = try singleLeader()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let first = wait(node) { done in
+      node.propose([1]) { r in
+        node.stop()  // on the apply worker's thread
+        done(r)
+      }
+    }
+    XCTAssertNotNil(try? first.get())
+    let deadline = Date().addingTimeInterval(10)
+    var late: Result<UInt64, EngineError> = .success(0)
+    repeat {
+      late = wait(node) { node.propose([2], completion: $0) }
+      if late == .failure(.stopped) { break }
+      usleep(2_000)
+    } while Date() < deadline
+    XCTAssertEqual(late, .failure(.stopped))
+  }
+}
