@@ -6,7 +6,14 @@ import RaftWAL
 /// delivers each message's responses in order: to the run loop, or through the transport when
 /// addressed to another node (a follower's MsgAppResp goes straight to the leader).
 final class AppendWorker: @unchecked Sendable {
-  let queue: BatchQueue<Message>
+  enum Job {
+    case append(Message)
+    /// Save a snapshot of the state machine at `index` and compact the log `retain` entries
+    /// behind it (the WAL's owner does both: the WAL is single-threaded).
+    case compact(index: UInt64, confState: ConfState, data: [UInt8], retain: UInt64)
+  }
+
+  let queue: BatchQueue<Job>
   private let storage: WALStorage
   private let nodeID: UInt64
   private let transport: Transport
@@ -45,7 +52,10 @@ final class AppendWorker: @unchecked Sendable {
 
   private func run() {
     let wal = storage.wal
-    var incoming: [Message] = []
+    var incoming: [Job] = []
+    /// A compaction waiting until its index is durable here (committed entries may be applied
+    /// before this node's own copy is durable).
+    var compaction: (index: UInt64, confState: ConfState, data: [UInt8], retain: UInt64)? = nil
     /// Written, not yet durable: (write sequence, message), oldest first.
     var pending: [(seq: UInt64, message: Message)] = []
     var head = 0
@@ -55,7 +65,15 @@ final class AppendWorker: @unchecked Sendable {
         let idle = head == pending.count
         queue.take(into: &incoming, timeoutNanoseconds: idle ? 100_000_000 : 0)
         if incoming.isEmpty && idle && queue.closed { return }
-        for m in incoming {
+        for job in incoming {
+          let m: Message
+          switch job {
+          case .append(let message): m = message
+          case .compact(let index, let cs, let data, let retain):
+            if let c = compaction, c.index >= index { continue }
+            compaction = (index, cs, data, retain)
+            continue
+          }
           if m.hasSnapshot {
             // etcd's contract: everything before the snapshot is made durable and the apply side
             // flushed first; then the snapshot is persisted and the state machine restored.
@@ -80,9 +98,29 @@ final class AppendWorker: @unchecked Sendable {
           durable = try wal.waitForCompletion()
         }
         try finish(upTo: durable, pending: &pending, head: &head)
+        if let c = compaction, try storage.lastIndex() >= c.index {
+          compaction = nil
+          try compact(c.index, c.confState, c.data, retain: c.retain, pending: &pending, head: &head)
+        }
       }
     } catch {
       toRunLoop([.storageFailed("\(error)")])
+    }
+  }
+
+  /// Saves the snapshot and compacts the log behind it (everything written before is made
+  /// durable and delivered first: the WAL requires it).
+  private func compact(
+    _ index: UInt64, _ confState: ConfState, _ data: [UInt8], retain: UInt64,
+    pending: inout [(seq: UInt64, message: Message)], head: inout Int
+  ) throws {
+    let wal = storage.wal
+    try wal.sync()
+    try finish(upTo: wal.durableSequence, pending: &pending, head: &head)
+    guard index > (try storage.snapshot()).metadata.index else { return }  // a newer one arrived
+    try storage.createSnapshot(index, confState: confState, data: data)
+    if index > retain, index - retain > (try storage.firstIndex()) {
+      try storage.compact(index - retain)
     }
   }
 

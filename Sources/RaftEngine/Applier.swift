@@ -2,9 +2,28 @@ import Raft
 
 /// Applies committed entries to the state machine and resolves the proposals waiting on them:
 /// the apply side, run by the apply worker (async mode) or the run loop (sync mode).
-struct Applier {
+final class Applier: @unchecked Sendable {
   let stateMachine: StateMachine
   let proposals: Proposals
+  /// Take a snapshot every this many applied entries (0: never).
+  let snapshotEntries: UInt64
+  /// Apply side only: the index of the last snapshot taken (or restored).
+  var lastSnapshotIndex: UInt64
+
+  init(stateMachine: StateMachine, proposals: Proposals, snapshotEntries: UInt64, lastSnapshotIndex: UInt64) {
+    self.stateMachine = stateMachine
+    self.proposals = proposals
+    self.snapshotEntries = snapshotEntries
+    self.lastSnapshotIndex = lastSnapshotIndex
+  }
+
+  /// After applying through `index`: the state machine's snapshot when one is due.
+  func snapshotIfDue(appliedThrough index: UInt64) -> (index: UInt64, data: [UInt8])? {
+    guard snapshotEntries > 0, index >= lastSnapshotIndex + snapshotEntries else { return nil }
+    guard let data = stateMachine.snapshotData() else { return nil }
+    lastSnapshotIndex = index
+    return (index, data)
+  }
 
   /// A committed conf change: the owner of the `RawNode` applies it, then `confChangeApplied`
   /// completes its proposal (so that whoever waits on it sees the new configuration).

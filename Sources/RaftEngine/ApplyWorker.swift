@@ -68,6 +68,11 @@ final class ApplyWorker: @unchecked Sendable {
             let ccs = try applier.apply(m.entries)
             for cc in ccs { out.append(.applyConfChange(cc.change)) }
             confChanges += ccs
+            if let last = m.entries.last, let snap = applier.snapshotIfDue(appliedThrough: last.index) {
+              // After this batch's conf changes: the run loop's configuration is then the
+              // snapshot's.
+              out.append(.snapshotTaken(index: snap.index, data: snap.data))
+            }
           } catch {
             out.append(.storageFailed("applying entries: \(error)"))
           }
@@ -80,6 +85,7 @@ final class ApplyWorker: @unchecked Sendable {
           applier.confChangesApplied(confChanges)
           confChanges.removeAll()
           applier.stateMachine.restore(snapshot: snapshot)
+          applier.lastSnapshotIndex = snapshot.metadata.index
           applier.proposals.restored(through: snapshot.metadata.index)
           done.signal()
         case .barrier(let done):

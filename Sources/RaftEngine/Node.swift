@@ -27,6 +27,8 @@ public final class Node: @unchecked Sendable {
     case status(@Sendable (Status) -> Void)
     /// A committed conf change, from the apply worker.
     case applyConfChange(AnyConfChange)
+    /// The apply side took a snapshot of the state machine at `index`.
+    case snapshotTaken(index: UInt64, data: [UInt8])
     case storageFailed(String)
     case stop
   }
@@ -53,6 +55,9 @@ public final class Node: @unchecked Sendable {
   private var failure: String?
   /// Set when the run loop stopped on a storage failure (new proposals fail with it).
   private let failed = Mutex<String?>(nil)
+  /// Run loop only: the configuration as of the last applied conf change (a snapshot taken at
+  /// the apply side's index records it: the conf changes up to there reach the loop first).
+  private var confState: ConfState
   /// Run loop only: read index requests waiting for their read state, by context.
   private var readWaiters: [[UInt8]: Completion] = [:]
 
@@ -78,8 +83,10 @@ public final class Node: @unchecked Sendable {
       metrics.walBatchBytes.record(report.bytes)
     }
     storage = try WALStorage(wal: wal)
-    applier = Applier(stateMachine: stateMachine, proposals: proposals)
     let snapshot = try storage.snapshot()
+    applier = Applier(
+      stateMachine: stateMachine, proposals: proposals, snapshotEntries: configuration.snapshotEntries,
+      lastSnapshotIndex: snapshot.metadata.index)
     if snapshot.metadata.index > 0 { stateMachine.restore(snapshot: snapshot) }
     var raftConfig = Config(
       id: configuration.id, electionTick: configuration.electionTick, heartbeatTick: configuration.heartbeatTick,
@@ -94,7 +101,8 @@ public final class Node: @unchecked Sendable {
     raftConfig.randomSeed = configuration.id &* 0x9E37_79B9_7F4A_7C15 ^ monotonicNanoseconds()
     raftConfig.logger = raftLogger
     rawNode = try RawNode(config: raftConfig)
-    let (hs, _) = try storage.initialState()
+    let (hs, cs) = try storage.initialState()
+    confState = cs
     let lastIndex = try storage.lastIndex()
     if hs.isEmpty && lastIndex == 0 {
       try rawNode.bootstrap(configuration.peers.map { Peer(id: $0) })
@@ -307,7 +315,9 @@ public final class Node: @unchecked Sendable {
     case .status(let reply):
       reply(rawNode.status())
     case .applyConfChange(let cc):
-      _ = rawNode.applyConfChange(cc)
+      confState = rawNode.applyConfChange(cc)
+    case .snapshotTaken(let index, let data):
+      compact(at: index, data: data)
     case .storageFailed(let why):
       failure = why
       return false
@@ -341,6 +351,25 @@ public final class Node: @unchecked Sendable {
       ))
   }
 
+  /// Saves a snapshot of the state machine at `index` and compacts the log behind it: through
+  /// the append worker (the WAL's owner) in async mode, here in sync mode.
+  private func compact(at index: UInt64, data: [UInt8]) {
+    let retain = configuration.compactionRetainEntries
+    switch configuration.readyHandling {
+    case .async:
+      appendWorker!.queue.push(.compact(index: index, confState: confState, data: data, retain: retain))
+    case .sync:
+      do {
+        guard index > (try storage.snapshot()).metadata.index, index <= (try storage.lastIndex()) else { return }
+        try storage.createSnapshot(index, confState: confState, data: data)
+        if index > retain, index - retain > (try storage.firstIndex()) { try storage.compact(index - retain) }
+      } catch {
+        logger.error("compaction failed", metadata: ["index": "\(index)", "error": "\(error)"])
+      }
+    }
+    logger.debug("snapshot taken", metadata: ["index": "\(index)"])
+  }
+
   private func handleReady() throws {
     let rd = rawNode.ready()
     if let soft = rd.softState {
@@ -361,7 +390,7 @@ public final class Node: @unchecked Sendable {
       var remote: [Message] = []
       for m in rd.messages {
         switch m.to {
-        case localAppendThread: appendWorker!.queue.push(m)
+        case localAppendThread: appendWorker!.queue.push(.append(m))
         case localApplyThread:
           if let first = m.entries.first, let last = m.entries.last {
             proposals.committed(first.index...last.index, at: monotonicNanoseconds())
@@ -378,6 +407,7 @@ public final class Node: @unchecked Sendable {
         entries: rd.entries, hardState: rd.hardState.isEmpty ? nil : rd.hardState, snapshot: snapshot)
       if let snapshot {
         applier.stateMachine.restore(snapshot: snapshot)
+        applier.lastSnapshotIndex = snapshot.metadata.index
         proposals.restored(through: snapshot.metadata.index)
       }
       let remote = rd.messages.filter { $0.to != id }
@@ -386,8 +416,11 @@ public final class Node: @unchecked Sendable {
         proposals.committed(first.index...last.index, at: monotonicNanoseconds())
       }
       let confChanges = try applier.apply(rd.committedEntries)
-      for cc in confChanges { _ = rawNode.applyConfChange(cc.change) }
+      for cc in confChanges { confState = rawNode.applyConfChange(cc.change) }
       applier.confChangesApplied(confChanges)
+      if let last = rd.committedEntries.last, let snap = applier.snapshotIfDue(appliedThrough: last.index) {
+        compact(at: snap.index, data: snap.data)
+      }
       rawNode.advance(rd)
     }
   }

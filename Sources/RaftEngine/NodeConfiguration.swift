@@ -31,6 +31,11 @@ public struct NodeConfiguration: Sendable {
   public var maxCommittedSizePerReady: UInt64 = 0
   public var preVote = true
   public var checkQuorum = true
+  /// Take a snapshot of the state machine (`StateMachine.snapshotData`) every this many applied
+  /// entries and compact the log behind it (etcd's `SnapshotCount`); 0: never.
+  public var snapshotEntries: UInt64 = 10_000
+  /// Entries kept behind a snapshot for slow followers (etcd's `SnapshotCatchUpEntries`).
+  public var compactionRetainEntries: UInt64 = 5_000
   /// Proposals queued on the run loop at most (beyond it `propose` fails with `.busy`).
   public var inboxCapacity = 1 << 16
   /// How long each engine thread polls its queue before it parks, in nanoseconds.

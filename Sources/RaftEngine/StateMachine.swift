@@ -10,11 +10,16 @@ public protocol StateMachine: AnyObject {
   func restore(snapshot: Snapshot)
   /// Every entry up to `index` is applied (entries without data and conf changes included).
   func applied(through index: UInt64)
+  /// The state as it is now (everything applied so far), for a snapshot; nil when the machine
+  /// does not take snapshots (then the log is never compacted).
+  func snapshotData() -> [UInt8]?
 }
 
 extension StateMachine {
   /// Nothing to do by default.
   public func applied(through index: UInt64) {}
+  /// No snapshots by default.
+  public func snapshotData() -> [UInt8]? { nil }
 }
 
 /// Why a proposal or an engine call failed.
