@@ -403,8 +403,15 @@ public final class Node: @unchecked Sendable {
       if !remote.isEmpty { transport.send(remote) }
     case .sync:
       let snapshot: Snapshot? = rd.hasSnapshot ? rd.snapshot : nil
-      try storage.save(
-        entries: rd.entries, hardState: rd.hardState.isEmpty ? nil : rd.hardState, snapshot: snapshot)
+      let hs = rd.hardState.isEmpty ? nil : rd.hardState
+      if rd.mustSync || snapshot != nil {
+        try storage.save(entries: rd.entries, hardState: hs, snapshot: snapshot)
+      } else if let hs {
+        // Only the commit index moved (etcd's MustSync is false): the record joins the next
+        // batch that must be durable; a crash before that recomputes the commit index.
+        try storage.wal.append(entries: [], hardState: hs)
+        try storage.applyDurable(entries: [], hardState: hs)
+      }
       if let snapshot {
         applier.stateMachine.restore(snapshot: snapshot)
         applier.lastSnapshotIndex = snapshot.metadata.index

@@ -6,5 +6,5 @@ struct RaftBench: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "raft-bench",
     abstract: "swift-raft write-path benchmarks.",
-    subcommands: [WALBench.self, HandoffBench.self])
+    subcommands: [WALBench.self, HandoffBench.self, EngineBench.self])
 }
