@@ -41,13 +41,13 @@ final class Applier: @unchecked Sendable {
       switch e.type {
       case .normal:
         if !e.data.isEmpty { stateMachine.apply(index: e.index, term: e.term, data: e.data) }
-        proposals.applied(index: e.index, term: e.term, isConfChange: false)
       case .confChange, .confChangeV2:
         if let cc = try e.decodedConfChange() {
           confChanges.append(ConfChangeEntry(change: cc, index: e.index, term: e.term))
         }
       }
     }
+    proposals.applied(normalEntriesOf: entries)
     if let last = entries.last {
       proposals.appliedTerm(last.term, appliedIndex: last.index)
       stateMachine.applied(through: last.index)
@@ -58,6 +58,6 @@ final class Applier: @unchecked Sendable {
   /// Completes the proposals of conf changes once they are handed to (or applied by) the owner
   /// of the `RawNode`.
   func confChangesApplied(_ changes: [ConfChangeEntry]) {
-    for c in changes { proposals.applied(index: c.index, term: c.term, isConfChange: true) }
+    proposals.appliedConfChanges(changes)
   }
 }

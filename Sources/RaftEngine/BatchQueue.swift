@@ -1,3 +1,4 @@
+import RaftWAL
 import Synchronization
 
 #if canImport(Glibc)
@@ -153,12 +154,4 @@ public final class BatchQueue<Element>: @unchecked Sendable {
 
   /// True once `close` was called.
   public var closed: Bool { closedFlag.load(ordering: .acquiring) }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds.
-@inline(__always)
-func monotonicNanoseconds() -> UInt64 {
-  var ts = timespec()
-  clock_gettime(CLOCK_MONOTONIC, &ts)
-  return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }

@@ -1,4 +1,5 @@
 import Raft
+import RaftWAL
 import Synchronization
 
 #if canImport(Glibc)

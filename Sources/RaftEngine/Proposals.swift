@@ -1,8 +1,6 @@
+import Raft
+import RaftWAL
 import Synchronization
-
-#if canImport(Glibc)
-  import Glibc
-#endif
 
 /// Proposals waiting to be applied, by log index. The run loop registers a batch of them (one
 /// lock per Ready, not per proposal); the apply side resolves each as its index is applied:
@@ -56,12 +54,32 @@ final class Proposals: Sendable {
     for c in superseded { c(.failure(.dropped)) }
   }
 
-  /// Resolves the proposal at `index`, if any, against the entry applied there: its term, and
-  /// whether it is a conf change.
-  func applied(index: UInt64, term: UInt64, isConfChange: Bool) {
-    guard let p = waiting.withLock({ $0.removeValue(forKey: index) }) else { return }
-    if p.committedAt != 0 { metrics.commitToApply.recordNanoseconds(Int64(engineNanoseconds() &- p.committedAt)) }
-    p.completion(p.term == term && p.isConfChange == isConfChange ? .success(index) : .failure(.dropped))
+  /// Resolves the proposals waiting on the normal entries among `entries` (conf changes are
+  /// resolved by `appliedConfChanges`), against the entry applied at each index. One lock per
+  /// batch; the completions run outside it, in index order.
+  func applied(normalEntriesOf entries: [Entry]) {
+    resolve(entries.lazy.filter { $0.type == .normal }.map { ($0.index, $0.term, false) })
+  }
+
+  /// Resolves the proposals of conf changes the `RawNode` now has.
+  func appliedConfChanges(_ changes: [Applier.ConfChangeEntry]) {
+    resolve(changes.lazy.map { ($0.index, $0.term, true) })
+  }
+
+  /// Each proposal succeeds when the entry applied at its index has its term and kind.
+  private func resolve<S: Sequence>(_ applied: S) where S.Element == (UInt64, UInt64, Bool) {
+    var done: [(Completion, Result<UInt64, EngineError>)] = []
+    let now = monotonicNanoseconds()
+    waiting.withLock { w in
+      guard !w.isEmpty else { return }
+      for (index, term, isConfChange) in applied {
+        guard let p = w.removeValue(forKey: index) else { continue }
+        if p.committedAt != 0 { metrics.commitToApply.recordNanoseconds(Int64(now &- p.committedAt)) }
+        done.append(
+          (p.completion, p.term == term && p.isConfChange == isConfChange ? .success(index) : .failure(.dropped)))
+      }
+    }
+    for (completion, result) in done { completion(result) }
   }
 
   /// After applying entries up to term `term`: proposals of lower terms still waiting can no
@@ -109,12 +127,4 @@ final class Proposals: Sendable {
   }
 
   var count: Int { waiting.withLock { $0.count } }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds.
-@inline(__always)
-func engineNanoseconds() -> UInt64 {
-  var ts = timespec()
-  clock_gettime(CLOCK_MONOTONIC, &ts)
-  return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
