@@ -21,6 +21,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
     .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
   ],
   targets: [
     .target(name: "Raft", swiftSettings: strict),
@@ -44,9 +45,13 @@ let package = Package(
       swiftSettings: strict),
     .executableTarget(
       name: "raft-bench",
-      dependencies: ["RaftWAL", "RaftEngine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      dependencies: [
+        "RaftWAL", "RaftEngine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+      ],
       path: "tools/raft-bench",
       swiftSettings: strict),
+    .testTarget(name: "RaftBenchTests", dependencies: ["raft-bench"], swiftSettings: strict),
     .executableTarget(
       name: "wal-crash-writer", dependencies: ["RaftWAL"], path: "tools/wal-crash-writer", swiftSettings: strict),
     .testTarget(name: "RaftWALTests", dependencies: ["RaftWAL", "wal-crash-writer", "wal-dump"], swiftSettings: strict),

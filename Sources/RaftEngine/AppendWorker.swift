@@ -23,6 +23,7 @@ final class AppendWorker: @unchecked Sendable {
 
   init(
     storage: WALStorage, nodeID: UInt64, transport: Transport, applyWorker: ApplyWorker, spinNanoseconds: UInt64,
+    yieldingPollNanoseconds: UInt64,
     toRunLoop: @escaping @Sendable ([Node.Input]) -> Void
   ) {
     self.storage = storage
@@ -30,7 +31,7 @@ final class AppendWorker: @unchecked Sendable {
     self.transport = transport
     self.applyWorker = applyWorker
     self.toRunLoop = toRunLoop
-    queue = BatchQueue(spinNanoseconds: spinNanoseconds)
+    queue = BatchQueue(spinNanoseconds: spinNanoseconds, yieldingPollNanoseconds: yieldingPollNanoseconds)
   }
 
   func start() {
@@ -87,7 +88,15 @@ final class AppendWorker: @unchecked Sendable {
             try deliver(m)
             continue
           }
-          let seq = try wal.append(entries: m.entries, hardState: Self.hardState(of: m))
+          let hs = Self.hardState(of: m)
+          let seq: UInt64
+          if m.entries.isEmpty, let hs, !mustSync(hs, wal.hardState, entryCount: 0) {
+            // Only the commit index moved: no sync of its own; its responses go out once every
+            // earlier write is durable.
+            seq = try wal.appendDeferred(hardState: hs)
+          } else {
+            seq = try wal.append(entries: m.entries, hardState: hs)
+          }
           pending.append((seq, m))
         }
         try wal.submitIfDue(nowNanoseconds: monotonicNanoseconds())

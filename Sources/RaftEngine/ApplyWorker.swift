@@ -19,10 +19,13 @@ final class ApplyWorker: @unchecked Sendable {
   private let toRunLoop: @Sendable ([Node.Input]) -> Void
   private var thread: OSThread?
 
-  init(applier: Applier, spinNanoseconds: UInt64, toRunLoop: @escaping @Sendable ([Node.Input]) -> Void) {
+  init(
+    applier: Applier, spinNanoseconds: UInt64, yieldingPollNanoseconds: UInt64,
+    toRunLoop: @escaping @Sendable ([Node.Input]) -> Void
+  ) {
     self.applier = applier
     self.toRunLoop = toRunLoop
-    queue = BatchQueue(spinNanoseconds: spinNanoseconds)
+    queue = BatchQueue(spinNanoseconds: spinNanoseconds, yieldingPollNanoseconds: yieldingPollNanoseconds)
   }
 
   func start() {

@@ -12,7 +12,11 @@ import Synchronization
 /// Why spin first: on these VMs waking a parked thread costs tens of microseconds each way,
 /// while a consumer that polls an atomic counter for a few microseconds picks up a hand-off in
 /// well under one (`raft-bench handoff` measures both). Spinning longer burns a core that the
-/// other threads of a 2-core machine need, so `spinNanoseconds` stays short.
+/// other threads of a 2-core machine need (the thread waiting for an fdatasync, the kernel's
+/// journal thread), so the busy part (`spinNanoseconds`) stays short; after it the consumer
+/// may go on polling with `sched_yield` between polls (`yieldingPollNanoseconds`), which gives
+/// the core to any thread that can run and still catches a hand-off that comes within a disk
+/// sync's time without a wake-up.
 ///
 /// Invariant: `pending` equals `items.count` whenever the lock is not held.
 public final class BatchQueue<Element>: @unchecked Sendable {
@@ -28,8 +32,11 @@ public final class BatchQueue<Element>: @unchecked Sendable {
   /// How many elements `tryPush` lets wait at most (`push` ignores it: for messages that must not
   /// be dropped, such as worker responses).
   public let capacity: Int
-  /// How long `take` polls before it parks, in nanoseconds.
+  /// How long `take` polls in a busy loop before it parks, in nanoseconds.
   public let spinNanoseconds: UInt64
+  /// How long `take` goes on polling after the busy part, yielding the CPU between polls
+  /// (`sched_yield`), before it parks, in nanoseconds.
+  public let yieldingPollNanoseconds: UInt64
 
   private let mutex: UnsafeMutablePointer<pthread_mutex_t>
   private let condition: UnsafeMutablePointer<pthread_cond_t>
@@ -42,10 +49,11 @@ public final class BatchQueue<Element>: @unchecked Sendable {
   private let closedFlag = Atomic<Bool>(false)
 
   /// A queue that holds at most `capacity` elements through `tryPush`.
-  public init(capacity: Int = 1 << 16, spinNanoseconds: UInt64 = 20_000) {
+  public init(capacity: Int = 1 << 16, spinNanoseconds: UInt64 = 20_000, yieldingPollNanoseconds: UInt64 = 0) {
     precondition(capacity >= 1, "BatchQueue: capacity must be at least 1")
     self.capacity = capacity
     self.spinNanoseconds = spinNanoseconds
+    self.yieldingPollNanoseconds = yieldingPollNanoseconds
     mutex = .allocate(capacity: 1)
     mutex.initialize(to: pthread_mutex_t())
     pthread_mutex_init(mutex, nil)
@@ -108,7 +116,7 @@ public final class BatchQueue<Element>: @unchecked Sendable {
   public var count: Int { pending.load(ordering: .relaxed) }
 
   /// Moves everything queued to the end of `out`, in order. When nothing is queued, polls for
-  /// `spinNanoseconds`, then parks until something arrives, the queue is closed, or
+  /// `spinNanoseconds`, then for `yieldingPollNanoseconds` while yielding, then parks until something arrives, the queue is closed, or
   /// `timeoutNanoseconds` have passed since the call. Returns the number of elements taken.
   @discardableResult
   public func take(into out: inout [Element], timeoutNanoseconds: UInt64) -> Int {
@@ -118,6 +126,10 @@ public final class BatchQueue<Element>: @unchecked Sendable {
       while pending.load(ordering: .acquiring) == 0 && !closedFlag.load(ordering: .relaxed)
         && monotonicNanoseconds() < spinEnd
       {}
+      let yieldEnd = start &+ min(spinNanoseconds &+ yieldingPollNanoseconds, timeoutNanoseconds)
+      while pending.load(ordering: .acquiring) == 0 && !closedFlag.load(ordering: .relaxed)
+        && monotonicNanoseconds() < yieldEnd
+      { sched_yield() }
     }
     pthread_mutex_lock(mutex)
     defer { pthread_mutex_unlock(mutex) }

@@ -107,7 +107,9 @@ public final class Node: @unchecked Sendable {
     if hs.isEmpty && lastIndex == 0 {
       try rawNode.bootstrap(configuration.peers.map { Peer(id: $0) })
     }
-    inbox = BatchQueue(capacity: configuration.inboxCapacity, spinNanoseconds: configuration.spinNanoseconds)
+    inbox = BatchQueue(
+      capacity: configuration.inboxCapacity, spinNanoseconds: configuration.spinNanoseconds,
+      yieldingPollNanoseconds: configuration.yieldingPollNanoseconds)
   }
 
   /// Where the transport delivers this node's messages.
@@ -121,10 +123,13 @@ public final class Node: @unchecked Sendable {
     if configuration.readyHandling == .async {
       let inbox = self.inbox
       let toRunLoop: @Sendable ([Input]) -> Void = { inputs in inbox.push(contentsOf: inputs) }
-      let apply = ApplyWorker(applier: applier, spinNanoseconds: configuration.spinNanoseconds, toRunLoop: toRunLoop)
+      let apply = ApplyWorker(
+        applier: applier, spinNanoseconds: configuration.spinNanoseconds,
+        yieldingPollNanoseconds: configuration.yieldingPollNanoseconds, toRunLoop: toRunLoop)
       let append = AppendWorker(
         storage: storage, nodeID: id, transport: transport, applyWorker: apply,
-        spinNanoseconds: configuration.spinNanoseconds, toRunLoop: toRunLoop)
+        spinNanoseconds: configuration.spinNanoseconds, yieldingPollNanoseconds: configuration.yieldingPollNanoseconds,
+        toRunLoop: toRunLoop)
       applyWorker = apply
       appendWorker = append
       apply.start()
@@ -240,9 +245,17 @@ public final class Node: @unchecked Sendable {
       if !inputs.isEmpty { metrics.inboxDepth.record(inputs.count) }
       registrations.removeAll(keepingCapacity: true)
       var handled = 0
-      for input in inputs where running {
-        running = handle(input, registrations: &registrations)
-        handled += 1
+      while handled < inputs.count && running {
+        if case .propose = inputs[handled] {
+          // A run of proposals goes into the log as one message: one append, one broadcast.
+          var end = handled + 1
+          while end < inputs.count, case .propose = inputs[end] { end += 1 }
+          proposeBatch(inputs[handled..<end], registrations: &registrations)
+          handled = end
+        } else {
+          running = handle(inputs[handled], registrations: &registrations)
+          handled += 1
+        }
       }
       if !running { abandon(inputs[handled...], failure.map { .storage($0) } ?? .stopped) }
       proposals.register(registrations)
@@ -294,7 +307,7 @@ public final class Node: @unchecked Sendable {
   private func handle(_ input: Input, registrations: inout [(index: UInt64, Proposals.Waiting)]) -> Bool {
     switch input {
     case .propose(let data, let completion):
-      propose(registrations: &registrations, completion) { try rawNode.propose(data) }
+      proposeBatch([.propose(data, completion)], registrations: &registrations)
     case .proposeConfChange(let cc, let completion):
       propose(registrations: &registrations, isConfChange: true, completion) { try rawNode.proposeConfChange(cc) }
     case .step(let m):
@@ -325,6 +338,44 @@ public final class Node: @unchecked Sendable {
       return false
     }
     return true
+  }
+
+  /// Proposes a run of `.propose` inputs as one multi-entry message; each proposal waits on its
+  /// own index.
+  private func proposeBatch(_ batch: ArraySlice<Input>, registrations: inout [(index: UInt64, Proposals.Waiting)]) {
+    var payloads: [[UInt8]] = []
+    var completions: [Completion] = []
+    payloads.reserveCapacity(batch.count)
+    completions.reserveCapacity(batch.count)
+    for case .propose(let data, let completion) in batch {
+      payloads.append(data)
+      completions.append(completion)
+    }
+    let st = rawNode.basicStatus().softState
+    guard st.raftState == .leader else {
+      let error = EngineError.notLeader(leader: st.lead == noNode ? nil : st.lead)
+      for c in completions { c(.failure(error)) }
+      return
+    }
+    let before = rawNode.lastIndex
+    do {
+      try rawNode.propose(batch: payloads)
+    } catch {
+      for c in completions { c(.failure(.dropped)) }
+      return
+    }
+    let appended = rawNode.lastIndex - before
+    guard appended > 0 else {
+      for c in completions { c(.failure(.dropped)) }
+      return
+    }
+    assert(appended == UInt64(completions.count), "Node: a proposal batch was appended in part")
+    let term = rawNode.term
+    let now = monotonicNanoseconds()
+    for (k, completion) in completions.enumerated() {
+      registrations.append(
+        (before + 1 + UInt64(k), Proposals.Waiting(term: term, completion: completion, proposedAt: now)))
+    }
   }
 
   private func propose(
@@ -409,7 +460,7 @@ public final class Node: @unchecked Sendable {
       } else if let hs {
         // Only the commit index moved (etcd's MustSync is false): the record joins the next
         // batch that must be durable; a crash before that recomputes the commit index.
-        try storage.wal.append(entries: [], hardState: hs)
+        try storage.wal.appendDeferred(hardState: hs)
         try storage.applyDurable(entries: [], hardState: hs)
       }
       if let snapshot {

@@ -38,8 +38,13 @@ public struct NodeConfiguration: Sendable {
   public var compactionRetainEntries: UInt64 = 5_000
   /// Proposals queued on the run loop at most (beyond it `propose` fails with `.busy`).
   public var inboxCapacity = 1 << 16
-  /// How long each engine thread polls its queue before it parks, in nanoseconds.
+  /// How long each engine thread polls its queue in a busy loop before it parks, in
+  /// nanoseconds.
   public var spinNanoseconds: UInt64 = 20_000
+  /// How long each engine thread goes on polling after the busy part, yielding the CPU between
+  /// polls, before it parks, in nanoseconds: long enough to catch a worker's response that
+  /// comes after one disk sync without the cost of a wake-up.
+  public var yieldingPollNanoseconds: UInt64 = 200_000
   /// Where the node, Raft and the WAL log (swift-log); Raft's own lines at `.debug`/`.info`
   /// show only when the level allows.
   public var logger = Logger(label: "swift-raft")

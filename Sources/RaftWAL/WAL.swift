@@ -57,7 +57,11 @@ public final class WAL {
     @exclusivity(unchecked) var entries = 0
     /// The highest write sequence whose last record is in this batch or an earlier one.
     @exclusivity(unchecked) var lastSequence: UInt64 = 0
+    /// When the first record a write waits for entered the batch (0: none yet).
     @exclusivity(unchecked) var openedAtNanoseconds: UInt64 = 0
+    /// True once a write that waits for durability has a record here; a batch holding only
+    /// deferred records (`appendDeferred`) is never due on its own.
+    @exclusivity(unchecked) var needsSync = false
     @exclusivity(unchecked) var submittedAtNanoseconds: UInt64 = 0
     @exclusivity(unchecked) var durable = false
 
@@ -155,7 +159,8 @@ public final class WAL {
 
   /// The log as written so far (durable or not): what segment prologues and names record.
   @exclusivity(unchecked) private var lastIndex: UInt64
-  @exclusivity(unchecked) private var hardState: HardState
+  /// The last hard state written (or recovered).
+  @exclusivity(unchecked) public private(set) var hardState: HardState
   @exclusivity(unchecked) private var snapshot: SnapshotMetadata
   /// The first error; once set, the WAL refuses everything (it must be reopened).
   @exclusivity(unchecked) private var failure: WALError? = nil
@@ -406,12 +411,34 @@ public final class WAL {
     return finishWrite()
   }
 
+  /// Adds a hard state that nobody waits for (etcd's `MustSync` is false: only the commit
+  /// index moved, and a lost commit index is recomputed after a restart). The record rides in
+  /// the open batch with the next write that is submitted; it never makes a batch due by
+  /// itself. Returns the sequence of the write before it: the content is as durable as it
+  /// needs to be once every earlier write is.
+  @discardableResult
+  public func appendDeferred(hardState hs: HardState) throws(WALError) -> UInt64 {
+    try checkUsable()
+    guard RaftCodec.encodedSize(hs) <= options.recordBytesMax else {
+      throw .invalidRequest("the hard state record is larger than recordBytesMax \(options.recordBytesMax)")
+    }
+    try guarded { () throws(WALError) in try putHardState(hs) }
+    hardState = hs
+    let open = slots[openSlot]
+    if !open.needsSync { open.openedAtNanoseconds = 0 }  // linger counts from the first write that waits
+    return nextSequence - 1
+  }
+
   /// Gives the write just added its sequence number. A write with no records (nothing to
   /// persist) is durable as soon as every write before it is.
   private func finishWrite() -> UInt64 {
     let seq = nextSequence
     nextSequence += 1
     let open = slots[openSlot]
+    if open.used > 0 && !open.needsSync {
+      open.needsSync = true
+      if open.openedAtNanoseconds == 0 { open.openedAtNanoseconds = monotonicNanoseconds() }
+    }
     if open.used == 0 {
       if let newest = inFlight.last {
         slots[newest].lastSequence = seq
@@ -431,12 +458,12 @@ public final class WAL {
   }
 
   /// Submits the open batch when it is due: full, or older than the linger time, or at once
-  /// when the linger time is 0. Returns the nanoseconds until it will be due (0 when it was
+  /// when the linger time is 0 (a batch of deferred records only is never due). Returns the nanoseconds until it will be due (0 when it was
   /// submitted or is empty), for the caller's wait.
   @discardableResult
   public func submitIfDue(nowNanoseconds now: UInt64) throws(WALError) -> UInt64 {
     let open = slots[openSlot]
-    guard open.used > 0 else { return 0 }
+    guard open.used > 0, open.needsSync else { return 0 }
     let linger = UInt64(options.lingerMicroseconds) * 1000
     let age = now &- open.openedAtNanoseconds
     if linger == 0 || age >= linger || open.entries >= options.batchEntriesMax
@@ -706,6 +733,7 @@ public final class WAL {
     let fresh = slots[openSlot]
     fresh.used = 0
     fresh.entries = 0
+    fresh.needsSync = false
     fresh.lastSequence = carried
     if backend.kind == .posix { try reap(wait: false) }
   }

@@ -31,6 +31,7 @@ func fixed(_ v: Double, _ digits: Int) -> String {
   var scale = 1.0
   for _ in 0..<digits { scale *= 10 }
   let r = (v * scale).rounded() / scale
+  if digits == 0 { return String(Int(r)) }
   var s = String(r)
   if let dot = s.firstIndex(of: ".") {
     let decimals = s.distance(from: dot, to: s.endIndex) - 1

@@ -5,6 +5,7 @@ import ArgumentParser
 struct RaftBench: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "raft-bench",
-    abstract: "swift-raft write-path benchmarks.",
-    subcommands: [WALBench.self, HandoffBench.self, EngineBench.self])
+    abstract: "swift-raft write-path benchmarks: sync vs async Ready handling, batching, the disk floor.",
+    subcommands: [RunBench.self, WALBench.self, HandoffBench.self],
+    defaultSubcommand: RunBench.self)
 }

@@ -1,0 +1,134 @@
+import Foundation
+import XCTest
+
+/// `raft-bench` as its users run it: flags, exit codes, the JSON lines.
+final class RaftBenchCLITests: XCTestCase {
+  struct Run {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+  }
+
+  func raftBench(_ args: [String]) throws -> Run {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: try toolPath("raft-bench"))
+    p.arguments = args
+    // Output goes to files, read once the process is gone (a pipe could fill up and block it).
+    let base = FileManager.default.temporaryDirectory.appendingPathComponent("raft-bench-cli-\(UUID().uuidString)")
+    let outURL = base.appendingPathExtension("out")
+    let errURL = base.appendingPathExtension("err")
+    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+    defer {
+      try? FileManager.default.removeItem(at: outURL)
+      try? FileManager.default.removeItem(at: errURL)
+    }
+    let out = try FileHandle(forWritingTo: outURL)
+    let err = try FileHandle(forWritingTo: errURL)
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    p.waitUntilExit()
+    try out.close()
+    try err.close()
+    return Run(
+      status: p.terminationStatus, stdout: try String(contentsOf: outURL, encoding: .utf8),
+      stderr: try String(contentsOf: errURL, encoding: .utf8))
+  }
+
+  func scratch() throws -> String {
+    let d = FileManager.default.temporaryDirectory.appendingPathComponent("raft-bench-test-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+    addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
+    return d
+  }
+
+  func testBadFlagsExitWithUsageErrorAndSayWhy() throws {
+    let cases: [([String], String)] = [
+      (["--nodes", "0"], "--nodes"),
+      (["--nodes", "1,x"], "--nodes"),
+      (["--io", "floppy"], "--io"),
+      (["--fsync", "sometimes"], "--fsync"),
+      (["--ready-handling", "maybe"], "--ready-handling"),
+      (["--duration", "1", "--count", "10"], "--count"),
+      (["--payload", "-1"], "--payload"),
+      (["--dir", "/nonexistent/raft-bench"], "--dir"),
+      (["--batch-max-entries", "0"], "batchEntriesMax"),
+      (["--bogus"], "--bogus"),
+    ]
+    for (args, mention) in cases {
+      let r = try raftBench(args)
+      XCTAssertEqual(r.status, 64, "\(args): \(r.stderr)")
+      XCTAssertTrue(r.stderr.contains("Error:"), "\(args): \(r.stderr)")
+      XCTAssertTrue(r.stderr.contains(mention), "\(args) should mention \(mention): \(r.stderr)")
+      XCTAssertEqual(r.stdout, "", "\(args): nothing on stdout")
+    }
+  }
+
+  func testJSONLinesCarryTheDocumentedKeys() throws {
+    let r = try raftBench([
+      "--nodes", "1", "--clients", "4", "--duration", "0.3", "--warmup", "0.1", "--fsync", "none", "--json",
+      "--dir", try scratch(),
+    ])
+    XCTAssertEqual(r.status, 0, r.stderr)
+    let lines = r.stdout.split(separator: "\n")
+    XCTAssertEqual(lines.count, 3, "the floor, then sync and async: \(r.stdout)")
+    var modes: [String] = []
+    for line in lines {
+      let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+      for key in [
+        "ready_handling", "nodes", "payload", "clients", "entries_per_sec", "bytes_per_sec", "latency_us", "fsyncs",
+        "entries_per_fsync", "cpu_user_s", "cpu_sys_s",
+      ] {
+        XCTAssertNotNil(object[key], "\(key) missing in \(line)")
+      }
+      let latency = try XCTUnwrap(object["latency_us"] as? [String: Double])
+      let p50 = try XCTUnwrap(latency["p50"])
+      let p90 = try XCTUnwrap(latency["p90"])
+      let p99 = try XCTUnwrap(latency["p99"])
+      let p999 = try XCTUnwrap(latency["p999"])
+      let max = try XCTUnwrap(latency["max"])
+      XCTAssertTrue(0 < p50 && p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max, "\(latency)")
+      XCTAssertGreaterThan(try XCTUnwrap(object["entries_per_sec"] as? Double), 0)
+      XCTAssertEqual(object["payload"] as? Int, 128)
+      XCTAssertEqual(object["clients"] as? Int, 4)
+      modes.append(try XCTUnwrap(object["ready_handling"] as? String))
+    }
+    XCTAssertEqual(modes, ["floor", "sync", "async"])
+    XCTAssertTrue(r.stderr.contains("[3/3]"), "progress goes to stderr: \(r.stderr)")
+  }
+
+  func testCountMeasuresUntilThatManyEntriesAreAcknowledged() throws {
+    let r = try raftBench([
+      "--ready-handling", "async", "--nodes", "3", "--clients", "8", "--count", "500", "--warmup", "0", "--no-floor",
+      "--fsync", "none", "--json", "--dir", try scratch(),
+    ])
+    XCTAssertEqual(r.status, 0, r.stderr)
+    let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+    XCTAssertEqual(object["nodes"] as? Int, 3)
+    XCTAssertGreaterThanOrEqual(try XCTUnwrap(object["entries"] as? Int), 500)
+  }
+
+  func testTheTableComparesAsyncWithSync() throws {
+    let r = try raftBench([
+      "--nodes", "1", "--clients", "2", "--duration", "0.3", "--warmup", "0", "--no-floor", "--fsync", "none",
+      "--dir", try scratch(),
+    ])
+    XCTAssertEqual(r.status, 0, r.stderr)
+    XCTAssertTrue(r.stdout.contains("sync 1 node 2 clients"), r.stdout)
+    XCTAssertTrue(r.stdout.contains("async 1 node 2 clients"), r.stdout)
+    XCTAssertTrue(r.stdout.contains("async / sync:"), r.stdout)
+  }
+}
+
+/// An executable of this package, built next to the tests.
+func toolPath(_ name: String) throws -> String {
+  var candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
+  candidates += Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
+  for dir in candidates {
+    let p = dir.appendingPathComponent(name).path
+    if FileManager.default.isExecutableFile(atPath: p) { return p }
+  }
+  struct ToolMissing: Error, CustomStringConvertible { var description: String }
+  throw ToolMissing(description: "\(name) was not built next to the tests (looked in \(candidates.map(\.path)))")
+}

@@ -1,0 +1,255 @@
+import ArgumentParser
+import Dispatch
+import Histogram
+import Raft
+import RaftEngine
+import RaftWAL
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// One configuration of the suite: a cluster, its clients, how long to measure.
+struct RunPlan {
+  var mode: NodeConfiguration.ReadyHandling
+  var nodes: Int
+  var clients: Int
+  var payload: Int
+  var knobs: EngineKnobs
+  /// Measure for this long, or until `count` entries are done (whichever is given).
+  var durationSeconds: Double
+  var count: Int?
+  var warmupSeconds: Double
+  /// The sweep table this configuration belongs to (nil outside a sweep).
+  var section: String? = nil
+
+  var label: String { "\(mode) \(nodes) node\(nodes == 1 ? "" : "s") \(clients) client\(clients == 1 ? "" : "s")" }
+}
+
+/// What one configuration measured.
+struct RunOutcome {
+  var plan: RunPlan
+  /// Proposals acknowledged (committed and applied on the leader) in the measured window.
+  var entries: UInt64
+  var seconds: Double
+  /// Proposal to acknowledgement, in nanoseconds.
+  var latency: Histogram<UInt64>
+  /// The leader's WAL in the measured window.
+  var fsyncs: UInt64
+  var walEntries: UInt64
+  var cpu: CPUTime
+
+  var entriesPerSecond: Double { seconds > 0 ? Double(entries) / seconds : 0 }
+  var bytesPerSecond: Double { entriesPerSecond * Double(plan.payload) }
+  var fsyncsPerSecond: Double { seconds > 0 ? Double(fsyncs) / seconds : 0 }
+  var entriesPerFsync: Double { fsyncs > 0 ? Double(walEntries) / Double(fsyncs) : 0 }
+}
+
+/// Latencies of acknowledgements in nanoseconds: 1 ns to 100 s, 3 significant digits.
+func makeLatencyHistogram() -> Histogram<UInt64> {
+  Histogram<UInt64>(highestTrackableValue: 100_000_000_000, numberOfSignificantValueDigits: .three)
+}
+
+/// User and system CPU seconds of this process (`getrusage`).
+struct CPUTime {
+  var user: Double
+  var system: Double
+
+  static func now() -> CPUTime {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return CPUTime(
+      user: Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) / 1e6,
+      system: Double(u.ru_stime.tv_sec) + Double(u.ru_stime.tv_usec) / 1e6)
+  }
+
+  static func - (a: CPUTime, b: CPUTime) -> CPUTime { CPUTime(user: a.user - b.user, system: a.system - b.system) }
+}
+
+/// Applies nothing: the benchmark measures the write path.
+final class NullStateMachine: StateMachine, Sendable {
+  func apply(index: UInt64, term: UInt64, data: [UInt8]) {}
+  func restore(snapshot: Snapshot) {}
+}
+
+/// Runs one configuration: an in-process cluster (in-memory transport, one WAL directory per
+/// node under `root`), `clients` closed-loop clients on the leader, each keeping one proposal in
+/// flight; a warm-up, then the measured window.
+func runCluster(_ plan: RunPlan, root: String, progress: Progress) throws -> RunOutcome {
+  let network = InMemoryNetwork()
+  defer { network.shutdown() }
+  let ids = (1...UInt64(plan.nodes)).map { $0 }
+  var cluster: [UInt64: Node] = [:]
+  defer { for n in cluster.values { n.stop() } }
+  for id in ids {
+    var c = NodeConfiguration(id: id, peers: ids, directory: "\(root)/node-\(id)")
+    c.readyHandling = plan.mode
+    plan.knobs.configure(&c, payload: plan.payload)
+    c.snapshotEntries = 0  // the benchmark measures the write path, not snapshots
+    c.logger.logLevel = .warning
+    let node = try Node(configuration: c, stateMachine: NullStateMachine(), transport: network.transport(for: id))
+    network.register(id, sink: node.sink)
+    cluster[id] = node
+    node.start()
+  }
+  // Node 1 campaigns (again while the bootstrap conf changes are still being applied); the
+  // clients go to whichever node leads.
+  var leader: Node?
+  let electionDeadline = monotonicNanoseconds() + 10_000_000_000
+  var nextCampaign: UInt64 = 0
+  while leader == nil && monotonicNanoseconds() < electionDeadline {
+    if let l = cluster[1]!.leader, let n = cluster[l], n.leader == l {
+      leader = n
+    } else {
+      if monotonicNanoseconds() >= nextCampaign {
+        cluster[1]!.campaign()
+        nextCampaign = monotonicNanoseconds() + 300_000_000
+      }
+      usleep(1000)
+    }
+  }
+  guard let leader else { throw BenchError("\(plan.label): no leader elected within 10 s") }
+
+  struct Shared {
+    var done: UInt64 = 0
+    var measuring = false
+    var latency = makeLatencyHistogram()
+    var failures = 0
+    var lastFailure: EngineError?
+  }
+  let data = [UInt8](repeating: 0x5A, count: plan.payload)
+  let shared = Mutex(Shared())
+  let running = Atomic<Bool>(true)
+  let clientsDone = DispatchGroup()
+  @Sendable func client(_ started: UInt64) {
+    leader.propose(data) { result in
+      let now = monotonicNanoseconds()
+      shared.withLock { s in
+        switch result {
+        case .success:
+          if s.measuring {
+            s.done += 1
+            s.latency.record(now - started)
+          }
+        case .failure(let e):
+          s.failures += 1
+          s.lastFailure = e
+        }
+      }
+      if running.load(ordering: .relaxed) {
+        if case .failure = result {
+          // A refused proposal completes at once: retry later, not on this stack.
+          DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(1)) { client(monotonicNanoseconds()) }
+        } else {
+          client(now)
+        }
+      } else {
+        clientsDone.leave()
+      }
+    }
+  }
+  for _ in 0..<plan.clients {
+    clientsDone.enter()
+    client(monotonicNanoseconds())
+  }
+
+  progress.phase(plan.label + ": warming up")
+  usleep(UInt32(plan.warmupSeconds * 1e6))
+  let wal = leader.storage.wal
+  let statsBefore = (wal.stats.syncs, wal.stats.entries)
+  let cpuBefore = CPUTime.now()
+  shared.withLock { $0.measuring = true }
+  let t0 = monotonicNanoseconds()
+  let end = t0 + UInt64(plan.durationSeconds * 1e9)
+  var lastReport = (at: t0, done: UInt64(0))
+  while true {
+    usleep(50_000)
+    let now = monotonicNanoseconds()
+    let done = shared.withLock { $0.done }
+    if let count = plan.count {
+      if done >= UInt64(count) { break }
+    } else if now >= end {
+      break
+    }
+    if now - lastReport.at >= 250_000_000 {
+      let rate = Double(done - lastReport.done) / (Double(now - lastReport.at) / 1e9)
+      let elapsed = Double(now - t0) / 1e9
+      let of =
+        plan.count.map { "\(grouped(Double(done)))/\(grouped(Double($0))) entries" }
+        ?? "\(fixed(elapsed, 1))/\(fixed(plan.durationSeconds, 1)) s"
+      progress.phase("\(plan.label): \(of), \(grouped(rate)) entries/s")
+      lastReport = (now, done)
+    }
+  }
+  let (entries, latency, failures, lastFailure) = shared.withLock { s in
+    s.measuring = false
+    return (s.done, s.latency, s.failures, s.lastFailure)
+  }
+  let seconds = Double(monotonicNanoseconds() - t0) / 1e9
+  let cpu = CPUTime.now() - cpuBefore
+  let fsyncs = wal.stats.syncs - statsBefore.0
+  let walEntries = wal.stats.entries - statsBefore.1
+  running.store(false, ordering: .relaxed)
+  if clientsDone.wait(timeout: .now() + 30) == .timedOut {
+    throw BenchError("\(plan.label): proposals still unanswered 30 s after the clients stopped")
+  }
+  if entries == 0 {
+    throw BenchError(
+      "\(plan.label): no proposal was acknowledged (\(failures) failed, last: \(String(describing: lastFailure)))")
+  }
+  return RunOutcome(
+    plan: plan, entries: entries, seconds: seconds, latency: latency, fsyncs: fsyncs, walEntries: walEntries, cpu: cpu)
+}
+
+/// What the floor measured: one write + fdatasync of `entriesPerBatch` payloads at a time.
+struct FloorOutcome {
+  var payload: Int
+  var entriesPerBatch: Int
+  var entries: UInt64
+  var seconds: Double
+  var fsyncs: UInt64
+  /// One batch's write + sync, in nanoseconds.
+  var latency: Histogram<UInt64>
+  var cpu: CPUTime
+
+  var entriesPerSecond: Double { seconds > 0 ? Double(entries) / seconds : 0 }
+}
+
+/// The raw floor on the same directory: pwritev + fdatasync (or what `--fsync` says) of one
+/// batch of `entriesPerBatch` x `payload` bytes at a time, to a zero-filled file, no Raft, no
+/// framing.
+func runFloor(
+  entriesPerBatch: Int, payload: Int, fsync: WALOptions.Fsync, seconds: Double, root: String, progress: Progress
+) throws -> FloorOutcome {
+  progress.phase("floor \(entriesPerBatch) x \(payload) B: preparing")
+  let runner = try FloorRunner(
+    directory: "\(root)/floor", bytes: max(entriesPerBatch * payload, 1), fileBytes: 64 << 20, mode: fsync)
+  defer { runner.close() }
+  runner.warmUp()
+  progress.phase("floor \(entriesPerBatch) x \(payload) B: measuring")
+  var samples = Samples()
+  let cpuBefore = CPUTime.now()
+  let turn = runner.turn(milliseconds: Int(seconds * 1000), entriesPerBatch: entriesPerBatch, into: &samples)
+  let cpu = CPUTime.now() - cpuBefore
+  var latency = makeLatencyHistogram()
+  for v in samples.values { latency.record(v) }
+  return FloorOutcome(
+    payload: payload, entriesPerBatch: entriesPerBatch, entries: turn.entries, seconds: turn.seconds,
+    fsyncs: turn.syncs, latency: latency, cpu: cpu)
+}
+
+/// A failed run, said plainly.
+struct BenchError: Error, CustomStringConvertible {
+  var description: String
+  init(_ d: String) { description = d }
+}
+
+/// A fresh directory under `parent` (removed by the caller).
+func makeScratchDirectory(under parent: String, prefix: String) throws -> String {
+  var template = Array("\(parent)/\(prefix)-XXXXXX".utf8CString)
+  guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+    throw ValidationError("cannot create a directory under \(parent): \(String(cString: strerror(errno)))")
+  }
+  return String(cString: made)
+}

@@ -1,0 +1,170 @@
+import Foundation
+import Histogram
+import RaftEngine
+
+/// Prints the suite's results: a table on stdout, or one JSON object per line.
+struct Report {
+  let json: Bool
+  let payload: Int
+
+  /// One configuration as `--json` prints it.
+  struct Line: Encodable {
+    struct Latency: Encodable {
+      var p50: Double
+      var p90: Double
+      var p99: Double
+      var p999: Double
+      var max: Double
+    }
+    var ready_handling: String
+    var nodes: Int
+    var payload: Int
+    var clients: Int
+    var entries: UInt64
+    var seconds: Double
+    var entries_per_sec: Double
+    var bytes_per_sec: Double
+    var latency_us: Latency
+    var fsyncs: UInt64
+    var fsyncs_per_sec: Double
+    var entries_per_fsync: Double
+    var cpu_user_s: Double
+    var cpu_sys_s: Double
+    var io: String
+    var fsync: String
+    var batch_max_entries: Int
+    var batch_max_bytes: Int
+    var batch_linger_us: Int
+    /// Entries/s over the floor's for the same batch size (nil without a floor).
+    var of_floor: Double?
+  }
+
+  private static let columnWidths = [30, 11, 7, 8, 8, 8, 9, 9, 9, 9, 7, 7, 8]
+
+  func columns() -> String {
+    row([
+      "configuration", "entries/s", "MB/s", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us", "fsyncs/s",
+      "ent/fsync", "usr s", "sys s", "of floor",
+    ])
+  }
+
+  private func row(_ cells: [String]) -> String {
+    var s = ""
+    for (k, cell) in cells.enumerated() {
+      s += k == 0 ? pad(cell, Self.columnWidths[k], left: true) : " " + pad(cell, Self.columnWidths[k])
+    }
+    return s
+  }
+
+  private static func us(_ h: Histogram<UInt64>, _ p: Double) -> Double { Double(h.valueAtPercentile(p)) / 1000 }
+
+  private static func latency(_ h: Histogram<UInt64>) -> Line.Latency {
+    Line.Latency(
+      p50: us(h, 50), p90: us(h, 90), p99: us(h, 99), p999: us(h, 99.9), max: Double(h.max) / 1000)
+  }
+
+  func emit(_ r: RunBench.Row, floor: FloorOutcome?) {
+    let line: Line
+    switch r {
+    case .run(let o):
+      let k = o.plan.knobs
+      line = Line(
+        ready_handling: o.plan.mode.rawValue, nodes: o.plan.nodes, payload: o.plan.payload, clients: o.plan.clients,
+        entries: o.entries, seconds: o.seconds, entries_per_sec: o.entriesPerSecond, bytes_per_sec: o.bytesPerSecond,
+        latency_us: Self.latency(o.latency), fsyncs: o.fsyncs, fsyncs_per_sec: o.fsyncsPerSecond,
+        entries_per_fsync: o.entriesPerFsync, cpu_user_s: o.cpu.user, cpu_sys_s: o.cpu.system, io: k.io.rawValue,
+        fsync: k.fsync.rawValue, batch_max_entries: k.batchMaxEntries, batch_max_bytes: k.batchMaxBytes,
+        batch_linger_us: k.batchLingerUs,
+        of_floor: floor.map { o.entriesPerSecond / max($0.entriesPerSecond, 1e-9) })
+      if !json {
+        print(
+          row(
+            [
+              o.plan.label, grouped(line.entries_per_sec), fixed(line.bytes_per_sec / 1e6, 1),
+              fixed(line.latency_us.p50, 0), fixed(line.latency_us.p90, 0), fixed(line.latency_us.p99, 0),
+              fixed(line.latency_us.p999, 0), fixed(line.latency_us.max, 0), grouped(o.fsyncsPerSecond),
+              o.fsyncs > 0 ? fixed(o.entriesPerFsync, 1) : "-", fixed(o.cpu.user, 2), fixed(o.cpu.system, 2),
+              line.of_floor.map { fixed($0, 2) } ?? "-",
+            ]))
+      }
+    case .floor(let f):
+      let eps = f.entriesPerSecond
+      line = Line(
+        ready_handling: "floor", nodes: 0, payload: f.payload, clients: f.entriesPerBatch, entries: f.entries,
+        seconds: f.seconds, entries_per_sec: eps, bytes_per_sec: eps * Double(f.payload),
+        latency_us: Self.latency(f.latency), fsyncs: f.fsyncs,
+        fsyncs_per_sec: f.seconds > 0 ? Double(f.fsyncs) / f.seconds : 0,
+        entries_per_fsync: f.fsyncs > 0 ? Double(f.entries) / Double(f.fsyncs) : 0, cpu_user_s: f.cpu.user,
+        cpu_sys_s: f.cpu.system, io: "posix", fsync: "", batch_max_entries: f.entriesPerBatch,
+        batch_max_bytes: f.entriesPerBatch * f.payload, batch_linger_us: 0, of_floor: 1)
+      if !json {
+        print(
+          row(
+            [
+              "floor \(f.entriesPerBatch) x \(f.payload) B", grouped(eps), fixed(line.bytes_per_sec / 1e6, 1),
+              fixed(line.latency_us.p50, 0), fixed(line.latency_us.p90, 0), fixed(line.latency_us.p99, 0),
+              fixed(line.latency_us.p999, 0), fixed(line.latency_us.max, 0), grouped(line.fsyncs_per_sec),
+              fixed(line.entries_per_fsync, 1), fixed(f.cpu.user, 2), fixed(f.cpu.system, 2), "1.00",
+            ]))
+      }
+    }
+    if json {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys]
+      if let data = try? encoder.encode(line), let s = String(data: data, encoding: .utf8) {
+        print(s)
+        fflush(nil)  // a reader of the pipe sees each line as it comes
+      }
+    }
+  }
+
+  /// async / sync for each configuration measured both ways.
+  func comparisons(_ outcomes: [RunOutcome]) {
+    var printed = false
+    for a in outcomes where a.plan.mode == .async {
+      guard
+        let s = outcomes.first(where: {
+          $0.plan.mode == .sync && $0.plan.nodes == a.plan.nodes && $0.plan.clients == a.plan.clients
+            && $0.plan.section == a.plan.section && $0.plan.knobs.batchMaxEntries == a.plan.knobs.batchMaxEntries
+            && $0.plan.knobs.batchLingerUs == a.plan.knobs.batchLingerUs
+        })
+      else { continue }
+      if !printed {
+        print("async / sync:")
+        printed = true
+      }
+      let label = "\(a.plan.nodes) node\(a.plan.nodes == 1 ? "" : "s") \(a.plan.clients) clients"
+      print(
+        "  \(pad(label, 28, left: true)) throughput \(fixed(a.entriesPerSecond / max(s.entriesPerSecond, 1e-9), 2))x,"
+          + " p50 \(fixed(Self.us(a.latency, 50) / max(Self.us(s.latency, 50), 1e-9), 2))x,"
+          + " p99 \(fixed(Self.us(a.latency, 99) / max(Self.us(s.latency, 99), 1e-9), 2))x")
+    }
+  }
+
+  /// The project's goals (issue 5), where this run measured what they need.
+  func goals(_ outcomes: [RunOutcome], floors: [Int: FloorOutcome]) {
+    func find(_ mode: NodeConfiguration.ReadyHandling, _ nodes: Int, _ clients: Int) -> RunOutcome? {
+      outcomes.first { $0.plan.mode == mode && $0.plan.nodes == nodes && $0.plan.clients == clients }
+    }
+    var lines: [String] = []
+    if let a = find(.async, 1, 256) {
+      var s = "1 node async 256 clients: \(grouped(a.entriesPerSecond)) entries/s (goal 1,000,000)"
+      if let f = floors[256] { s += ", \(fixed(a.entriesPerSecond / f.entriesPerSecond, 2)) of the floor (goal 0.80)" }
+      lines.append(s)
+    }
+    if let a = find(.async, 1, 1), let f = floors[1] {
+      let ratio = Self.us(a.latency, 50) / max(Self.us(f.latency, 50), 1e-9)
+      lines.append(
+        "1 node async 1 client: p50 \(fixed(Self.us(a.latency, 50), 0)) us, \(fixed(ratio, 2))x one write + fdatasync"
+          + " (\(fixed(Self.us(f.latency, 50), 0)) us; goal 1.3x)")
+    }
+    if let a = find(.async, 3, 256), let s = find(.sync, 3, 256) {
+      lines.append(
+        "3 nodes 256 clients: async \(fixed(a.entriesPerSecond / max(s.entriesPerSecond, 1e-9), 2))x sync (goal 2x),"
+          + " p99 \(fixed(Self.us(a.latency, 99), 0)) vs \(fixed(Self.us(s.latency, 99), 0)) us (goal: lower)")
+    }
+    guard !lines.isEmpty else { return }
+    print("goals:")
+    for l in lines { print("  " + l) }
+  }
+}
