@@ -116,8 +116,9 @@ public final class BatchQueue<Element>: @unchecked Sendable {
   public var count: Int { pending.load(ordering: .relaxed) }
 
   /// Moves everything queued to the end of `out`, in order. When nothing is queued, polls for
-  /// `spinNanoseconds`, then for `yieldingPollNanoseconds` while yielding, then parks until something arrives, the queue is closed, or
-  /// `timeoutNanoseconds` have passed since the call. Returns the number of elements taken.
+  /// `spinNanoseconds`, then for `yieldingPollNanoseconds` while yielding, then parks until
+  /// something arrives, the queue is closed, or `timeoutNanoseconds` have passed since the
+  /// call. Returns the number of elements taken.
   @discardableResult
   public func take(into out: inout [Element], timeoutNanoseconds: UInt64) -> Int {
     let start = monotonicNanoseconds()

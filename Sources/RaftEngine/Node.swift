@@ -306,10 +306,10 @@ public final class Node: @unchecked Sendable {
   /// Handles one input; false when the loop must stop.
   private func handle(_ input: Input, registrations: inout [(index: UInt64, Proposals.Waiting)]) -> Bool {
     switch input {
-    case .propose(let data, let completion):
-      proposeBatch([.propose(data, completion)], registrations: &registrations)
+    case .propose:
+      preconditionFailure("Node: proposals are taken in runs by the loop (proposeBatch)")
     case .proposeConfChange(let cc, let completion):
-      propose(registrations: &registrations, isConfChange: true, completion) { try rawNode.proposeConfChange(cc) }
+      propose([completion], isConfChange: true, registrations: &registrations) { try rawNode.proposeConfChange(cc) }
     case .step(let m):
       try? rawNode.step(m)  // stale or malformed peer messages are refused by RawNode; Raft retries
     case .campaign:
@@ -351,6 +351,15 @@ public final class Node: @unchecked Sendable {
       payloads.append(data)
       completions.append(completion)
     }
+    propose(completions, registrations: &registrations) { try rawNode.propose(batch: payloads) }
+  }
+
+  /// Runs `body`, which appends one entry per completion, and registers each completion on its
+  /// entry's index; on a follower, or when Raft drops the proposal, fails them all at once.
+  private func propose(
+    _ completions: [Completion], isConfChange: Bool = false,
+    registrations: inout [(index: UInt64, Proposals.Waiting)], _ body: () throws -> Void
+  ) {
     let st = rawNode.basicStatus().softState
     guard st.raftState == .leader else {
       let error = EngineError.notLeader(leader: st.lead == noNode ? nil : st.lead)
@@ -359,7 +368,7 @@ public final class Node: @unchecked Sendable {
     }
     let before = rawNode.lastIndex
     do {
-      try rawNode.propose(batch: payloads)
+      try body()
     } catch {
       for c in completions { c(.failure(.dropped)) }
       return
@@ -369,37 +378,16 @@ public final class Node: @unchecked Sendable {
       for c in completions { c(.failure(.dropped)) }
       return
     }
-    assert(appended == UInt64(completions.count), "Node: a proposal batch was appended in part")
+    assert(appended == UInt64(completions.count), "Node: a proposal was appended in part")
     let term = rawNode.term
     let now = monotonicNanoseconds()
     for (k, completion) in completions.enumerated() {
       registrations.append(
-        (before + 1 + UInt64(k), Proposals.Waiting(term: term, completion: completion, proposedAt: now)))
+        (
+          before + 1 + UInt64(k),
+          Proposals.Waiting(term: term, completion: completion, isConfChange: isConfChange, proposedAt: now)
+        ))
     }
-  }
-
-  private func propose(
-    registrations: inout [(index: UInt64, Proposals.Waiting)], isConfChange: Bool = false,
-    _ completion: @escaping Completion, _ body: () throws -> Void
-  ) {
-    let st = rawNode.basicStatus().softState
-    guard st.raftState == .leader else {
-      return completion(.failure(.notLeader(leader: st.lead == noNode ? nil : st.lead)))
-    }
-    let before = rawNode.lastIndex
-    do {
-      try body()
-    } catch {
-      return completion(.failure(.dropped))
-    }
-    let index = rawNode.lastIndex
-    guard index > before else { return completion(.failure(.dropped)) }
-    registrations.append(
-      (
-        index,
-        Proposals.Waiting(
-          term: rawNode.term, completion: completion, isConfChange: isConfChange, proposedAt: monotonicNanoseconds())
-      ))
   }
 
   /// Saves a snapshot of the state machine at `index` and compacts the log behind it: through

@@ -458,8 +458,9 @@ public final class WAL {
   }
 
   /// Submits the open batch when it is due: full, or older than the linger time, or at once
-  /// when the linger time is 0 (a batch of deferred records only is never due). Returns the nanoseconds until it will be due (0 when it was
-  /// submitted or is empty), for the caller's wait.
+  /// when the linger time is 0 (a batch of deferred records only is never due). Returns the
+  /// nanoseconds until it will be due (0 when it was submitted or is empty), for the caller's
+  /// wait.
   @discardableResult
   public func submitIfDue(nowNanoseconds now: UInt64) throws(WALError) -> UInt64 {
     let open = slots[openSlot]

@@ -206,6 +206,7 @@ func runCluster(_ plan: RunPlan, root: String, progress: Progress) throws -> Run
 struct FloorOutcome {
   var payload: Int
   var entriesPerBatch: Int
+  var fsync: WALOptions.Fsync
   var entries: UInt64
   var seconds: Double
   var fsyncs: UInt64
@@ -235,7 +236,7 @@ func runFloor(
   var latency = makeLatencyHistogram()
   for v in samples.values { latency.record(v) }
   return FloorOutcome(
-    payload: payload, entriesPerBatch: entriesPerBatch, entries: turn.entries, seconds: turn.seconds,
+    payload: payload, entriesPerBatch: entriesPerBatch, fsync: fsync, entries: turn.entries, seconds: turn.seconds,
     fsyncs: turn.syncs, latency: latency, cpu: cpu)
 }
 

@@ -64,10 +64,12 @@ struct Report {
   }
 
   func emit(_ r: RunBench.Row, floor: FloorOutcome?) {
+    let label: String
     let line: Line
     switch r {
     case .run(let o):
       let k = o.plan.knobs
+      label = o.plan.label
       line = Line(
         ready_handling: o.plan.mode.rawValue, nodes: o.plan.nodes, payload: o.plan.payload, clients: o.plan.clients,
         entries: o.entries, seconds: o.seconds, entries_per_sec: o.entriesPerSecond, bytes_per_sec: o.bytesPerSecond,
@@ -76,37 +78,27 @@ struct Report {
         fsync: k.fsync.rawValue, batch_max_entries: k.batchMaxEntries, batch_max_bytes: k.batchMaxBytes,
         batch_linger_us: k.batchLingerUs,
         of_floor: floor.map { o.entriesPerSecond / max($0.entriesPerSecond, 1e-9) })
-      if !json {
-        print(
-          row(
-            [
-              o.plan.label, grouped(line.entries_per_sec), fixed(line.bytes_per_sec / 1e6, 1),
-              fixed(line.latency_us.p50, 0), fixed(line.latency_us.p90, 0), fixed(line.latency_us.p99, 0),
-              fixed(line.latency_us.p999, 0), fixed(line.latency_us.max, 0), grouped(o.fsyncsPerSecond),
-              o.fsyncs > 0 ? fixed(o.entriesPerFsync, 1) : "-", fixed(o.cpu.user, 2), fixed(o.cpu.system, 2),
-              line.of_floor.map { fixed($0, 2) } ?? "-",
-            ]))
-      }
     case .floor(let f):
       let eps = f.entriesPerSecond
+      label = "floor \(f.entriesPerBatch) x \(f.payload) B"
       line = Line(
         ready_handling: "floor", nodes: 0, payload: f.payload, clients: f.entriesPerBatch, entries: f.entries,
         seconds: f.seconds, entries_per_sec: eps, bytes_per_sec: eps * Double(f.payload),
         latency_us: Self.latency(f.latency), fsyncs: f.fsyncs,
         fsyncs_per_sec: f.seconds > 0 ? Double(f.fsyncs) / f.seconds : 0,
         entries_per_fsync: f.fsyncs > 0 ? Double(f.entries) / Double(f.fsyncs) : 0, cpu_user_s: f.cpu.user,
-        cpu_sys_s: f.cpu.system, io: "posix", fsync: "", batch_max_entries: f.entriesPerBatch,
+        cpu_sys_s: f.cpu.system, io: "posix", fsync: f.fsync.rawValue, batch_max_entries: f.entriesPerBatch,
         batch_max_bytes: f.entriesPerBatch * f.payload, batch_linger_us: 0, of_floor: 1)
-      if !json {
-        print(
-          row(
-            [
-              "floor \(f.entriesPerBatch) x \(f.payload) B", grouped(eps), fixed(line.bytes_per_sec / 1e6, 1),
-              fixed(line.latency_us.p50, 0), fixed(line.latency_us.p90, 0), fixed(line.latency_us.p99, 0),
-              fixed(line.latency_us.p999, 0), fixed(line.latency_us.max, 0), grouped(line.fsyncs_per_sec),
-              fixed(line.entries_per_fsync, 1), fixed(f.cpu.user, 2), fixed(f.cpu.system, 2), "1.00",
-            ]))
-      }
+    }
+    if !json {
+      print(
+        row([
+          label, grouped(line.entries_per_sec), fixed(line.bytes_per_sec / 1e6, 1), fixed(line.latency_us.p50, 0),
+          fixed(line.latency_us.p90, 0), fixed(line.latency_us.p99, 0), fixed(line.latency_us.p999, 0),
+          fixed(line.latency_us.max, 0), grouped(line.fsyncs_per_sec),
+          line.fsyncs > 0 ? fixed(line.entries_per_fsync, 1) : "-", fixed(line.cpu_user_s, 2),
+          fixed(line.cpu_sys_s, 2), line.of_floor.map { fixed($0, 2) } ?? "-",
+        ]))
     }
     if json {
       let encoder = JSONEncoder()

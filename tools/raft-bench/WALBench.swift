@@ -96,11 +96,7 @@ struct WALBench: ParsableCommand {
     let batchSizes = batches.split(separator: ",").map { Int($0)! }
     let paths = io.split(separator: ",").map { WALOptions.IO(rawValue: String($0))! }
     let mode = WALOptions.Fsync(rawValue: fsync)!
-    var template = Array("\(dir)/raft-bench-wal-XXXXXX".utf8CString)
-    guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-      throw ValidationError("cannot create a directory under \(dir): \(String(cString: strerror(errno)))")
-    }
-    let root = String(cString: made)
+    let root = try makeScratchDirectory(under: dir, prefix: "raft-bench-wal")
     defer { removeTree(root) }
     let turnMs = max(durationMs / rounds, 50)
     print(
