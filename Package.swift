@@ -15,6 +15,9 @@ let package = Package(
     .executable(name: "raft-datadriven", targets: ["raft-datadriven"]),
     .executable(name: "wal-dump", targets: ["wal-dump"]),
     .executable(name: "raft-bench", targets: ["raft-bench"]),
+    .library(name: "RaftTransport", targets: ["RaftTransport"]),
+    .library(name: "RaftKV", targets: ["RaftKV"]),
+    .executable(name: "raftkv", targets: ["raftkv"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -22,6 +25,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
     .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
   ],
   targets: [
     .target(name: "Raft", swiftSettings: strict),
@@ -43,10 +47,39 @@ let package = Package(
       dependencies: ["RaftWAL", .product(name: "ArgumentParser", package: "swift-argument-parser")],
       path: "tools/wal-dump",
       swiftSettings: strict),
+    .target(
+      name: "RaftEngineOptions",
+      dependencies: ["RaftEngine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      swiftSettings: strict),
+    .target(
+      name: "RaftTransport",
+      dependencies: [
+        "Raft", "RaftEngine", .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+      ],
+      swiftSettings: strict),
+    .testTarget(name: "RaftTransportTests", dependencies: ["RaftTransport"], swiftSettings: strict),
+    .target(
+      name: "RaftKV",
+      dependencies: [
+        "Raft", "RaftEngine", "RaftTransport", .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ],
+      swiftSettings: strict),
+    .executableTarget(
+      name: "raftkv",
+      dependencies: [
+        "RaftKV", "RaftEngineOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "tools/raftkv",
+      swiftSettings: strict),
+    .testTarget(name: "RaftKVTests", dependencies: ["RaftKV", "raftkv"], swiftSettings: strict),
     .executableTarget(
       name: "raft-bench",
       dependencies: [
-        "RaftWAL", "RaftEngine", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "RaftWAL", "RaftEngine", "RaftEngineOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
       ],
       path: "tools/raft-bench",

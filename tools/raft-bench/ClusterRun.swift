@@ -1,4 +1,5 @@
 import ArgumentParser
+import RaftEngineOptions
 import Dispatch
 import Histogram
 import Raft

@@ -1,4 +1,5 @@
 import ArgumentParser
+import RaftEngineOptions
 import Foundation
 import RaftEngine
 import RaftWAL

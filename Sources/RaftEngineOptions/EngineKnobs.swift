@@ -1,0 +1,90 @@
+import ArgumentParser
+import RaftEngine
+import RaftWAL
+
+extension WALOptions.IO: ExpressibleByArgument {}
+extension WALOptions.Fsync: ExpressibleByArgument {}
+extension WALOptions.URingWrites: ExpressibleByArgument {}
+extension WALOptions.SegmentPreparation: ExpressibleByArgument {}
+extension NodeConfiguration.ReadyHandling: ExpressibleByArgument {}
+
+/// The engine, WAL and Raft knobs shared by `raft-bench` and `raftkv`: the same flag names and
+/// defaults in both (`--batch-max-entries`, `--io`, `--fsync`, `--max-size-per-msg`, ...).
+public struct EngineKnobs: ParsableArguments {
+  @Option(help: "WAL: entries in one batch at most (one write, one sync).")
+  public var batchMaxEntries = WALOptions().batchEntriesMax
+  @Option(help: "WAL: bytes in one batch at most.")
+  public var batchMaxBytes = WALOptions().batchBytesMax
+  @Option(help: "WAL: how long a batch waits for more writes before it is submitted, in microseconds.")
+  public var batchLingerUs = WALOptions().lingerMicroseconds
+  @Option(help: "WAL: batches written and not yet durable, at most.")
+  public var maxInflightBatches = WALOptions().batchesInFlightMax
+  @Option(help: "WAL (io_uring, inline writes): syncs in flight at most.")
+  public var maxInflightSyncs = WALOptions().syncsInFlightMax
+  @Option(help: "WAL: io_uring submission queue depth.")
+  public var ringDepth = WALOptions().ringDepth
+  @Flag(help: "WAL: poll the io_uring submission queue from a kernel thread (IORING_SETUP_SQPOLL).")
+  public var sqpoll = false
+  @Option(help: "WAL I/O path: uring or posix (pwritev + fdatasync).")
+  public var io = WALOptions.IO.uring
+  @Option(help: "How io_uring orders a batch's write before its sync: inline or linked.")
+  public var uringWrites = WALOptions().uringWrites
+  @Option(help: "datasync, fsync or none (none: no durability at all; measures the CPU path).")
+  public var fsync = WALOptions.Fsync.datasync
+  @Option(help: "WAL: how segments are prepared ahead: zero, fallocate or auto.")
+  public var prepare = WALOptions().segmentPreparation
+  @Option(help: "Raft: bytes of entries in one MsgApp at most.")
+  public var maxSizePerMsg: UInt64 = 1 << 20
+  @Option(help: "Raft: MsgApps in flight to one follower at most.")
+  public var maxInflightMsgs = 256
+  @Option(help: "Raft: bytes of committed entries in one Ready at most (0: no limit).")
+  public var maxCommittedSizePerReady: UInt64 = 0
+  @Option(help: "Engine threads: busy polling before parking, in microseconds.")
+  public var spinUs = Int(NodeConfiguration(id: 1, peers: [1], directory: "").spinNanoseconds / 1000)
+  @Option(help: "Engine threads: polling while yielding the CPU, after the busy part, in microseconds.")
+  public var yieldUs = Int(NodeConfiguration(id: 1, peers: [1], directory: "").yieldingPollNanoseconds / 1000)
+
+  public init() {}
+
+  public func validate() throws {
+    do {
+      try walOptions(payload: 0).validate()
+    } catch {
+      throw ValidationError("\(error)")
+    }
+    guard maxSizePerMsg > 0 else { throw ValidationError("--max-size-per-msg must be positive") }
+    guard (1...1 << 20).contains(maxInflightMsgs) else {
+      throw ValidationError("--max-inflight-msgs must be between 1 and 1048576")
+    }
+    guard (0...1_000_000).contains(spinUs) else { throw ValidationError("--spin-us must be between 0 and 1000000") }
+    guard (0...1_000_000).contains(yieldUs) else { throw ValidationError("--yield-us must be between 0 and 1000000") }
+  }
+
+  /// The WAL options, with room for records of `payload` bytes.
+  public func walOptions(payload: Int) -> WALOptions {
+    var o = WALOptions()
+    o.io = io
+    o.fsync = fsync
+    o.uringWrites = uringWrites
+    o.segmentPreparation = prepare
+    o.batchEntriesMax = batchMaxEntries
+    o.batchBytesMax = batchMaxBytes
+    o.lingerMicroseconds = batchLingerUs
+    o.batchesInFlightMax = maxInflightBatches
+    o.syncsInFlightMax = min(maxInflightSyncs, maxInflightBatches)
+    o.ringDepth = ringDepth
+    o.sqpoll = sqpoll
+    o.recordBytesMax = max(o.recordBytesMax, payload + 1024)
+    return o
+  }
+
+  /// Applies the knobs to a node's configuration.
+  public func configure(_ c: inout NodeConfiguration, payload: Int) {
+    c.wal = walOptions(payload: payload)
+    c.maxSizePerMsg = maxSizePerMsg
+    c.maxInflightMsgs = maxInflightMsgs
+    c.maxCommittedSizePerReady = maxCommittedSizePerReady
+    c.spinNanoseconds = UInt64(spinUs) * 1000
+    c.yieldingPollNanoseconds = UInt64(yieldUs) * 1000
+  }
+}

@@ -1,0 +1,135 @@
+import Logging
+import NIOCore
+import Raft
+
+/// The listening side of one connection: checks the dialler's `hello`, decodes its message
+/// batches and reassembles its snapshot streams, and delivers what it gets to the node.
+///
+/// Anything malformed (a frame the decoder refuses, a codec error, a message that claims another
+/// sender, a local message type, a snapshot stream out of order or over its size) closes the
+/// connection with one log line; nothing of the bad frame reaches the node.
+final class InboundConnectionHandler: ChannelInboundHandler {
+  typealias InboundIn = Frame
+  typealias OutboundOut = ByteBuffer
+
+  private let localID: UInt64
+  private let options: TCPTransportOptions
+  private let delegate: TransportDelegate
+  private let logger: Logger
+  private let limits: CodecLimits
+  /// The dialler's id, once its hello arrived.
+  private var remoteID: UInt64?
+  /// The snapshot stream being received: its id, its MsgSnap (data still empty), the data so
+  /// far, and the announced length. Invariant: `data.count <= total <= snapshotBytesMax`.
+  private var assembling: (id: UInt64, message: Message, data: [UInt8], total: Int)?
+
+  init(localID: UInt64, options: TCPTransportOptions, delegate: TransportDelegate, logger: Logger) {
+    self.localID = localID
+    self.options = options
+    self.delegate = delegate
+    self.logger = logger
+    limits = CodecLimits(maxBytesLength: options.frameBytesMax, maxResponsesDepth: 0)
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    do {
+      try handle(unwrapInboundIn(data), context: context)
+    } catch {
+      errorCaught(context: context, error: error)
+    }
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    logger.warning(
+      "closing a connection from a peer: \(error)",
+      metadata: [
+        "peer": "\(remoteID.map(String.init) ?? "?")",
+        "remote": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")",
+      ])
+    context.close(promise: nil)
+  }
+
+  private func handle(_ frame: Frame, context: ChannelHandlerContext) throws {
+    var body = frame.body
+    if frame.kind == .hello {
+      guard remoteID == nil else { throw FrameError.protocolViolation("second hello") }
+      let from = try body.readUInt64("sender id")
+      let to = try body.readUInt64("receiver id")
+      guard body.readableBytes == 0 else { throw FrameError.protocolViolation("hello longer than 16 bytes") }
+      guard to == localID else {
+        throw FrameError.protocolViolation("connection meant for node \(to) reached node \(localID)")
+      }
+      guard from != noNode, from != localID, from != localAppendThread, from != localApplyThread else {
+        throw FrameError.protocolViolation("hello from invalid node id \(from)")
+      }
+      remoteID = from
+      return
+    }
+    guard let from = remoteID else { throw FrameError.protocolViolation("\(frame.kind) frame before hello") }
+    switch frame.kind {
+    case .hello:
+      preconditionFailure("handled above")
+    case .messages:
+      let messages = try body.withUnsafeReadableBytes { raw in try RaftCodec.decodeMessages(raw, limits: limits) }
+      for m in messages { try check(m, from: from) }
+      if !messages.isEmpty { delegate.deliver(messages) }
+    case .snapshotBegin:
+      guard assembling == nil else { throw FrameError.protocolViolation("snapshot stream started inside another") }
+      let id = try body.readUInt64("stream id")
+      let total = try body.readUInt64("snapshot length")
+      guard total <= UInt64(options.snapshotBytesMax) else {
+        throw FrameError.protocolViolation(
+          "snapshot of \(total) bytes exceeds the limit of \(options.snapshotBytesMax)")
+      }
+      let m = try body.withUnsafeReadableBytes { raw in try RaftCodec.decodeMessage(raw, limits: limits) }
+      guard m.type == .msgSnap, let snapshot = m.snapshot, snapshot.data.isEmpty else {
+        throw FrameError.protocolViolation("snapshot stream header is not a MsgSnap without data")
+      }
+      guard m.to == localID, m.from == from else {
+        throw FrameError.protocolViolation("snapshot from \(m.from) to \(m.to) on the stream from \(from)")
+      }
+      var data: [UInt8] = []
+      data.reserveCapacity(Int(total))
+      assembling = (id, m, data, Int(total))
+    case .snapshotChunk:
+      let id = try body.readUInt64("stream id")
+      guard var a = assembling, a.id == id else {
+        throw FrameError.protocolViolation("chunk of snapshot stream \(id), which is not open")
+      }
+      guard a.data.count + body.readableBytes <= a.total else {
+        throw FrameError.protocolViolation("snapshot stream \(id) longer than the \(a.total) bytes announced")
+      }
+      assembling = nil  // keep the data uniquely referenced while appending
+      body.withUnsafeReadableBytes { a.data.append(contentsOf: $0) }
+      assembling = a
+    case .snapshotEnd:
+      let id = try body.readUInt64("stream id")
+      guard let a = assembling, a.id == id else {
+        throw FrameError.protocolViolation("end of snapshot stream \(id), which is not open")
+      }
+      guard a.data.count == a.total else {
+        throw FrameError.protocolViolation("snapshot stream \(id) ended at \(a.data.count) of \(a.total) bytes")
+      }
+      assembling = nil
+      var m = a.message
+      m.snapshot!.data = a.data
+      logger.info(
+        "snapshot received", metadata: ["peer": "\(from)", "index": "\(m.snapshot!.metadata.index)", "bytes": "\(a.total)"])
+      delegate.deliver([m])
+      var ack = context.channel.allocator.buffer(capacity: frameHeaderBytes + 8)
+      ack.writeFrame(.snapshotAck) { $0.writeInteger(id) }
+      context.writeAndFlush(wrapOutboundOut(ack), promise: nil)
+    case .snapshotAck:
+      throw FrameError.protocolViolation("snapshot ack sent to a listening node")
+    }
+  }
+
+  /// A peer's message must come from the peer that said hello, be addressed here, be one that
+  /// travels between peers, and not be a snapshot (those come as streams).
+  private func check(_ m: Message, from: UInt64) throws {
+    guard m.from == from else { throw FrameError.protocolViolation("message from \(m.from) on the stream from \(from)") }
+    guard m.to == localID else { throw FrameError.protocolViolation("message to \(m.to) delivered to \(localID)") }
+    guard !m.type.isLocal else { throw FrameError.protocolViolation("local message \(m.type) from a peer") }
+    guard m.type != .msgSnap else { throw FrameError.protocolViolation("MsgSnap outside a snapshot stream") }
+  }
+}

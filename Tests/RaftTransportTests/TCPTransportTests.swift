@@ -1,0 +1,285 @@
+import Dispatch
+import Foundation
+import NIOCore
+import NIOPosix
+import Raft
+import Synchronization
+import XCTest
+
+@testable import RaftTransport
+
+/// What a transport under test delivered and reported.
+final class Recorder: Sendable {
+  let messages = Mutex<[Message]>([])
+  let unreachable = Mutex<[UInt64]>([])
+  let snapshotStatus = Mutex<[(UInt64, SnapshotStatus)]>([])
+
+  var delegate: TransportDelegate {
+    TransportDelegate(
+      deliver: { ms in self.messages.withLock { $0 += ms } },
+      reportUnreachable: { p in self.unreachable.withLock { $0.append(p) } },
+      reportSnapshot: { p, s in self.snapshotStatus.withLock { $0.append((p, s)) } })
+  }
+
+  var count: Int { messages.withLock { $0.count } }
+
+  /// Waits up to `seconds` for `condition`.
+  func wait(_ seconds: Double = 10, _ condition: (Recorder) -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+      if condition(self) { return true }
+      usleep(2_000)
+    }
+    return condition(self)
+  }
+}
+
+final class TCPTransportTests: XCTestCase {
+  let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+  override func tearDown() {
+    try? group.syncShutdownGracefully()
+  }
+
+  private let loopback = PeerAddress(host: "127.0.0.1", port: 0)
+
+  /// A started transport for node `id` listening on a free port.
+  private func makeTransport(
+    _ id: UInt64, _ recorder: Recorder, options: TCPTransportOptions = TCPTransportOptions(), port: Int = 0
+  ) throws -> TCPTransport {
+    let t = try TCPTransport(
+      id: id, listenAddress: PeerAddress(host: "127.0.0.1", port: port), options: options, group: group)
+    try t.start(delegate: recorder.delegate)
+    return t
+  }
+
+  private func address(_ t: TCPTransport) -> PeerAddress { PeerAddress(host: "127.0.0.1", port: t.localPort!) }
+
+  private func heartbeat(_ from: UInt64, _ to: UInt64, commit: UInt64) -> Message {
+    Message(type: .msgHeartbeat, to: to, from: from, term: 1, commit: commit)
+  }
+
+  func testMessagesArriveInOrderAcrossManyFrames() throws {
+    let (ra, rb) = (Recorder(), Recorder())
+    var options = TCPTransportOptions()
+    options.frameBytesTarget = 256  // many frames
+    let a = try makeTransport(1, ra, options: options)
+    let b = try makeTransport(2, rb, options: options)
+    defer {
+      a.shutdown()
+      b.shutdown()
+    }
+    a.addPeer(2, address: address(b))
+    b.addPeer(1, address: address(a))
+    // Wait for the connection (messages sent before it is up are dropped, as Raft expects).
+    XCTAssertTrue(
+      rb.wait { _ in
+        a.send([self.heartbeat(1, 2, commit: 0)])
+        return rb.count > 0
+      })
+    let before = 0
+    let entries = (1...20).map { Entry(term: 1, index: UInt64($0), data: Array(repeating: UInt8($0), count: 100)) }
+    var sent: [Message] = []
+    for k in 1...500 {
+      sent.append(
+        Message(type: .msgApp, to: 2, from: 1, term: 1, logTerm: 1, index: UInt64(k), entries: k % 50 == 0 ? entries : []))
+      if k % 7 == 0 {
+        a.send(sent.suffix(7))
+      }
+    }
+    a.send(Array(sent.suffix(500 % 7)))
+    XCTAssertTrue(rb.wait { $0.messages.withLock { $0.filter { $0.type == .msgApp }.count } >= 500 })
+    let got = rb.messages.withLock { $0[before...].filter { $0.type == .msgApp } }
+    XCTAssertEqual(got.map(\.index), sent.map(\.index))
+    XCTAssertTrue(got == sent, "the messages arrived changed")
+    // And the other way.
+    b.send([Message(type: .msgAppResp, to: 1, from: 2, term: 1, index: 9)])
+    XCTAssertTrue(ra.wait { $0.messages.withLock { $0.contains { $0.type == .msgAppResp && $0.index == 9 } } })
+  }
+
+  func testASnapshotIsStreamedInChunksAndReportedFinished() throws {
+    let (ra, rb) = (Recorder(), Recorder())
+    var options = TCPTransportOptions()
+    options.snapshotChunkBytes = 64 << 10
+    let a = try makeTransport(1, ra, options: options)
+    let b = try makeTransport(2, rb, options: options)
+    defer {
+      a.shutdown()
+      b.shutdown()
+    }
+    a.addPeer(2, address: address(b))
+    XCTAssertTrue(
+      rb.wait { _ in
+        a.send([self.heartbeat(1, 2, commit: 0)])
+        return rb.count > 0
+      })
+    var data = [UInt8](repeating: 0, count: 3 << 20 + 123)
+    for i in data.indices { data[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 9) }
+    let snapshot = Snapshot(
+      data: data, metadata: SnapshotMetadata(confState: ConfState(voters: [1, 2, 3]), index: 77, term: 3))
+    let heartbeat = heartbeat(1, 2, commit: 5)
+    a.send([Message(type: .msgSnap, to: 2, from: 1, term: 3, snapshot: snapshot), heartbeat])
+    XCTAssertTrue(rb.wait { $0.messages.withLock { $0.contains { $0.type == .msgSnap } } })
+    let snap = rb.messages.withLock { $0.first { $0.type == .msgSnap } }!
+    XCTAssertEqual(snap.snapshot, snapshot)
+    XCTAssertEqual(snap.from, 1)
+    XCTAssertEqual(snap.term, 3)
+    XCTAssertTrue(rb.wait { $0.messages.withLock { $0.contains(heartbeat) } })
+    XCTAssertTrue(ra.wait { $0.snapshotStatus.withLock { $0.count == 1 } })
+    let status = ra.snapshotStatus.withLock { $0 }
+    XCTAssertEqual(status.first?.0, 2)
+    XCTAssertEqual(status.first?.1, .finish)
+  }
+
+  func testAnUnreachablePeerIsReportedAndASnapshotToItFails() throws {
+    let ra = Recorder()
+    let a = try makeTransport(1, ra)
+    defer { a.shutdown() }
+    // A port nobody listens on: bind one and close it.
+    let probe = try makeTransport(9, Recorder())
+    let deadPort = probe.localPort!
+    probe.shutdown()
+    a.addPeer(2, address: PeerAddress(host: "127.0.0.1", port: deadPort))
+    a.send([heartbeat(1, 2, commit: 0)])
+    a.send([
+      Message(type: .msgSnap, to: 2, from: 1, term: 1, snapshot: Snapshot(data: [1], metadata: SnapshotMetadata(index: 1)))
+    ])
+    XCTAssertTrue(ra.wait { $0.unreachable.withLock { $0.count >= 2 && $0.allSatisfy { $0 == 2 } } })
+    XCTAssertTrue(ra.wait { $0.snapshotStatus.withLock { $0.count == 1 && $0[0].1 == .failure } })
+    // A message to a peer the transport does not know is dropped without a report.
+    a.send([heartbeat(1, 5, commit: 0)])
+    XCTAssertFalse(ra.unreachable.withLock { $0.contains(5) })
+  }
+
+  func testAFullQueueDropsAndReportsInsteadOfBlocking() throws {
+    // A peer that accepts the connection and never reads: the socket fills, then the queue.
+    let stalled = try ServerBootstrap(group: group)
+      .childChannelOption(.autoRead, value: false)
+      .childChannelOption(.socketOption(.so_rcvbuf), value: 4096)
+      .bind(host: "127.0.0.1", port: 0).wait()
+    defer { try? stalled.close().wait() }
+    let ra = Recorder()
+    var options = TCPTransportOptions()
+    options.queueMessagesMax = 64
+    options.queueBytesMax = 256 << 10
+    options.writeBufferHighWatermarkBytes = 64 << 10
+    let a = try makeTransport(1, ra, options: options)
+    defer { a.shutdown() }
+    a.addPeer(2, address: PeerAddress(host: "127.0.0.1", port: stalled.localAddress!.port!))
+    let connected = Recorder()
+    XCTAssertTrue(connected.wait { _ in a.connectedPeers == [2] })
+    let big = Entry(term: 1, index: 1, data: [UInt8](repeating: 7, count: 16 << 10))
+    let start = DispatchTime.now().uptimeNanoseconds
+    var sends = 0
+    while ra.unreachable.withLock({ $0.isEmpty }) && sends < 100_000 {
+      a.send([Message(type: .msgApp, to: 2, from: 1, term: 1, entries: [big])])
+      sends += 1
+      if sends % 64 == 0 { usleep(1_000) }
+    }
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    XCTAssertFalse(ra.unreachable.withLock { $0.isEmpty }, "no drop after \(sends) sends")
+    XCTAssertLessThan(seconds, 30)
+  }
+
+  func testMalformedBytesCloseTheConnectionAndDeliverNothing() throws {
+    let rb = Recorder()
+    let b = try makeTransport(2, rb)
+    defer { b.shutdown() }
+    func frame(_ kind: UInt8, version: UInt8 = 1, _ body: [UInt8]) -> [UInt8] {
+      var out: [UInt8] = []
+      let n = UInt32(body.count + 2)
+      out += [UInt8(n >> 24), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff), version, kind]
+      return out + body
+    }
+    func u64(_ v: UInt64) -> [UInt8] { (0..<8).reversed().map { UInt8(truncatingIfNeeded: v >> (8 * UInt64($0))) } }
+    let hello = frame(1, u64(1) + u64(2))
+    let cases: [(String, [UInt8])] = [
+      ("garbage", Array("GET / HTTP/1.1\r\n\r\n".utf8)),
+      ("huge length", [0x7f, 0xff, 0xff, 0xff, 1, 2]),
+      ("bad version", frame(1, version: 9, u64(1) + u64(2))),
+      ("unknown kind", frame(42, [])),
+      ("messages before hello", frame(2, RaftCodec.encodeMessages([heartbeat(1, 2, commit: 1)]))),
+      ("hello to another node", frame(1, u64(1) + u64(3))),
+      ("hello from a local thread id", frame(1, u64(localAppendThread) + u64(2))),
+      ("bad codec bytes", hello + frame(2, [1, 5, 0xff, 0xff])),
+      ("a message claiming another sender", hello + frame(2, RaftCodec.encodeMessages([heartbeat(3, 2, commit: 1)]))),
+      (
+        "a local message type",
+        hello + frame(2, RaftCodec.encodeMessages([Message(type: .msgStorageAppendResp, to: 2, from: 1, term: 1)]))
+      ),
+      ("a chunk of no stream", hello + frame(4, u64(5) + [1, 2, 3])),
+      (
+        "a snapshot over the announced length",
+        hello
+          + frame(
+            3,
+            u64(1) + u64(2)
+              + RaftCodec.encodeMessage(
+                Message(type: .msgSnap, to: 2, from: 1, term: 1, snapshot: Snapshot(metadata: SnapshotMetadata(index: 4))))
+          ) + frame(4, u64(1) + [1, 2, 3])
+      ),
+    ]
+    for (name, bytes) in cases {
+      let channel = try ClientBootstrap(group: group).connect(host: "127.0.0.1", port: b.localPort!).wait()
+      try channel.writeAndFlush(ByteBuffer(bytes: bytes)).wait()
+      let closed = expectation(description: name)
+      channel.closeFuture.whenComplete { _ in closed.fulfill() }
+      wait(for: [closed], timeout: 10)
+    }
+    XCTAssertEqual(rb.count, 0)
+    // The transport still serves well-behaved peers.
+    let a = try makeTransport(1, Recorder())
+    defer { a.shutdown() }
+    a.addPeer(2, address: address(b))
+    XCTAssertTrue(
+      rb.wait { _ in
+        a.send([self.heartbeat(1, 2, commit: 0)])
+        return rb.count > 0
+      })
+  }
+
+  func testAPeerThatRestartsIsRedialledAndARemovedPeerGetsNothing() throws {
+    let (ra, rb) = (Recorder(), Recorder())
+    var options = TCPTransportOptions()
+    options.reconnectBackoffMaxMilliseconds = 200
+    let a = try makeTransport(1, ra, options: options)
+    defer { a.shutdown() }
+    var b = try makeTransport(2, rb, options: options)
+    let port = b.localPort!
+    a.addPeer(2, address: address(b))
+    XCTAssertTrue(
+      rb.wait { _ in
+        a.send([self.heartbeat(1, 2, commit: 1)])
+        return rb.count > 0
+      })
+    b.shutdown()
+    let rb2 = Recorder()
+    b = try makeTransport(2, rb2, options: options, port: port)
+    defer { b.shutdown() }
+    XCTAssertTrue(
+      rb2.wait { _ in
+        a.send([self.heartbeat(1, 2, commit: 2)])
+        return rb2.count > 0
+      }, "not redialled")
+    XCTAssertEqual(a.peers, [2: PeerAddress(host: "127.0.0.1", port: port)])
+    a.removePeer(2)
+    XCTAssertEqual(a.peers, [:])
+    usleep(100_000)
+    let before = rb2.count
+    for _ in 0..<10 { a.send([heartbeat(1, 2, commit: 3)]) }
+    usleep(200_000)
+    XCTAssertEqual(rb2.count, before)
+  }
+
+  func testPeerAddressesParseOrSayWhatIsWrong() throws {
+    XCTAssertEqual(try PeerAddress(parsing: "http://127.0.0.1:12379"), PeerAddress(host: "127.0.0.1", port: 12379))
+    XCTAssertEqual(try PeerAddress(parsing: "localhost:22379/"), PeerAddress(host: "localhost", port: 22379))
+    XCTAssertEqual(try PeerAddress(parsing: "tcp://[::1]:5"), PeerAddress(host: "::1", port: 5))
+    XCTAssertEqual(PeerAddress(host: "::1", port: 5).description, "http://[::1]:5")
+    for bad in ["", "http://", "127.0.0.1", "http://h:0", "http://h:70000", "ftp://h:1", "http://h:x", "http://:1"] {
+      XCTAssertThrowsError(try PeerAddress(parsing: bad), bad) { error in
+        XCTAssertTrue("\(error)".contains("bad peer address"), "\(error)")
+      }
+    }
+  }
+}
