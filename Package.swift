@@ -75,7 +75,7 @@ let package = Package(
       ],
       path: "tools/raftkv",
       swiftSettings: strict),
-    .testTarget(name: "RaftKVTests", dependencies: ["RaftKV", "raftkv"], swiftSettings: strict),
+    .testTarget(name: "RaftKVTests", dependencies: ["RaftKV", "RaftTestSupport", "raftkv"], swiftSettings: strict),
     .executableTarget(
       name: "raft-bench",
       dependencies: [
@@ -84,10 +84,11 @@ let package = Package(
       ],
       path: "tools/raft-bench",
       swiftSettings: strict),
-    .testTarget(name: "RaftBenchTests", dependencies: ["raft-bench"], swiftSettings: strict),
+    .target(name: "RaftTestSupport", path: "Tests/RaftTestSupport", swiftSettings: strict),
+    .testTarget(name: "RaftBenchTests", dependencies: ["raft-bench", "RaftTestSupport"], swiftSettings: strict),
     .executableTarget(
       name: "wal-crash-writer", dependencies: ["RaftWAL"], path: "tools/wal-crash-writer", swiftSettings: strict),
-    .testTarget(name: "RaftWALTests", dependencies: ["RaftWAL", "wal-crash-writer", "wal-dump"], swiftSettings: strict),
+    .testTarget(name: "RaftWALTests", dependencies: ["RaftWAL", "RaftTestSupport", "wal-crash-writer", "wal-dump"], swiftSettings: strict),
     .target(name: "RaftDataDriven", dependencies: ["Raft"], swiftSettings: strict),
     .executableTarget(
       name: "raft-datadriven",

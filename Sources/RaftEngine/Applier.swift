@@ -17,11 +17,18 @@ final class Applier: @unchecked Sendable {
     self.lastSnapshotIndex = lastSnapshotIndex
   }
 
+  /// Apply side only: a node was added since the last snapshot. The next snapshot is taken at
+  /// once: a new member that must catch up by snapshot refuses one whose configuration does not
+  /// have it (etcd builds a fresh snapshot when it sends one; the engine takes one instead).
+  private var nodeAdded = false
+
   /// After applying through `index`: the state machine's snapshot when one is due.
   func snapshotIfDue(appliedThrough index: UInt64) -> (index: UInt64, data: [UInt8])? {
-    guard snapshotEntries > 0, index >= lastSnapshotIndex + snapshotEntries else { return nil }
+    guard snapshotEntries > 0, index > lastSnapshotIndex, nodeAdded || index >= lastSnapshotIndex + snapshotEntries
+    else { return nil }
     guard let data = stateMachine.snapshotData() else { return nil }
     lastSnapshotIndex = index
+    nodeAdded = false
     return (index, data)
   }
 
@@ -43,6 +50,10 @@ final class Applier: @unchecked Sendable {
         if !e.data.isEmpty { stateMachine.apply(index: e.index, term: e.term, data: e.data) }
       case .confChange, .confChangeV2:
         if let cc = try e.decodedConfChange() {
+          stateMachine.applyConfChange(cc, index: e.index, term: e.term)
+          if cc.asV2.changes.contains(where: { $0.type == .addNode || $0.type == .addLearnerNode }) {
+            nodeAdded = true
+          }
           confChanges.append(ConfChangeEntry(change: cc, index: e.index, term: e.term))
         }
       }

@@ -16,6 +16,7 @@ public final class Node: @unchecked Sendable {
   enum Input {
     case propose([UInt8], Completion)
     case proposeConfChange(AnyConfChange, Completion)
+    case forward(ForwardedProposal, @Sendable (EngineError?) -> Void)
     /// A peer message, or a worker's response.
     case step(Message)
     case campaign
@@ -104,7 +105,7 @@ public final class Node: @unchecked Sendable {
     let (hs, cs) = try storage.initialState()
     confState = cs
     let lastIndex = try storage.lastIndex()
-    if hs.isEmpty && lastIndex == 0 {
+    if hs.isEmpty && lastIndex == 0 && !configuration.peers.isEmpty {
       try rawNode.bootstrap(configuration.peers.map { Peer(id: $0) })
     }
     inbox = BatchQueue(
@@ -185,6 +186,28 @@ public final class Node: @unchecked Sendable {
   /// Proposes a configuration change, completed like `propose`.
   public func proposeConfChange(_ cc: AnyConfChange, completion: @escaping Completion) {
     enqueueProposal(.proposeConfChange(cc, completion), completion)
+  }
+
+  /// What `forward` hands to Raft.
+  public enum ForwardedProposal: Sendable {
+    case data([UInt8])
+    case confChange(AnyConfChange)
+  }
+
+  /// Hands `proposal` to Raft on this node whatever its role: the leader appends it, a follower
+  /// forwards it to the leader it knows (etcd-raft's proposal forwarding). Nothing tracks the
+  /// entry afterwards: the application recognizes it when it is applied (by an id in the data
+  /// or the conf change's context), and puts its own deadline on it (a forwarded proposal lost
+  /// with a leader change is never answered). `handedOff` runs on the run loop: nil when Raft
+  /// took the proposal, else why not (`.dropped`: no leader known; `.stopped`).
+  public func forward(_ proposal: ForwardedProposal, handedOff: @escaping @Sendable (EngineError?) -> Void) {
+    if stopping.load(ordering: .relaxed) { return handedOff(.stopped) }
+    if let why = failed.withLock({ $0 }) { return handedOff(.storage(why)) }
+    switch inbox.tryPush(.forward(proposal, handedOff)) {
+    case .enqueued: break
+    case .full: handedOff(.busy)
+    case .closed: handedOff(.stopped)
+    }
   }
 
   private func enqueueProposal(_ input: Input, _ completion: Completion) {
@@ -293,6 +316,7 @@ public final class Node: @unchecked Sendable {
     for input in inputs {
       switch input {
       case .propose(_, let c), .proposeConfChange(_, let c): c(.failure(error))
+      case .forward(_, let c): c(error)
       case .readIndex(_, let c): c?(.failure(error))
       case .status(let reply): if stopping.load(ordering: .relaxed) && loopEnded { reply(rawNode.status()) }
       default: break
@@ -310,6 +334,16 @@ public final class Node: @unchecked Sendable {
       preconditionFailure("Node: proposals are taken in runs by the loop (proposeBatch)")
     case .proposeConfChange(let cc, let completion):
       propose([completion], isConfChange: true, registrations: &registrations) { try rawNode.proposeConfChange(cc) }
+    case .forward(let proposal, let handedOff):
+      do {
+        switch proposal {
+        case .data(let data): try rawNode.propose(data)
+        case .confChange(let cc): try rawNode.proposeConfChange(cc)
+        }
+        handedOff(nil)
+      } catch {
+        handedOff(.dropped)
+      }
     case .step(let m):
       try? rawNode.step(m)  // stale or malformed peer messages are refused by RawNode; Raft retries
     case .campaign:

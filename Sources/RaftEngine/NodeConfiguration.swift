@@ -16,7 +16,9 @@ public struct NodeConfiguration: Sendable {
 
   /// This node's id (non-zero).
   public var id: UInt64
-  /// The voters of a new cluster (used only when the WAL directory is empty).
+  /// The voters of a new cluster (used only when the WAL directory is empty). Empty: the node
+  /// joins an existing cluster (it was added by a conf change, and learns the log, the
+  /// configuration included, from the leader).
   public var peers: [UInt64]
   /// The WAL directory.
   public var directory: String

@@ -13,6 +13,10 @@ public protocol StateMachine: AnyObject {
   /// The state as it is now (everything applied so far), for a snapshot; nil when the machine
   /// does not take snapshots (then the log is never compacted).
   func snapshotData() -> [UInt8]?
+  /// The committed configuration change at `index`, in log order with the entries (the node
+  /// applies it to Raft next): for the application's own view of the membership, such as the
+  /// peer addresses carried in the change's context.
+  func applyConfChange(_ change: AnyConfChange, index: UInt64, term: UInt64)
 }
 
 extension StateMachine {
@@ -20,6 +24,8 @@ extension StateMachine {
   public func applied(through index: UInt64) {}
   /// No snapshots by default.
   public func snapshotData() -> [UInt8]? { nil }
+  /// Nothing to do by default.
+  public func applyConfChange(_ change: AnyConfChange, index: UInt64, term: UInt64) {}
 }
 
 /// Why a proposal or an engine call failed.

@@ -1,44 +1,13 @@
 import Foundation
+import RaftTestSupport
 import XCTest
 
 /// `raft-bench` as its users run it: flags, exit codes, the JSON lines.
 final class RaftBenchCLITests: XCTestCase {
-  struct Run {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-  }
-
-  func raftBench(_ args: [String]) throws -> Run {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: try toolPath("raft-bench"))
-    p.arguments = args
-    // Output goes to files, read once the process is gone (a pipe could fill up and block it).
-    let base = FileManager.default.temporaryDirectory.appendingPathComponent("raft-bench-cli-\(UUID().uuidString)")
-    let outURL = base.appendingPathExtension("out")
-    let errURL = base.appendingPathExtension("err")
-    _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-    defer {
-      try? FileManager.default.removeItem(at: outURL)
-      try? FileManager.default.removeItem(at: errURL)
-    }
-    let out = try FileHandle(forWritingTo: outURL)
-    let err = try FileHandle(forWritingTo: errURL)
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    p.waitUntilExit()
-    try out.close()
-    try err.close()
-    return Run(
-      status: p.terminationStatus, stdout: try String(contentsOf: outURL, encoding: .utf8),
-      stderr: try String(contentsOf: errURL, encoding: .utf8))
-  }
+  func raftBench(_ args: [String]) throws -> ToolRun { try runTool("raft-bench", args) }
 
   func scratch() throws -> String {
-    let d = FileManager.default.temporaryDirectory.appendingPathComponent("raft-bench-test-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+    let d = try makeTestDirectory("raft-bench-test")
     addTeardownBlock { try? FileManager.default.removeItem(atPath: d) }
     return d
   }
@@ -119,16 +88,4 @@ final class RaftBenchCLITests: XCTestCase {
     XCTAssertTrue(r.stdout.contains("async 1 node 2 clients"), r.stdout)
     XCTAssertTrue(r.stdout.contains("async / sync:"), r.stdout)
   }
-}
-
-/// An executable of this package, built next to the tests.
-func toolPath(_ name: String) throws -> String {
-  var candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
-  candidates += Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
-  for dir in candidates {
-    let p = dir.appendingPathComponent(name).path
-    if FileManager.default.isExecutableFile(atPath: p) { return p }
-  }
-  struct ToolMissing: Error, CustomStringConvertible { var description: String }
-  throw ToolMissing(description: "\(name) was not built next to the tests (looked in \(candidates.map(\.path)))")
 }

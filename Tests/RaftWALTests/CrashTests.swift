@@ -1,5 +1,6 @@
 import Dispatch
 import Raft
+import RaftTestSupport
 import XCTest
 
 @testable import RaftWAL
@@ -13,20 +14,6 @@ import XCTest
 final class CrashTests: XCTestCase {
   /// The `wal-crash-writer` executable built next to the test bundle.
   func writerPath() throws -> String { try toolPath("wal-crash-writer") }
-}
-
-/// An executable of this package built next to the test bundle (the test target depends on
-/// it, so it is always built; its absence is a failure, not a skip).
-func toolPath(_ name: String) throws -> String {
-  var candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
-  candidates.append(Bundle.main.bundleURL)
-  candidates += Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
-  for dir in candidates {
-    let p = dir.appendingPathComponent(name).path
-    if FileManager.default.isExecutableFile(atPath: p) { return p }
-  }
-  struct ToolMissing: Error, CustomStringConvertible { var description: String }
-  throw ToolMissing(description: "\(name) was not built next to the tests (looked in \(candidates.map(\.path)))")
 }
 
 extension CrashTests {

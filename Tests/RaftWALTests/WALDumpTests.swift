@@ -1,19 +1,13 @@
 import Raft
+import RaftTestSupport
 import XCTest
 
 @testable import RaftWAL
 
 final class WALDumpTests: XCTestCase {
   func run(_ args: [String]) throws -> (status: Int32, lines: [String]) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: try toolPath("wal-dump"))
-    p.arguments = args
-    let out = Pipe()
-    p.standardOutput = out
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init))
+    let r = try runTool("wal-dump", args)
+    return (r.status, r.stdout.split(separator: "\n").map(String.init))
   }
 
   func testDumpsAHealthyWALAndReportsCorruption() throws {

@@ -1,1 +1,138 @@
-print("raftkv")
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import NIOPosix
+import RaftEngine
+import RaftEngineOptions
+import RaftKV
+import RaftTransport
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `raftkv`: one member of a replicated key-value store with an HTTP API (etcd's raftexample,
+/// answering writes once they are committed and applied).
+@main
+struct RaftKVCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "raftkv",
+    abstract: "A member of a Raft-replicated key-value store with an HTTP API.",
+    discussion: """
+      Start each member of a new cluster with the same --cluster list (member k is the k-th URL):
+        raftkv --id 1 --cluster http://127.0.0.1:12379,http://127.0.0.1:22379,http://127.0.0.1:32379 --port 12380
+      Add one: curl -X POST -d http://127.0.0.1:42379 http://127.0.0.1:12380/members/4, then
+        raftkv --id 4 --cluster ...,http://127.0.0.1:42379 --port 42380 --join
+      """)
+
+  @Option(help: "This member's id (1 for the first URL of --cluster, and so on).")
+  var id: UInt64
+  @Option(help: "The members' raft URLs, comma-separated (http://HOST:PORT,...).")
+  var cluster: String
+  @Option(help: "The HTTP API port.")
+  var port: Int
+  @Option(help: "The address the HTTP API binds to.")
+  var httpHost = "127.0.0.1"
+  @Flag(help: "Join a running cluster (after POST /members/ID on it) instead of starting a new one.")
+  var join = false
+  @Option(help: "The WAL directory (default: raftkv-ID).")
+  var dataDir: String?
+  @Option(help: "Snapshot the store every this many applied entries and compact the log (0: never).")
+  var snapshotEvery: UInt64 = 10_000
+  @Option(help: "Entries kept behind a snapshot for slow followers.")
+  var snapshotCatchupEntries: UInt64 = 5_000
+  @Option(help: "How Ready is handled: sync (persist, send, apply, advance) or async (storage workers).")
+  var readyHandling = NodeConfiguration.ReadyHandling.async
+  @Option(help: "One Raft tick, in milliseconds (elections after 10 ticks, heartbeats every tick).")
+  var tickMs = 10
+  @Option(help: "The largest value accepted, in bytes (400 beyond).")
+  var maxValueBytes = 1 << 20
+  @Option(help: "The largest request body read, in bytes (413 beyond).")
+  var maxBodyBytes = 4 << 20
+  @Option(help: "How long a request waits for its write to apply or its read index, in seconds.")
+  var requestTimeout = 5.0
+  @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+  var logLevel = "info"
+  @OptionGroup(title: "Engine, WAL and Raft")
+  var knobs: EngineKnobs
+
+  func validate() throws {
+    let urls = try parsedCluster()
+    guard id >= 1, urls[id] != nil else {
+      throw ValidationError("--id \(id) is not a member of --cluster (ids are 1...\(urls.count))")
+    }
+    guard (1...65535).contains(port) else { throw ValidationError("--port must be from 1 to 65535") }
+    guard (1...60_000).contains(tickMs) else { throw ValidationError("--tick-ms must be from 1 to 60000") }
+    guard maxValueBytes > 0, maxValueBytes <= maxBodyBytes else {
+      throw ValidationError("--max-value-bytes must be positive and at most --max-body-bytes")
+    }
+    guard requestTimeout > 0 else { throw ValidationError("--request-timeout must be positive") }
+    guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel) is unknown") }
+  }
+
+  private func parsedCluster() throws -> [UInt64: PeerAddress] {
+    var out: [UInt64: PeerAddress] = [:]
+    for (k, url) in cluster.split(separator: ",", omittingEmptySubsequences: false).enumerated() {
+      do {
+        out[UInt64(k + 1)] = try PeerAddress(parsing: url.trimmingCharacters(in: .whitespaces))
+      } catch {
+        throw ValidationError("--cluster: \(error)")
+      }
+    }
+    guard Set(out.values).count == out.count else { throw ValidationError("--cluster lists an address twice") }
+    return out
+  }
+
+  func run() throws {
+    let level = Logger.Level(rawValue: logLevel)!
+    LoggingSystem.bootstrap { label in
+      var h = StreamLogHandler.standardError(label: label)
+      h.logLevel = level
+      return h
+    }
+    var logger = Logger(label: "raftkv")
+    logger.logLevel = level
+    var c = RaftKVConfiguration(id: id, cluster: try parsedCluster(), dataDirectory: dataDir ?? "raftkv-\(id)")
+    c.join = join
+    c.httpHost = httpHost
+    c.httpPort = port
+    c.maxValueBytes = maxValueBytes
+    c.maxBodyBytes = maxBodyBytes
+    c.requestTimeoutSeconds = requestTimeout
+    c.logger = logger
+    c.node.readyHandling = readyHandling
+    c.node.snapshotEntries = snapshotEvery
+    c.node.compactionRetainEntries = snapshotCatchupEntries
+    c.node.tickMicroseconds = tickMs * 1000
+    knobs.configure(&c.node, payload: maxValueBytes + maxBodyBytes / 64)
+    c.node.wal.recordBytesMax = max(c.node.wal.recordBytesMax, maxValueBytes + 64 << 10)
+    c.transport.frameBytesMax = max(c.transport.frameBytesMax, 2 * maxValueBytes + (1 << 20))
+    if knobs.fsync == .none { logger.warning("--fsync none: nothing is durable (for measurement only)") }
+
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    let done = DispatchSemaphore(value: 0)
+    let server: RaftKVServer
+    do {
+      server = try RaftKVServer(configuration: c, group: group, onRemoved: { done.signal() })
+      try server.start()
+    } catch {
+      logger.critical("raftkv failed to start: \(error)")
+      throw ExitCode(1)
+    }
+    signal(SIGTERM, SIG_IGN)
+    signal(SIGINT, SIG_IGN)
+    var sources: [any DispatchSourceSignal] = []
+    for sig in [SIGTERM, SIGINT] {
+      let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+      source.setEventHandler { done.signal() }
+      source.resume()
+      sources.append(source)
+    }
+    done.wait()
+    logger.info("raftkv stopping")
+    server.stop()
+    try? group.syncShutdownGracefully()
+    _ = sources
+  }
+}

@@ -1,0 +1,262 @@
+import Foundation
+import Metrics
+import NIOCore
+import NIOHTTP1
+import RaftEngine
+import RaftTransport
+
+/// One HTTP answer.
+struct HTTPAnswer: Sendable {
+  var status: HTTPResponseStatus
+  var headers: [(String, String)] = []
+  var body: [UInt8] = []
+
+  static func json<T: Encodable>(_ status: HTTPResponseStatus, _ value: T) -> HTTPAnswer {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    let body = (try? encoder.encode(value)).map { Array($0) + [UInt8(ascii: "\n")] } ?? []
+    return HTTPAnswer(status: status, headers: [("Content-Type", "application/json")], body: body)
+  }
+
+  /// An error answer: `{"error": "..."}` plus, when known, the leader's id and raft address.
+  static func error(_ status: HTTPResponseStatus, _ message: String, leader: (id: UInt64, url: String?)? = nil)
+    -> HTTPAnswer
+  {
+    struct Body: Encodable {
+      var error: String
+      var leader: UInt64?
+      var leaderUrl: String?
+    }
+    var a = json(status, Body(error: message, leader: leader?.id, leaderUrl: leader?.url ?? nil))
+    if let leader {
+      a.headers.append(("X-Raft-Leader", String(leader.id)))
+      if let url = leader.url { a.headers.append(("X-Raft-Leader-URL", url)) }
+    }
+    return a
+  }
+
+  static func methodNotAllowed(_ allow: String) -> HTTPAnswer {
+    var a = error(.methodNotAllowed, "method not allowed; allowed: \(allow)")
+    a.headers.append(("Allow", allow))
+    return a
+  }
+}
+
+/// The HTTP API of a `RaftKVServer`:
+///
+/// - `PUT /KEY` (body: the value): 204 once committed and applied; `DELETE /KEY` likewise;
+/// - `GET /KEY`: 200 with the value or 404; `?linearizable=true` reads through ReadIndex;
+/// - `POST /members/ID` (body: the member's raft URL), `DELETE /members/ID`: 204 once applied;
+///   `GET /members`: the members and their URLs;
+/// - `GET /status`: JSON (id, state, term, leader, commit, applied, progress, ...);
+/// - `GET /metrics`: Prometheus text.
+///
+/// Errors: 400 (bad key, value, id, URL or query), 404, 405 with `Allow`, 413 (body over
+/// `maxBodyBytes`, answered by NIO's aggregator), 503 with the leader when there is no leader or
+/// the request could not be carried out now (retry is safe: PUT and DELETE are idempotent).
+struct HTTPAPI: Sendable {
+  let server: RaftKVServer
+
+  func handle(_ request: NIOHTTPServerRequestFull, _ answer: @escaping @Sendable (HTTPAnswer) -> Void) {
+    let head = request.head
+    let (rawPath, query) = Self.split(head.uri)
+    let method = head.method
+    let body = request.body.map { Array($0.readableBytesView) } ?? []
+    let done: @Sendable (HTTPAnswer) -> Void = { a in
+      Counter(
+        label: "raftkv_http_requests_total", dimensions: [("method", "\(method)"), ("code", "\(a.status.code)")],
+        factory: server.metrics
+      ).increment()
+      answer(a)
+    }
+    guard let path = Self.percentDecode(rawPath) else { return done(.error(.badRequest, "bad percent-encoding in path")) }
+    let segments = path.split(separator: UInt8(ascii: "/"), maxSplits: 1, omittingEmptySubsequences: false)
+    // segments[0] is the empty string before the leading "/".
+    let first = segments.count > 1 ? Array(segments[1]) : []
+    switch first {
+    case Array("status".utf8):
+      guard method == .GET else { return done(.methodNotAllowed("GET")) }
+      server.status { done(.json(.ok, $0)) }
+    case Array("metrics".utf8):
+      guard method == .GET else { return done(.methodNotAllowed("GET")) }
+      metrics(done)
+    case Array("members".utf8):
+      guard method == .GET else { return done(.methodNotAllowed("GET")) }
+      done(.json(.ok, Dictionary(uniqueKeysWithValues: server.store.members.map { (String($0.key), $0.value) })))
+    default:
+      if first.starts(with: Array("members/".utf8)) {
+        members(method, String(decoding: first.dropFirst(8), as: UTF8.self), body, done)
+      } else {
+        key(method, first, query, body, done)
+      }
+    }
+  }
+
+  private func key(
+    _ method: HTTPMethod, _ key: [UInt8], _ query: [String: String], _ body: [UInt8],
+    _ done: @escaping @Sendable (HTTPAnswer) -> Void
+  ) {
+    let allow = "GET, PUT, DELETE"
+    guard [.GET, .PUT, .DELETE].contains(method) else { return done(.methodNotAllowed(allow)) }
+    guard !key.isEmpty else { return done(.error(.badRequest, "empty key")) }
+    let limits = server.configuration
+    guard key.count <= limits.maxKeyBytes else {
+      return done(.error(.badRequest, "key of \(key.count) bytes exceeds the maximum of \(limits.maxKeyBytes)"))
+    }
+    let leader: @Sendable () -> (id: UInt64, url: String?)? = { [server] in server.leaderAddress }
+    switch method {
+    case .GET:
+      var linearizable = false
+      for (name, value) in query {
+        guard name == "linearizable" else { return done(.error(.badRequest, "unknown query parameter \"\(name)\"")) }
+        switch value {
+        case "true", "1", "": linearizable = true
+        case "false", "0": linearizable = false
+        default: return done(.error(.badRequest, "linearizable must be true or false"))
+        }
+      }
+      server.get(key, linearizable: linearizable) { result in
+        switch result {
+        case .success(let value?):
+          done(HTTPAnswer(status: .ok, headers: [("Content-Type", "application/octet-stream")], body: value))
+        case .success(nil): done(.error(.notFound, "no such key"))
+        case .failure(let error): done(Self.unavailable(error, leader()))
+        }
+      }
+    case .PUT:
+      guard query.isEmpty else { return done(.error(.badRequest, "PUT takes no query parameters")) }
+      guard body.count <= limits.maxValueBytes else {
+        return done(.error(.badRequest, "value of \(body.count) bytes exceeds the maximum of \(limits.maxValueBytes)"))
+      }
+      server.put(key, body) { result in done(Self.written(result, leader())) }
+    case .DELETE:
+      guard query.isEmpty else { return done(.error(.badRequest, "DELETE takes no query parameters")) }
+      server.delete(key) { result in done(Self.written(result, leader())) }
+    default:
+      preconditionFailure("checked above")
+    }
+  }
+
+  private func members(
+    _ method: HTTPMethod, _ idText: String, _ body: [UInt8], _ done: @escaping @Sendable (HTTPAnswer) -> Void
+  ) {
+    guard method == .POST || method == .DELETE else { return done(.methodNotAllowed("POST, DELETE")) }
+    guard let id = UInt64(idText), id != 0, id < (1 << 48) else {
+      return done(.error(.badRequest, "member id must be a number from 1 to 2^48-1"))
+    }
+    let leader: @Sendable () -> (id: UInt64, url: String?)? = { [server] in server.leaderAddress }
+    if method == .DELETE {
+      return server.removeMember(id) { done(Self.written($0, leader())) }
+    }
+    let url = String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    do {
+      _ = try PeerAddress(parsing: url)
+    } catch {
+      return done(.error(.badRequest, "\(error)"))
+    }
+    server.addMember(id, url: url) { done(Self.written($0, leader())) }
+  }
+
+  private func metrics(_ done: @escaping @Sendable (HTTPAnswer) -> Void) {
+    let factory = server.metrics
+    server.status { st in
+      let d = [("node", String(st.id))]
+      Meter(label: "raft_term", dimensions: d, factory: factory).set(Int64(st.term))
+      Meter(label: "raft_commit_index", dimensions: d, factory: factory).set(Int64(st.commit))
+      Meter(label: "raft_applied_index", dimensions: d, factory: factory).set(Int64(st.applied))
+      Meter(label: "raft_is_leader", dimensions: d, factory: factory).set(st.leader == st.id ? 1 : 0)
+      Meter(label: "raft_snapshot_index", dimensions: d, factory: factory).set(Int64(st.snapshotIndex))
+      Meter(label: "raftkv_keys", dimensions: d, factory: factory).set(st.keys)
+      Meter(label: "raft_connected_peers", dimensions: d, factory: factory).set(st.connectedPeers.count)
+      done(
+        HTTPAnswer(
+          status: .ok, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(factory.render().utf8)))
+    }
+  }
+
+  /// 204 once applied, or the failure.
+  static func written(_ result: Result<UInt64, KVError>, _ leader: (id: UInt64, url: String?)?) -> HTTPAnswer {
+    switch result {
+    case .success: return HTTPAnswer(status: .noContent)
+    case .failure(let error): return unavailable(error, leader)
+    }
+  }
+
+  static func unavailable(_ error: KVError, _ leader: (id: UInt64, url: String?)?) -> HTTPAnswer {
+    var a = HTTPAnswer.error(.serviceUnavailable, "\(error)", leader: leader)
+    a.headers.append(("Retry-After", "1"))
+    return a
+  }
+
+  /// The path and the query parameters of a request target.
+  static func split(_ uri: String) -> (path: String, query: [String: String]) {
+    guard let q = uri.firstIndex(of: "?") else { return (uri, [:]) }
+    var query: [String: String] = [:]
+    for pair in uri[uri.index(after: q)...].split(separator: "&") {
+      let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+      query[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+    }
+    return (String(uri[..<q]), query)
+  }
+
+  /// Decodes `%XX` escapes into bytes; nil for a malformed escape.
+  static func percentDecode(_ s: String) -> [UInt8]? {
+    var out: [UInt8] = []
+    let bytes = Array(s.utf8)
+    var i = 0
+    func hex(_ b: UInt8) -> UInt8? {
+      switch b {
+      case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
+      case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
+      case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
+      default: return nil
+      }
+    }
+    while i < bytes.count {
+      if bytes[i] == UInt8(ascii: "%") {
+        guard i + 2 < bytes.count, let h = hex(bytes[i + 1]), let l = hex(bytes[i + 2]) else { return nil }
+        out.append(h << 4 | l)
+        i += 3
+      } else {
+        out.append(bytes[i])
+        i += 1
+      }
+    }
+    return out
+  }
+}
+
+/// The NIO side of the HTTP API: one full request in, one answer out (NIO's pipeline handler
+/// keeps pipelined requests' answers in order).
+final class HTTPHandler: ChannelInboundHandler {
+  typealias InboundIn = NIOHTTPServerRequestFull
+  typealias OutboundOut = HTTPServerResponsePart
+
+  private let api: HTTPAPI
+
+  init(api: HTTPAPI) { self.api = api }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let request = unwrapInboundIn(data)
+    let keepAlive = request.head.isKeepAlive
+    let version = request.head.version
+    let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+    let loop = context.eventLoop
+    api.handle(request) { answer in
+      loop.execute {
+        let context = bound.value
+        var headers = HTTPHeaders(answer.headers)
+        headers.replaceOrAdd(name: "Content-Length", value: String(answer.body.count))
+        if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
+        let head = HTTPResponseHead(version: version, status: answer.status, headers: headers)
+        context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+        if !answer.body.isEmpty {
+          context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: answer.body)))), promise: nil)
+        }
+        let sent = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
+        if !keepAlive { sent.whenComplete { _ in bound.value.close(promise: nil) } }
+      }
+    }
+  }
+}

@@ -1,0 +1,250 @@
+import Logging
+import Raft
+import RaftEngine
+import RaftTransport
+import Synchronization
+
+/// Why a key-value request failed.
+public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
+  /// No leader is known (an election is under way, or this node is cut off).
+  case noLeader
+  /// The engine refused or lost the proposal (the text says why); retrying is safe.
+  case engine(EngineError)
+  /// The request got no answer in time; a write may still be applied later.
+  case timedOut
+  /// The node is shutting down.
+  case stopped
+
+  public var description: String {
+    switch self {
+    case .noLeader: return "no leader"
+    case .engine(let e): return "\(e)"
+    case .timedOut: return "timed out (a write may still be applied)"
+    case .stopped: return "node stopped"
+    }
+  }
+}
+
+/// The replicated key-value map: the `StateMachine` that the node's apply side drives.
+///
+/// Besides the keys it keeps the cluster's members and their raft addresses (from the applied
+/// conf changes' context, and in its snapshots, so that a member that catches up by snapshot
+/// knows how to reach everyone), and the requests of this process waiting for their entry.
+final class KVStore: StateMachine, Sendable {
+  typealias Waiter = @Sendable (Result<UInt64, KVError>) -> Void
+
+  private struct State {
+    var data: [[UInt8]: [UInt8]] = [:]
+    var members: [UInt64: String] = [:]
+    /// Invariant: every waiter's index is above `applied` (or it would have been woken).
+    var readWaiters: [(index: UInt64, waiter: Waiter)] = []
+    var restoredSnapshots = 0
+  }
+
+  private let state: Mutex<State>
+  /// Requests proposed by this process, by request id, completed when their entry is applied.
+  private let waiters = Mutex<[UInt64: Waiter]>([:])
+  /// The highest applied index.
+  let applied = Atomic<UInt64>(0)
+  private let localID: UInt64
+  private let logger: Logger
+  /// Called (on the apply side) whenever the members change.
+  private let membersChanged: @Sendable ([UInt64: String]) -> Void
+  /// Called (on the apply side) when a conf change removed this node.
+  private let removedSelf: @Sendable () -> Void
+
+  init(
+    localID: UInt64, initialMembers: [UInt64: String], logger: Logger,
+    membersChanged: @escaping @Sendable ([UInt64: String]) -> Void, removedSelf: @escaping @Sendable () -> Void
+  ) {
+    self.localID = localID
+    self.logger = logger
+    self.membersChanged = membersChanged
+    self.removedSelf = removedSelf
+    state = Mutex(State(members: initialMembers))
+  }
+
+  // MARK: Reads (any thread)
+
+  func value(of key: [UInt8]) -> [UInt8]? { state.withLock { $0.data[key] } }
+
+  var members: [UInt64: String] { state.withLock { $0.members } }
+
+  var keyCount: Int { state.withLock { $0.data.count } }
+
+  var restoredSnapshots: Int { state.withLock { $0.restoredSnapshots } }
+
+  // MARK: Waiting for entries
+
+  /// Registers a waiter for the entry carrying `requestID`.
+  func expect(_ requestID: UInt64, _ waiter: @escaping Waiter) {
+    waiters.withLock { $0[requestID] = waiter }
+  }
+
+  /// Fails the waiter of `requestID` if it is still waiting.
+  func fail(_ requestID: UInt64, _ error: KVError) {
+    waiters.withLock { $0.removeValue(forKey: requestID) }?(.failure(error))
+  }
+
+  /// Calls `waiter` once everything up to `index` is applied.
+  func whenApplied(_ index: UInt64, _ waiter: @escaping Waiter) {
+    let now = state.withLock { s -> Bool in
+      if applied.load(ordering: .acquiring) >= index { return true }
+      s.readWaiters.append((index, waiter))
+      return false
+    }
+    if now { waiter(.success(index)) }
+  }
+
+  /// Fails every waiter (the node stops).
+  func failAll() {
+    let all = waiters.withLock { w in
+      defer { w = [:] }
+      return Array(w.values)
+    }
+    let reads = state.withLock { s in
+      defer { s.readWaiters = [] }
+      return s.readWaiters.map(\.waiter)
+    }
+    for w in all + reads { w(.failure(.stopped)) }
+  }
+
+  // MARK: StateMachine (the apply side)
+
+  func apply(index: UInt64, term: UInt64, data: [UInt8]) {
+    let command: KVCommand
+    do {
+      command = try KVCommand(decoding: data)
+    } catch {
+      // Every node skips the same entry: the replicas stay identical.
+      logger.error("skipping an entry that is not a command", metadata: ["index": "\(index)", "error": "\(error)"])
+      return
+    }
+    state.withLock { s in
+      switch command.op {
+      case .put: s.data[command.key] = command.value
+      case .delete: s.data.removeValue(forKey: command.key)
+      }
+    }
+    complete(command.requestID, index: index)
+  }
+
+  func applyConfChange(_ change: AnyConfChange, index: UInt64, term: UInt64) {
+    let cc = change.asV2
+    var context: MemberContext?
+    if !cc.context.isEmpty {
+      do {
+        context = try MemberContext(decoding: cc.context)
+      } catch {
+        logger.warning("conf change with an unreadable context", metadata: ["index": "\(index)", "error": "\(error)"])
+      }
+    }
+    var removed = false
+    let members = state.withLock { s in
+      for single in cc.changes {
+        switch single.type {
+        case .addNode, .addLearnerNode, .updateNode:
+          if let url = context?.url, !url.isEmpty { s.members[single.nodeID] = url }
+        case .removeNode:
+          s.members.removeValue(forKey: single.nodeID)
+          if single.nodeID == localID { removed = true }
+        }
+      }
+      return s.members
+    }
+    logger.info("membership changed", metadata: ["index": "\(index)", "change": "\(cc.changes)"])
+    membersChanged(members)
+    if let context { complete(context.requestID, index: index) }
+    if removed { removedSelf() }
+  }
+
+  func applied(through index: UInt64) { advance(to: index) }
+
+  func restore(snapshot: Snapshot) {
+    let decoded: (data: [[UInt8]: [UInt8]], members: [UInt64: String])
+    do {
+      decoded = try Self.decodeSnapshot(snapshot.data)
+    } catch {
+      // A snapshot this node cannot read would leave it diverged: stop loudly.
+      preconditionFailure("raftkv: snapshot at index \(snapshot.metadata.index) is unreadable: \(error)")
+    }
+    let members = state.withLock { s in
+      s.data = decoded.data
+      s.members = decoded.members
+      s.restoredSnapshots += 1
+      return s.members
+    }
+    logger.info(
+      "restored a snapshot", metadata: ["index": "\(snapshot.metadata.index)", "keys": "\(decoded.data.count)"])
+    membersChanged(members)
+    advance(to: snapshot.metadata.index)
+  }
+
+  func snapshotData() -> [UInt8]? {
+    state.withLock { s in Self.encodeSnapshot(data: s.data, members: s.members) }
+  }
+
+  private func complete(_ requestID: UInt64, index: UInt64) {
+    waiters.withLock { $0.removeValue(forKey: requestID) }?(.success(index))
+  }
+
+  private func advance(to index: UInt64) {
+    applied.max(index, ordering: .acquiringAndReleasing)
+    let ready = state.withLock { s -> [Waiter] in
+      var ready: [Waiter] = []
+      s.readWaiters.removeAll { w in
+        guard w.index <= index else { return false }
+        ready.append(w.waiter)
+        return true
+      }
+      return ready
+    }
+    for w in ready { w(.success(index)) }
+  }
+
+  // MARK: Snapshot format
+
+  /// `version u8 | member count | (id, url length, url)... | key count | (key length, key, value
+  /// length, value)...`, lengths and counts as varints; keys in sorted order, so that equal
+  /// states give equal bytes.
+  static func encodeSnapshot(data: [[UInt8]: [UInt8]], members: [UInt64: String]) -> [UInt8] {
+    var out: [UInt8] = [KVCommand.version]
+    RaftCodec.appendVarint(UInt64(members.count), into: &out)
+    for (id, url) in members.sorted(by: { $0.key < $1.key }) {
+      RaftCodec.appendVarint(id, into: &out)
+      RaftCodec.appendVarint(UInt64(url.utf8.count), into: &out)
+      out += Array(url.utf8)
+    }
+    RaftCodec.appendVarint(UInt64(data.count), into: &out)
+    for (key, value) in data.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+      RaftCodec.appendVarint(UInt64(key.count), into: &out)
+      out += key
+      RaftCodec.appendVarint(UInt64(value.count), into: &out)
+      out += value
+    }
+    return out
+  }
+
+  static func decodeSnapshot(_ bytes: [UInt8]) throws(KVFormatError) -> (
+    data: [[UInt8]: [UInt8]], members: [UInt64: String]
+  ) {
+    var r = ByteReader(bytes)
+    guard try r.byte("version") == KVCommand.version else { throw KVFormatError("unknown snapshot version") }
+    var members: [UInt64: String] = [:]
+    for _ in 0..<(try r.varint("member count")) {
+      let id = try r.varint("member id")
+      let url = try r.bytes(Int(clamping: try r.varint("url length")), "url")
+      members[id] = String(decoding: url, as: UTF8.self)
+    }
+    var data: [[UInt8]: [UInt8]] = [:]
+    let count = try r.varint("key count")
+    guard count <= UInt64(bytes.count) else { throw KVFormatError("key count \(count) beyond the snapshot's size") }
+    data.reserveCapacity(Int(count))
+    for _ in 0..<count {
+      let key = try r.bytes(Int(clamping: try r.varint("key length")), "key")
+      data[key] = try r.bytes(Int(clamping: try r.varint("value length")), "value")
+    }
+    guard r.isAtEnd else { throw KVFormatError("trailing bytes after the snapshot") }
+    return (data, members)
+  }
+}

@@ -1,0 +1,335 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Raft
+import RaftEngine
+import RaftTransport
+import Synchronization
+
+/// How a `RaftKVServer` runs.
+public struct RaftKVConfiguration: Sendable {
+  /// This member's id (non-zero).
+  public var id: UInt64
+  /// The members' raft addresses by id, as raftexample's `--cluster` gives them (the k-th URL is
+  /// member k). A new cluster is made of all of them; a joining member uses them to reach the
+  /// others (membership then follows the applied conf changes).
+  public var cluster: [UInt64: PeerAddress]
+  /// This member joins a running cluster (it was added with `POST /members/ID`): it does not
+  /// bootstrap, and learns the log from the leader.
+  public var join = false
+  /// Where the HTTP API listens (port 0: any free port, see `httpPort`).
+  public var httpHost = "127.0.0.1"
+  public var httpPort = 0
+  /// The engine: WAL directory, Ready handling, batching, snapshots (`snapshotEntries`).
+  public var node: NodeConfiguration
+  public var transport = TCPTransportOptions()
+  /// The longest key (bytes, after percent-decoding) and value accepted (400 beyond).
+  public var maxKeyBytes = 4096
+  public var maxValueBytes = 1 << 20
+  /// The largest HTTP request body read at all (413 beyond, without reading it).
+  public var maxBodyBytes = 4 << 20
+  /// How long a request waits for its entry to be applied (or its read index).
+  public var requestTimeoutSeconds = 5.0
+  public var logger = Logger(label: "raftkv")
+
+  /// A configuration for member `id` of `cluster`, keeping its WAL in `dataDirectory`.
+  public init(id: UInt64, cluster: [UInt64: PeerAddress], dataDirectory: String) {
+    self.id = id
+    self.cluster = cluster
+    node = NodeConfiguration(id: id, peers: cluster.keys.sorted(), directory: dataDirectory)
+  }
+}
+
+/// One member of a replicated key-value store: the port of etcd's raftexample, with writes
+/// answered only once committed and applied.
+///
+/// It runs a `Node` (the engine), a `TCPTransport` to the other members, the `KVStore` state
+/// machine (snapshotted every `node.snapshotEntries` applied entries, the log compacted behind),
+/// and the HTTP API (`HTTPAPI`).
+public final class RaftKVServer: Sendable {
+  public let configuration: RaftKVConfiguration
+  /// The swift-metrics values of this member (engine, transport and HTTP), as `GET /metrics`
+  /// renders them.
+  public let metrics: PrometheusMetrics
+  let node: Node
+  let store: KVStore
+  let transport: TCPTransport
+  private let group: any EventLoopGroup
+  private let logger: Logger
+  private let httpChannel = Mutex<(any Channel)?>(nil)
+  private let requestIDs: Atomic<UInt64>
+  /// Called once when this member is removed.
+  private let removed: RemovalHook
+  private let stopped = Atomic<Bool>(false)
+
+  /// Opens the member's WAL (recovering its state) and prepares the transport and the HTTP
+  /// server; `start()` runs them. `onRemoved` is called (once, on an engine thread) when a conf
+  /// change removed this member: raftexample's cue to shut down.
+  public init(
+    configuration: RaftKVConfiguration, group: any EventLoopGroup, onRemoved: (@Sendable () -> Void)? = nil
+  ) throws {
+    precondition(configuration.cluster[configuration.id] != nil, "the cluster must list this member")
+    self.configuration = configuration
+    self.group = group
+    logger = configuration.logger
+    let metrics = PrometheusMetrics()
+    self.metrics = metrics
+    let removed = RemovalHook(onRemoved)
+    self.removed = removed
+    // Request ids: this member's id in the top 16 bits, a per-process random start below, so
+    // that ids differ across members and across restarts.
+    requestIDs = Atomic(configuration.id << 48 | UInt64.random(in: 0..<(1 << 40)))
+    let transport = try TCPTransport(
+      id: configuration.id, listenAddress: configuration.cluster[configuration.id]!, options: configuration.transport,
+      group: group, logger: configuration.logger)
+    self.transport = transport
+    var members: [UInt64: String] = [:]
+    for (id, address) in configuration.cluster { members[id] = "\(address)" }
+    let localID = configuration.id
+    let logger = configuration.logger
+    store = KVStore(
+      localID: configuration.id, initialMembers: members, logger: configuration.logger,
+      membersChanged: { members in
+        Self.updatePeers(transport, members, localID: localID, logger: logger)
+      },
+      removedSelf: {
+        logger.warning("this member was removed from the cluster; shutting down")
+        removed.fire()
+      })
+    var nodeConfiguration = configuration.node
+    nodeConfiguration.peers = configuration.join ? [] : configuration.cluster.keys.sorted()
+    nodeConfiguration.logger = configuration.logger
+    nodeConfiguration.metricsFactory = metrics
+    node = try Node(configuration: nodeConfiguration, stateMachine: store, transport: transport)
+    Self.updatePeers(transport, store.members, localID: localID, logger: logger)
+  }
+
+  /// Starts the transport, the node and the HTTP server.
+  public func start() throws {
+    try transport.start(delegate: TransportDelegate(node: node))
+    node.start()
+    let api = HTTPAPI(server: self)
+    let maxBody = configuration.maxBodyBytes
+    let channel = try ServerBootstrap(group: group)
+      .serverChannelOption(.backlog, value: 256)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+      .childChannelInitializer { channel in
+        channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMapThrowing {
+          try channel.pipeline.syncOperations.addHandlers(
+            NIOHTTPServerRequestAggregator(maxContentLength: maxBody), HTTPHandler(api: api))
+        }
+      }
+      .bind(host: configuration.httpHost, port: configuration.httpPort).wait()
+    httpChannel.withLock { $0 = channel }
+    logger.info(
+      "raftkv serving",
+      metadata: [
+        "http": "\(channel.localAddress.map { "\($0)" } ?? "?")", "raft": "\(configuration.cluster[configuration.id]!)",
+        "mode": "\(configuration.node.readyHandling)",
+      ])
+  }
+
+  /// The HTTP port (after `start`).
+  public var httpPort: Int? { httpChannel.withLock { $0?.localAddress?.port } }
+
+  /// Stops serving, then the node (everything acknowledged is durable), then the transport.
+  public func stop() {
+    guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+    let channel = httpChannel.withLock { $0 }
+    try? channel?.close().wait()
+    node.stop()
+    store.failAll()
+    transport.shutdown()
+  }
+
+  /// Keeps the transport's peers equal to the members (less this one).
+  private static func updatePeers(
+    _ transport: TCPTransport, _ members: [UInt64: String], localID: UInt64, logger: Logger
+  ) {
+    let current = transport.peers
+    for (id, url) in members where id != localID {
+      do {
+        let address = try PeerAddress(parsing: url)
+        if current[id] != address { transport.addPeer(id, address: address) }
+      } catch {
+        logger.error("member with an unusable address", metadata: ["member": "\(id)", "error": "\(error)"])
+      }
+    }
+    for id in current.keys where members[id] == nil { transport.removePeer(id) }
+  }
+
+  private func nextRequestID() -> UInt64 { requestIDs.add(1, ordering: .relaxed).newValue }
+
+  // MARK: Operations (any thread; `done` runs on an engine or event loop thread)
+
+  typealias Done = @Sendable (Result<UInt64, KVError>) -> Void
+
+  /// Writes `value` at `key`; `done` gets the entry's index once it is applied here.
+  func put(_ key: [UInt8], _ value: [UInt8], done: @escaping Done) {
+    let id = nextRequestID()
+    submit(.data(KVCommand(op: .put, requestID: id, key: key, value: value).encoded()), requestID: id, done: done)
+  }
+
+  /// Deletes `key`; `done` gets the entry's index once it is applied here.
+  func delete(_ key: [UInt8], done: @escaping Done) {
+    let id = nextRequestID()
+    submit(.data(KVCommand(op: .delete, requestID: id, key: key).encoded()), requestID: id, done: done)
+  }
+
+  /// Adds member `memberID` reachable at `url` (a voter); `done` once the change is applied here.
+  func addMember(_ memberID: UInt64, url: String, done: @escaping Done) {
+    let id = nextRequestID()
+    let cc = ConfChange(
+      type: .addNode, nodeID: memberID, context: MemberContext(requestID: id, url: url).encoded())
+    submit(.confChange(.v1(cc)), requestID: id, done: done)
+  }
+
+  /// Removes member `memberID`; `done` once the change is applied here.
+  func removeMember(_ memberID: UInt64, done: @escaping Done) {
+    let id = nextRequestID()
+    let cc = ConfChange(type: .removeNode, nodeID: memberID, context: MemberContext(requestID: id, url: "").encoded())
+    submit(.confChange(.v1(cc)), requestID: id, done: done)
+  }
+
+  /// Proposes through the leader: on the leader with the engine's tracking (a lost proposal
+  /// fails at once), on a follower by Raft's forwarding (the entry's request id completes it);
+  /// either way `done` runs when the entry is applied here, or on failure, or at the deadline.
+  private func submit(_ proposal: Node.ForwardedProposal, requestID: UInt64, done: @escaping Done) {
+    guard let leader = node.leader else { return done(.failure(.noLeader)) }
+    let once = OnceDone(done)
+    store.expect(requestID) { once.call($0) }
+    let store = self.store
+    let timeout = group.next().scheduleTask(in: .nanoseconds(Int64(configuration.requestTimeoutSeconds * 1e9))) {
+      store.fail(requestID, .timedOut)
+    }
+    once.onDone { timeout.cancel() }
+    let failed: @Sendable (EngineError) -> Void = { error in
+      store.fail(requestID, error == .notLeader(leader: nil) ? .noLeader : .engine(error))
+    }
+    if leader == node.id {
+      let engineDone: Node.Completion = { result in
+        // Success is reported by the store when the entry is applied; failures end it here.
+        if case .failure(let error) = result { failed(error) }
+      }
+      switch proposal {
+      case .data(let data): node.propose(data, completion: engineDone)
+      case .confChange(let cc): node.proposeConfChange(cc, completion: engineDone)
+      }
+    } else {
+      node.forward(proposal) { error in
+        if let error { failed(error == .dropped ? .notLeader(leader: nil) : error) }
+      }
+    }
+  }
+
+  /// Reads `key` here; with `linearizable`, only after a ReadIndex round confirmed the commit
+  /// index with a quorum and this member applied it.
+  func get(_ key: [UInt8], linearizable: Bool, done: @escaping @Sendable (Result<[UInt8]?, KVError>) -> Void) {
+    guard linearizable else { return done(.success(store.value(of: key))) }
+    guard node.leader != nil else { return done(.failure(.noLeader)) }
+    let once = OnceDone { (r: Result<UInt64, KVError>) in done(r.map { _ in self.store.value(of: key) }) }
+    let timeout = group.next().scheduleTask(in: .nanoseconds(Int64(configuration.requestTimeoutSeconds * 1e9))) {
+      once.call(.failure(.timedOut))
+    }
+    once.onDone { timeout.cancel() }
+    let context = withUnsafeBytes(of: nextRequestID().bigEndian) { Array($0) }
+    node.readIndex(context: context) { [store] result in
+      switch result {
+      case .success(let index): store.whenApplied(index) { once.call($0) }
+      case .failure(let error): once.call(.failure(.engine(error)))
+      }
+    }
+  }
+
+  /// The member's state, as `GET /status` shows it.
+  struct StatusReport: Codable, Sendable {
+    struct PeerProgress: Codable, Sendable {
+      var match: UInt64
+      var next: UInt64
+      var state: String
+    }
+    var id: UInt64
+    var state: String
+    var term: UInt64
+    var leader: UInt64?
+    var commit: UInt64
+    var applied: UInt64
+    var progress: [String: PeerProgress]
+    var members: [String: String]
+    var connectedPeers: [UInt64]
+    var keys: Int
+    var restoredSnapshots: Int
+    var snapshotIndex: UInt64
+    var firstIndex: UInt64
+    var lastIndex: UInt64
+    var readyHandling: String
+  }
+
+  func status(_ done: @escaping @Sendable (StatusReport) -> Void) {
+    let (store, transport, storage, mode) = (self.store, self.transport, node.storage, configuration.node.readyHandling)
+    node.status { st in
+      var progress: [String: StatusReport.PeerProgress] = [:]
+      for (id, p) in st.progress {
+        progress[String(id)] = StatusReport.PeerProgress(match: p.match, next: p.next, state: "\(p.state)")
+      }
+      let lead = st.basic.softState.lead
+      done(
+        StatusReport(
+          id: st.basic.id, state: "\(st.basic.softState.raftState)", term: st.basic.hardState.term,
+          leader: lead == noNode ? nil : lead, commit: st.basic.hardState.commit,
+          applied: store.applied.load(ordering: .acquiring), progress: progress,
+          members: Dictionary(uniqueKeysWithValues: store.members.map { (String($0.key), $0.value) }),
+          connectedPeers: transport.connectedPeers.sorted(), keys: store.keyCount,
+          restoredSnapshots: store.restoredSnapshots,
+          snapshotIndex: (try? storage.snapshot().metadata.index) ?? 0, firstIndex: (try? storage.firstIndex()) ?? 0,
+          lastIndex: (try? storage.lastIndex()) ?? 0, readyHandling: "\(mode)"))
+    }
+  }
+
+  /// The leader's raft address, when one is known.
+  var leaderAddress: (id: UInt64, url: String?)? {
+    guard let leader = node.leader else { return nil }
+    return (leader, store.members[leader])
+  }
+}
+
+/// Runs a hook at most once.
+final class RemovalHook: Sendable {
+  private let hook: Mutex<(@Sendable () -> Void)?>
+  init(_ hook: (@Sendable () -> Void)?) { self.hook = Mutex(hook) }
+  func fire() {
+    hook.withLock { h in
+      defer { h = nil }
+      return h
+    }?()
+  }
+}
+
+/// Calls a completion at most once, then its cleanups.
+final class OnceDone: Sendable {
+  private let state: Mutex<(done: RaftKVServer.Done?, cleanups: [@Sendable () -> Void])>
+
+  init(_ done: @escaping RaftKVServer.Done) { state = Mutex((done, [])) }
+
+  func onDone(_ cleanup: @escaping @Sendable () -> Void) {
+    let now = state.withLock { s -> Bool in
+      if s.done == nil { return true }
+      s.cleanups.append(cleanup)
+      return false
+    }
+    if now { cleanup() }
+  }
+
+  func call(_ result: Result<UInt64, KVError>) {
+    let (done, cleanups) = state.withLock { s in
+      defer { s = (nil, []) }
+      return s
+    }
+    guard let done else { return }
+    done(result)
+    for c in cleanups { c() }
+  }
+}

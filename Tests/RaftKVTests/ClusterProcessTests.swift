@@ -1,0 +1,146 @@
+import Dispatch
+import Foundation
+import RaftTestSupport
+import Synchronization
+import XCTest
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// raftkv end to end: real processes on loopback, talked to over HTTP.
+final class ClusterProcessTests: XCTestCase {
+  func testThreeMembersReplicateSurviveTheLeadersDeathAndItCatchesUp() throws {
+    for mode in ["async", "sync"] {
+      let cluster = try KVCluster(size: 3, args: ["--ready-handling", mode])
+      defer { cluster.shutdown() }
+      for id: UInt64 in 1...3 { try cluster.start(id) }
+      let leader = try XCTUnwrap(cluster.waitForLeader(), "\(mode): no leader\n\(cluster.logs())")
+      let followers = [UInt64(1), 2, 3].filter { $0 != leader }
+
+      // Writes through the leader and through a follower (forwarded); reads everywhere.
+      XCTAssertEqual(cluster.put(leader, "greeting", "hello"), 204, "\(mode)\n\(cluster.logs())")
+      XCTAssertEqual(cluster.put(followers[0], "forwarded", "via a follower"), 204, "\(mode)\n\(cluster.logs())")
+      for id: UInt64 in 1...3 {
+        XCTAssertEqual(cluster.get(id, "greeting", linearizable: true)?.text, "hello", "\(mode): member \(id)")
+        XCTAssertEqual(cluster.get(id, "forwarded", linearizable: true)?.text, "via a follower", "\(mode): member \(id)")
+      }
+      XCTAssertEqual(cluster.get(followers[1], "missing", linearizable: true)?.status, 404)
+
+      // kill -9 the leader: the others elect a new one and take writes.
+      cluster.kill(leader)
+      let survivor = followers[0]
+      XCTAssertTrue(cluster.putEventually(survivor, "after", "the crash"), "\(mode): no write after the crash\n\(cluster.logs())")
+      let newLeader = try XCTUnwrap(cluster.waitForLeader(among: followers), "\(mode)")
+      XCTAssertNotEqual(newLeader, leader)
+      for k in 0..<20 { XCTAssertEqual(cluster.put(followers[k % 2], "k\(k)", "v\(k)"), 204, "\(mode)") }
+
+      // The old leader restarts from its WAL and catches up.
+      try cluster.start(leader)
+      XCTAssertTrue(cluster.waitForValue(leader, "k19", "v19"), "\(mode): the old leader did not catch up\n\(cluster.logs())")
+      XCTAssertEqual(cluster.get(leader, "after")?.text, "the crash")
+      XCTAssertEqual(cluster.get(leader, "greeting")?.text, "hello")
+      let st = try XCTUnwrap(cluster.status(leader))
+      XCTAssertEqual(st["leader"] as? Int, Int(newLeader), "\(mode): \(st)")
+    }
+  }
+
+  func testAFourthMemberJoinsBySnapshotAndAMemberIsRemoved() throws {
+    let cluster = try KVCluster(size: 3, args: ["--snapshot-every", "20", "--snapshot-catchup-entries", "5"])
+    defer { cluster.shutdown() }
+    for id: UInt64 in 1...3 { try cluster.start(id, members: 3) }
+    let leader = try XCTUnwrap(cluster.waitForLeader(), cluster.logs())
+    for k in 0..<100 { XCTAssertEqual(cluster.put(leader, "key\(k)", "value\(k)"), 204) }
+    let before = try XCTUnwrap(cluster.status(leader))
+    XCTAssertGreaterThan(try XCTUnwrap(before["first_index"] as? Int), 10, "the log was not compacted: \(before)")
+
+    // Add member 4, then start it: the log it needs is gone, so it gets a snapshot.
+    cluster.reserve(4)
+    let url = "http://127.0.0.1:\(cluster.raftPorts[4]!)"
+    let added = try http("POST", port: cluster.httpPorts[leader]!, "/members/4", body: Array(url.utf8))
+    XCTAssertEqual(added.status, 204, added.text)
+    try cluster.start(4, members: 4, join: true)
+    XCTAssertTrue(cluster.waitForValue(4, "key99", "value99"), "member 4 did not catch up\n\(cluster.logs())")
+    XCTAssertEqual(cluster.get(4, "key0")?.text, "value0")
+    let st4 = try XCTUnwrap(cluster.status(4))
+    XCTAssertGreaterThanOrEqual(try XCTUnwrap(st4["restored_snapshots"] as? Int), 1, "not by snapshot: \(st4)")
+    XCTAssertEqual((st4["members"] as? [String: String])?.keys.sorted(), ["1", "2", "3", "4"])
+    XCTAssertEqual(cluster.put(4, "from4", "joined"), 204)
+
+    // Remove a follower other than 4: it shuts down, the rest go on.
+    let removed = [UInt64(1), 2, 3].first { $0 != leader }!
+    let reply = try http("DELETE", port: cluster.httpPorts[leader]!, "/members/\(removed)")
+    XCTAssertEqual(reply.status, 204, reply.text)
+    XCTAssertTrue(cluster.waitForExit(removed, seconds: 10), "the removed member did not stop\n\(cluster.logs())")
+    XCTAssertEqual(cluster.put(4, "after-removal", "yes"), 204, cluster.logs())
+    let members = try http("GET", port: cluster.httpPorts[4]!, "/members")
+    let list = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(members.body)) as? [String: String])
+    XCTAssertFalse(list.keys.contains(String(removed)), "\(list)")
+    XCTAssertEqual(list.count, 3)
+  }
+
+  func testEveryAcknowledgedWriteSurvivesSIGKILLOfEveryMember() throws {
+    for mode in ["async", "sync"] {
+      let cluster = try KVCluster(size: 3, args: ["--ready-handling", mode, "--snapshot-every", "500"])
+      defer { cluster.shutdown() }
+      for id: UInt64 in 1...3 { try cluster.start(id) }
+      XCTAssertNotNil(cluster.waitForLeader(), "\(mode)\n\(cluster.logs())")
+      // Writers put unique keys through every member until all of them are killed at once.
+      let acknowledged = Mutex<[String: String]>([:])
+      let stop = Atomic<Bool>(false)
+      let group = DispatchGroup()
+      let ports = cluster.httpPorts
+      for w in 0..<6 {
+        DispatchQueue.global().async(group: group) {
+          var k = 0
+          while !stop.load(ordering: .relaxed) {
+            let key = "w\(w)-\(k)"
+            let value = "value of \(key)"
+            let port = ports[UInt64(1 + (w + k) % 3)]!
+            if let r = try? http("PUT", port: port, "/\(key)", body: Array(value.utf8), timeout: 5), r.status == 204 {
+              acknowledged.withLock { $0[key] = value }
+            }
+            k += 1
+          }
+        }
+      }
+      // Let the load run, then kill every member mid-write.
+      let deadline = Date().addingTimeInterval(3)
+      while Date() < deadline || acknowledged.withLock({ $0.count }) < 50 {
+        usleep(50_000)
+        if Date() > deadline.addingTimeInterval(20) { break }
+      }
+      for id: UInt64 in 1...3 { cluster.kill(id) }
+      stop.store(true, ordering: .relaxed)
+      group.wait()
+      let acked = acknowledged.withLock { $0 }
+      XCTAssertGreaterThanOrEqual(acked.count, 50, "\(mode): too few writes were acknowledged\n\(cluster.logs())")
+
+      for id: UInt64 in 1...3 { try cluster.start(id) }
+      let leader = try XCTUnwrap(cluster.waitForLeader(), "\(mode): no leader after the restart\n\(cluster.logs())")
+      var lost: [String] = []
+      for (key, value) in acked.sorted(by: { $0.key < $1.key }) {
+        let r = cluster.get(leader, key, linearizable: true)
+        if r?.status != 200 || r?.text != value { lost.append("\(key): \(r.map { "\($0.status) \($0.text)" } ?? "no answer")") }
+      }
+      XCTAssertEqual(lost, [], "\(mode): acknowledged writes lost after SIGKILL (\(acked.count) acknowledged)")
+      print("\(mode): \(acked.count) acknowledged writes, all readable after SIGKILL of every member and a restart")
+    }
+  }
+
+  func testBadFlagsExitWithAUsageError() throws {
+    let cases: [([String], String)] = [
+      (["--cluster", "http://127.0.0.1:1", "--port", "2"], "--id"),
+      (["--id", "2", "--cluster", "http://127.0.0.1:1", "--port", "2"], "--id 2 is not a member"),
+      (["--id", "1", "--cluster", "http://127.0.0.1", "--port", "2"], "no port"),
+      (["--id", "1", "--cluster", "http://127.0.0.1:1", "--port", "70000"], "--port"),
+      (["--id", "1", "--cluster", "http://127.0.0.1:1", "--port", "2", "--ready-handling", "maybe"], "ready-handling"),
+      (["--id", "1", "--cluster", "http://127.0.0.1:1", "--port", "2", "--batch-max-entries", "0"], "batchEntriesMax"),
+    ]
+    for (args, expected) in cases {
+      let r = try runTool("raftkv", args)
+      XCTAssertEqual(r.status, 64, "\(args): \(r.stderr)")
+      XCTAssertTrue(r.stderr.contains(expected), "\(args): \(r.stderr)")
+    }
+  }
+}

@@ -1,0 +1,57 @@
+import Foundation
+
+/// An executable of this package built next to the test bundle (the test target depends on
+/// it, so it is always built; its absence is a failure, not a skip).
+public func toolPath(_ name: String) throws -> String {
+  var candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
+  candidates.append(Bundle.main.bundleURL)
+  candidates += Bundle.allBundles.map { $0.bundleURL.deletingLastPathComponent() }
+  for dir in candidates {
+    let p = dir.appendingPathComponent(name).path
+    if FileManager.default.isExecutableFile(atPath: p) { return p }
+  }
+  struct ToolMissing: Error, CustomStringConvertible { var description: String }
+  throw ToolMissing(description: "\(name) was not built next to the tests (looked in \(candidates.map(\.path)))")
+}
+
+/// How a tool run ended.
+public struct ToolRun: Sendable {
+  public var status: Int32
+  public var stdout: String
+  public var stderr: String
+}
+
+/// Runs the package's executable `name` with `args` to its end.
+public func runTool(_ name: String, _ args: [String]) throws -> ToolRun {
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: try toolPath(name))
+  p.arguments = args
+  // Output goes to files, read once the process is gone (a pipe could fill up and block it).
+  let base = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-run-\(UUID().uuidString)")
+  let outURL = base.appendingPathExtension("out")
+  let errURL = base.appendingPathExtension("err")
+  _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+  _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+  defer {
+    try? FileManager.default.removeItem(at: outURL)
+    try? FileManager.default.removeItem(at: errURL)
+  }
+  let out = try FileHandle(forWritingTo: outURL)
+  let err = try FileHandle(forWritingTo: errURL)
+  p.standardOutput = out
+  p.standardError = err
+  try p.run()
+  p.waitUntilExit()
+  try out.close()
+  try err.close()
+  return ToolRun(
+    status: p.terminationStatus, stdout: try String(contentsOf: outURL, encoding: .utf8),
+    stderr: try String(contentsOf: errURL, encoding: .utf8))
+}
+
+/// A fresh scratch directory under the temporary directory.
+public func makeTestDirectory(_ prefix: String) throws -> String {
+  let d = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)").path
+  try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+  return d
+}
