@@ -13,7 +13,7 @@ struct HTTPAnswer: Sendable {
 
   static func json<T: Encodable>(_ status: HTTPResponseStatus, _ value: T) -> HTTPAnswer {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     encoder.keyEncodingStrategy = .convertToSnakeCase
     let body = (try? encoder.encode(value)).map { Array($0) + [UInt8(ascii: "\n")] } ?? []
     return HTTPAnswer(status: status, headers: [("Content-Type", "application/json")], body: body)
@@ -236,6 +236,12 @@ final class HTTPHandler: ChannelInboundHandler {
   private let api: HTTPAPI
 
   init(api: HTTPAPI) { self.api = api }
+
+  /// A request NIO could not parse (answered 400 by its error handler) or a broken connection:
+  /// close it.
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    context.close(promise: nil)
+  }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let request = unwrapInboundIn(data)

@@ -47,14 +47,14 @@ public final class PrometheusMetrics: MetricsFactory, Sendable {
 
   public func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
     if aggregate {
-      return make(label, dimensions) { PrometheusHistogram(name: $0, labels: $1, buckets: Self.sizeBuckets, scale: 1) }
+      return make(label, dimensions) { PrometheusHistogram(name: $0, labels: $1, buckets: Self.sizeBuckets, divisor: 1) }
     }
     return make(label, dimensions) { PrometheusValue(name: $0, labels: $1, type: "gauge") }
   }
 
   public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
     make(label + "_seconds", dimensions) {
-      PrometheusHistogram(name: $0, labels: $1, buckets: Self.secondsBuckets, scale: 1e-9)
+      PrometheusHistogram(name: $0, labels: $1, buckets: Self.secondsBuckets, divisor: 1e9)
     }
   }
 
@@ -160,30 +160,31 @@ final class PrometheusHistogram: PrometheusSeries, RecorderHandler, TimerHandler
   let labels: String
   let type = "histogram"
   private let buckets: [Double]
-  /// Multiplies each recorded value (1e-9: nanoseconds to seconds).
-  private let scale: Double
+  /// Divides each recorded value (1e9: nanoseconds to seconds).
+  private let divisor: Double
 
   private struct Counts {
     var perBucket: [UInt64]
+    /// In the recorded unit (divided by `divisor` when rendered).
     var sum = 0.0
     var count: UInt64 = 0
   }
   private let counts: Mutex<Counts>
 
-  init(name: String, labels: String, buckets: [Double], scale: Double) {
+  init(name: String, labels: String, buckets: [Double], divisor: Double) {
     self.name = name
     self.labels = labels
     self.buckets = buckets
-    self.scale = scale
+    self.divisor = divisor
     counts = Mutex(Counts(perBucket: Array(repeating: 0, count: buckets.count)))
   }
 
-  func record(_ v: Int64) { observe(Double(v) * scale) }
-  func record(_ v: Double) { observe(v * scale) }
-  func recordNanoseconds(_ duration: Int64) { observe(Double(duration) * scale) }
+  func record(_ v: Int64) { observe(Double(v)) }
+  func record(_ v: Double) { observe(v) }
+  func recordNanoseconds(_ duration: Int64) { observe(Double(duration)) }
 
   private func observe(_ v: Double) {
-    let k = buckets.firstIndex { v <= $0 }
+    let k = buckets.firstIndex { v / divisor <= $0 }
     counts.withLock { c in
       if let k { c.perBucket[k] += 1 }
       c.sum += v
@@ -201,7 +202,7 @@ final class PrometheusHistogram: PrometheusSeries, RecorderHandler, TimerHandler
     }
     out += "\(name)_bucket{\(labels)\(sep)le=\"+Inf\"} \(c.count)\n"
     let braces = labels.isEmpty ? "" : "{\(labels)}"
-    out += "\(name)_sum\(braces) \(format(c.sum))\n"
+    out += "\(name)_sum\(braces) \(format(c.sum / divisor))\n"
     out += "\(name)_count\(braces) \(c.count)\n"
   }
 }
