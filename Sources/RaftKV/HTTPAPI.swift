@@ -70,7 +70,9 @@ struct HTTPAPI: Sendable {
       ).increment()
       answer(a)
     }
-    guard let path = Self.percentDecode(rawPath) else { return done(.error(.badRequest, "bad percent-encoding in path")) }
+    guard let path = Self.percentDecode(rawPath) else {
+      return done(.error(.badRequest, "bad percent-encoding in path"))
+    }
     let segments = path.split(separator: UInt8(ascii: "/"), maxSplits: 1, omittingEmptySubsequences: false)
     // segments[0] is the empty string before the leading "/".
     let first = segments.count > 1 ? Array(segments[1]) : []

@@ -47,7 +47,9 @@ public final class PrometheusMetrics: MetricsFactory, Sendable {
 
   public func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
     if aggregate {
-      return make(label, dimensions) { PrometheusHistogram(name: $0, labels: $1, buckets: Self.sizeBuckets, divisor: 1) }
+      return make(label, dimensions) {
+        PrometheusHistogram(name: $0, labels: $1, buckets: Self.sizeBuckets, divisor: 1)
+      }
     }
     return make(label, dimensions) { PrometheusValue(name: $0, labels: $1, type: "gauge") }
   }
@@ -89,7 +91,8 @@ public final class PrometheusMetrics: MetricsFactory, Sendable {
   static func sanitize(_ s: String) -> String {
     var out = ""
     for (k, c) in s.unicodeScalars.enumerated() {
-      let ok = (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || c == "_" || c == ":" || (k > 0 && c >= "0" && c <= "9")
+      let ok =
+        (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || c == "_" || c == ":" || (k > 0 && c >= "0" && c <= "9")
       out.unicodeScalars.append(ok ? c : "_")
     }
     return out.isEmpty ? "_" : out

@@ -114,7 +114,8 @@ final class InboundConnectionHandler: ChannelInboundHandler {
       var m = a.message
       m.snapshot!.data = a.data
       logger.info(
-        "snapshot received", metadata: ["peer": "\(from)", "index": "\(m.snapshot!.metadata.index)", "bytes": "\(a.total)"])
+        "snapshot received",
+        metadata: ["peer": "\(from)", "index": "\(m.snapshot!.metadata.index)", "bytes": "\(a.total)"])
       delegate.deliver([m])
       var ack = context.channel.allocator.buffer(capacity: frameHeaderBytes + 8)
       ack.writeFrame(.snapshotAck) { $0.writeInteger(id) }
@@ -127,7 +128,9 @@ final class InboundConnectionHandler: ChannelInboundHandler {
   /// A peer's message must come from the peer that said hello, be addressed here, be one that
   /// travels between peers, and not be a snapshot (those come as streams).
   private func check(_ m: Message, from: UInt64) throws {
-    guard m.from == from else { throw FrameError.protocolViolation("message from \(m.from) on the stream from \(from)") }
+    guard m.from == from else {
+      throw FrameError.protocolViolation("message from \(m.from) on the stream from \(from)")
+    }
     guard m.to == localID else { throw FrameError.protocolViolation("message to \(m.to) delivered to \(localID)") }
     guard !m.type.isLocal else { throw FrameError.protocolViolation("local message \(m.type) from a peer") }
     guard m.type != .msgSnap else { throw FrameError.protocolViolation("MsgSnap outside a snapshot stream") }

@@ -110,7 +110,8 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     new?.start()
   }
 
-  private func makeConnection(_ peerID: UInt64, _ address: PeerAddress, _ delegate: TransportDelegate) -> PeerConnection {
+  private func makeConnection(_ peerID: UInt64, _ address: PeerAddress, _ delegate: TransportDelegate) -> PeerConnection
+  {
     PeerConnection(
       peerID: peerID, address: address, localID: id, eventLoop: group.next(), options: options, delegate: delegate,
       logger: logger)

@@ -87,7 +87,8 @@ public struct TCPTransportOptions: Sendable {
       if !ok { throw TransportOptionError(message: what) }
     }
     try check(frameBytesMax >= 1 << 10, "frameBytesMax must be at least 1024")
-    try check(frameBytesTarget > 0 && frameBytesTarget <= frameBytesMax, "frameBytesTarget must be in 1...frameBytesMax")
+    try check(
+      frameBytesTarget > 0 && frameBytesTarget <= frameBytesMax, "frameBytesTarget must be in 1...frameBytesMax")
     try check(queueMessagesMax > 0, "queueMessagesMax must be positive")
     try check(queueBytesMax > 0, "queueBytesMax must be positive")
     try check(

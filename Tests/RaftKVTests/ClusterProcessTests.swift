@@ -23,21 +23,24 @@ final class ClusterProcessTests: XCTestCase {
       XCTAssertEqual(cluster.put(followers[0], "forwarded", "via a follower"), 204, "\(mode)\n\(cluster.logs())")
       for id: UInt64 in 1...3 {
         XCTAssertEqual(cluster.get(id, "greeting", linearizable: true)?.text, "hello", "\(mode): member \(id)")
-        XCTAssertEqual(cluster.get(id, "forwarded", linearizable: true)?.text, "via a follower", "\(mode): member \(id)")
+        XCTAssertEqual(
+          cluster.get(id, "forwarded", linearizable: true)?.text, "via a follower", "\(mode): member \(id)")
       }
       XCTAssertEqual(cluster.get(followers[1], "missing", linearizable: true)?.status, 404)
 
       // kill -9 the leader: the others elect a new one and take writes.
       cluster.kill(leader)
       let survivor = followers[0]
-      XCTAssertTrue(cluster.putEventually(survivor, "after", "the crash"), "\(mode): no write after the crash\n\(cluster.logs())")
+      XCTAssertTrue(
+        cluster.putEventually(survivor, "after", "the crash"), "\(mode): no write after the crash\n\(cluster.logs())")
       let newLeader = try XCTUnwrap(cluster.waitForLeader(among: followers), "\(mode)")
       XCTAssertNotEqual(newLeader, leader)
       for k in 0..<20 { XCTAssertEqual(cluster.put(followers[k % 2], "k\(k)", "v\(k)"), 204, "\(mode)") }
 
       // The old leader restarts from its WAL and catches up.
       try cluster.start(leader)
-      XCTAssertTrue(cluster.waitForValue(leader, "k19", "v19"), "\(mode): the old leader did not catch up\n\(cluster.logs())")
+      XCTAssertTrue(
+        cluster.waitForValue(leader, "k19", "v19"), "\(mode): the old leader did not catch up\n\(cluster.logs())")
       XCTAssertEqual(cluster.get(leader, "after")?.text, "the crash")
       XCTAssertEqual(cluster.get(leader, "greeting")?.text, "hello")
       let st = try XCTUnwrap(cluster.status(leader))
@@ -121,7 +124,9 @@ final class ClusterProcessTests: XCTestCase {
       var lost: [String] = []
       for (key, value) in acked.sorted(by: { $0.key < $1.key }) {
         let r = cluster.get(leader, key, linearizable: true)
-        if r?.status != 200 || r?.text != value { lost.append("\(key): \(r.map { "\($0.status) \($0.text)" } ?? "no answer")") }
+        if r?.status != 200 || r?.text != value {
+          lost.append("\(key): \(r.map { "\($0.status) \($0.text)" } ?? "no answer")")
+        }
       }
       XCTAssertEqual(lost, [], "\(mode): acknowledged writes lost after SIGKILL (\(acked.count) acknowledged)")
       print("\(mode): \(acked.count) acknowledged writes, all readable after SIGKILL of every member and a restart")

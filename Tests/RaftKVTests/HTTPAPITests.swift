@@ -78,7 +78,8 @@ final class HTTPAPITests: XCTestCase {
     try check("GET", "/", 400, "empty key")
     try check("PUT", "/" + String(repeating: "k", count: 5000), body: [1], 400, "exceeds the maximum of 4096")
     try check("PUT", "/bad%zzescape", body: [1], 400, "percent-encoding")
-    try check("PUT", "/big", body: Array(repeating: 1, count: 1001), 400, "value of 1001 bytes exceeds the maximum of 1000")
+    try check(
+      "PUT", "/big", body: Array(repeating: 1, count: 1001), 400, "value of 1001 bytes exceeds the maximum of 1000")
     try check("GET", "/k?consistent=yes", 400, "unknown query parameter")
     try check("GET", "/k?linearizable=maybe", 400, "linearizable must be true or false")
     try check("PUT", "/k?x=1", body: [1], 400, "no query parameters")
@@ -146,7 +147,8 @@ final class HTTPAPITests: XCTestCase {
     let (_, port) = try startMember()
     try waitForLeader(port)
     XCTAssertEqual(try http("PUT", port: port, "/m", body: [1]).status, 204)
-    let st = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try http("GET", port: port, "/status").body)) as? [String: Any])
+    let st = try XCTUnwrap(
+      try JSONSerialization.jsonObject(with: Data(try http("GET", port: port, "/status").body)) as? [String: Any])
     XCTAssertEqual(st["id"] as? Int, 1)
     XCTAssertEqual(st["leader"] as? Int, 1)
     XCTAssertEqual(st["state"] as? String, "StateLeader")

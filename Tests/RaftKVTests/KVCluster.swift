@@ -125,7 +125,9 @@ final class KVCluster {
         "--data-dir", "\(dir)/member-\(id)",
       ] + (join ? ["--join"] : []) + args + extra
     let logPath = "\(dir)/member-\(id).log"
-    if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
+    if !FileManager.default.fileExists(atPath: logPath) {
+      _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+    }
     let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
     log.seekToEndOfFile()
     p.standardOutput = log

@@ -11,7 +11,9 @@ final class KVStoreTests: XCTestCase {
     XCTAssertEqual(try KVCommand(decoding: put.encoded()), put)
     let del = KVCommand(op: .delete, requestID: 0, key: [9])
     XCTAssertEqual(try KVCommand(decoding: del.encoded()), del)
-    for bad: [UInt8] in [[], [2, 1, 0, 0], [1, 3, 0, 0], [1, 1], [1, 1, 0x80], [1, 1, 0, 5, 1], [1, 2, 0, 1, 9, 9]] {
+    for bad: [UInt8] in [
+      [], [2, 1, 0, 0], [1, 3, 0, 0], [1, 1], [1, 1, 0x80], [1, 1, 0, 5, 1], [1, 2, 0, 1, 9, 9],
+    ] {
       XCTAssertThrowsError(try KVCommand(decoding: bad), "\(bad)")
     }
     let ctx = MemberContext(requestID: 42, url: "http://127.0.0.1:42379")
@@ -87,7 +89,8 @@ final class KVStoreTests: XCTestCase {
     let text = m.render()
     XCTAssertTrue(text.contains("# TYPE requests_total counter\nrequests_total{code=\"2\\\"0\\\\4\"} 4\n"), text)
     XCTAssertTrue(text.contains("lat_seconds_bucket{le=\"0.00025\"} 0\nlat_seconds_bucket{le=\"0.0005\"} 1\n"), text)
-    XCTAssertTrue(text.contains("lat_seconds_bucket{le=\"+Inf\"} 1\nlat_seconds_sum 0.0003\nlat_seconds_count 1\n"), text)
+    XCTAssertTrue(
+      text.contains("lat_seconds_bucket{le=\"+Inf\"} 1\nlat_seconds_sum 0.0003\nlat_seconds_count 1\n"), text)
     XCTAssertTrue(text.contains("# TYPE depth gauge\ndepth{n=\"1\"} 5\n"), text)
   }
 }

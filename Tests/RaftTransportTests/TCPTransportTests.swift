@@ -82,7 +82,8 @@ final class TCPTransportTests: XCTestCase {
     var sent: [Message] = []
     for k in 1...500 {
       sent.append(
-        Message(type: .msgApp, to: 2, from: 1, term: 1, logTerm: 1, index: UInt64(k), entries: k % 50 == 0 ? entries : []))
+        Message(
+          type: .msgApp, to: 2, from: 1, term: 1, logTerm: 1, index: UInt64(k), entries: k % 50 == 0 ? entries : []))
       if k % 7 == 0 {
         a.send(sent.suffix(7))
       }
@@ -142,7 +143,8 @@ final class TCPTransportTests: XCTestCase {
     a.addPeer(2, address: PeerAddress(host: "127.0.0.1", port: deadPort))
     a.send([heartbeat(1, 2, commit: 0)])
     a.send([
-      Message(type: .msgSnap, to: 2, from: 1, term: 1, snapshot: Snapshot(data: [1], metadata: SnapshotMetadata(index: 1)))
+      Message(
+        type: .msgSnap, to: 2, from: 1, term: 1, snapshot: Snapshot(data: [1], metadata: SnapshotMetadata(index: 1)))
     ])
     XCTAssertTrue(ra.wait { $0.unreachable.withLock { $0.count >= 2 && $0.allSatisfy { $0 == 2 } } })
     XCTAssertTrue(ra.wait { $0.snapshotStatus.withLock { $0.count == 1 && $0[0].1 == .failure } })
@@ -215,7 +217,8 @@ final class TCPTransportTests: XCTestCase {
             3,
             u64(1) + u64(2)
               + RaftCodec.encodeMessage(
-                Message(type: .msgSnap, to: 2, from: 1, term: 1, snapshot: Snapshot(metadata: SnapshotMetadata(index: 4))))
+                Message(
+                  type: .msgSnap, to: 2, from: 1, term: 1, snapshot: Snapshot(metadata: SnapshotMetadata(index: 4))))
           ) + frame(4, u64(1) + [1, 2, 3])
       ),
     ]

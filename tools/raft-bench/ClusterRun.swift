@@ -1,9 +1,9 @@
 import ArgumentParser
-import RaftEngineOptions
 import Dispatch
 import Histogram
 import Raft
 import RaftEngine
+import RaftEngineOptions
 import RaftWAL
 import Synchronization
 

@@ -1,7 +1,7 @@
 import ArgumentParser
-import RaftEngineOptions
 import Foundation
 import RaftEngine
+import RaftEngineOptions
 import RaftWAL
 
 /// `raft-bench` (the default subcommand): the write path through the engine, sync against async

@@ -46,6 +46,8 @@ struct RaftKVCommand: ParsableCommand {
   var readyHandling = NodeConfiguration.ReadyHandling.async
   @Option(help: "One Raft tick, in milliseconds (elections after 10 ticks, heartbeats every tick).")
   var tickMs = 10
+  @Option(help: "The longest key accepted, in bytes after percent-decoding (400 beyond).")
+  var maxKeyBytes = 4096
   @Option(help: "The largest value accepted, in bytes (400 beyond).")
   var maxValueBytes = 1 << 20
   @Option(help: "The largest request body read, in bytes (413 beyond).")
@@ -67,6 +69,7 @@ struct RaftKVCommand: ParsableCommand {
     guard maxValueBytes > 0, maxValueBytes <= maxBodyBytes else {
       throw ValidationError("--max-value-bytes must be positive and at most --max-body-bytes")
     }
+    guard maxKeyBytes > 0 else { throw ValidationError("--max-key-bytes must be positive") }
     guard requestTimeout > 0 else { throw ValidationError("--request-timeout must be positive") }
     guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel) is unknown") }
   }
@@ -97,6 +100,7 @@ struct RaftKVCommand: ParsableCommand {
     c.join = join
     c.httpHost = httpHost
     c.httpPort = port
+    c.maxKeyBytes = maxKeyBytes
     c.maxValueBytes = maxValueBytes
     c.maxBodyBytes = maxBodyBytes
     c.requestTimeoutSeconds = requestTimeout
