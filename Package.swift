@@ -18,6 +18,7 @@ let package = Package(
     .library(name: "RaftTransport", targets: ["RaftTransport"]),
     .library(name: "RaftKV", targets: ["RaftKV"]),
     .executable(name: "raftkv", targets: ["raftkv"]),
+    .executable(name: "raft-sim", targets: ["raft-sim"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -89,6 +90,12 @@ let package = Package(
     .executableTarget(
       name: "wal-crash-writer", dependencies: ["RaftWAL"], path: "tools/wal-crash-writer", swiftSettings: strict),
     .testTarget(name: "RaftWALTests", dependencies: ["RaftWAL", "RaftTestSupport", "wal-crash-writer", "wal-dump"], swiftSettings: strict),
+    .target(name: "RaftSim", dependencies: ["Raft"], swiftSettings: strict),
+    .executableTarget(
+      name: "raft-sim",
+      dependencies: ["RaftSim", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      path: "tools/raft-sim", swiftSettings: strict),
+    .testTarget(name: "RaftSimTests", dependencies: ["RaftSim", "RaftTestSupport", "raft-sim"], swiftSettings: strict),
     .target(name: "RaftDataDriven", dependencies: ["Raft"], swiftSettings: strict),
     .executableTarget(
       name: "raft-datadriven",

@@ -124,6 +124,11 @@ enum WALScanner {
       result.corruption = .corrupt(file: problem.file, offset: problem.offset, reason: problem.reason)
     }
     result.hardState = replay.hardState
+    // A snapshot holds only committed entries, so its index is committed. The hard state written
+    // after an installed snapshot's record (one write: snapshot, entries, hard state) can be lost
+    // to a torn tail while the snapshot's record survives; Raft refuses to start with a commit
+    // index below its snapshot, so it is raised (the commit index need not be durable anyway).
+    result.hardState.commit = max(result.hardState.commit, replay.snapshot.index)
     result.snapshot = replay.snapshot
     result.entries = replay.entries
     return result

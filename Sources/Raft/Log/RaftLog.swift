@@ -223,7 +223,7 @@ public final class RaftLog: CustomStringConvertible {
   // MARK: Bounds
 
   /// The first index of the log.
-  func firstIndex() -> UInt64 {
+  public func firstIndex() -> UInt64 {
     if let i = unstable.maybeFirstIndex() { return i }
     do {
       return try storage.firstIndex()
@@ -233,7 +233,7 @@ public final class RaftLog: CustomStringConvertible {
   }
 
   /// The last index of the log.
-  func lastIndex() -> UInt64 {
+  public func lastIndex() -> UInt64 {
     if let i = unstable.maybeLastIndex() { return i }
     do {
       return try storage.lastIndex()
@@ -318,7 +318,7 @@ public final class RaftLog: CustomStringConvertible {
 
   /// The term of entry `i`, for `i` in `[firstIndex() - 1, lastIndex()]`. Throws
   /// `RaftError.compacted` below that range and `RaftError.unavailable` above it.
-  func term(_ i: UInt64) throws(RaftError) -> UInt64 {
+  public func term(_ i: UInt64) throws(RaftError) -> UInt64 {
     // The unstable log first: a hit there is valid without asking the storage for bounds.
     if let t = unstable.maybeTerm(i) { return t }
     // The valid range is [firstIndex-1, lastIndex]: the term of the entry before the first one
@@ -344,7 +344,7 @@ public final class RaftLog: CustomStringConvertible {
   }
 
   /// Every entry of the log (retrying if a compaction races the read).
-  func allEntries() -> [Entry] {
+  public func allEntries() -> [Entry] {
     while true {
       do {
         return try entries(from: firstIndex(), maxSize: noLimit)

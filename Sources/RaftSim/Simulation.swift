@@ -1,0 +1,533 @@
+import Raft
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// What one simulation run is made of.
+public struct SimulationOptions: Sendable {
+  public var seed: UInt64
+  /// Voters of the initial cluster (3 or 5); one more node waits as a spare, to be added.
+  public var nodes: Int
+  /// Steps with faults and client load, before the cluster is left to settle.
+  public var steps: Int
+  public var mode: SimMode
+  /// Test hook: acknowledge appends before they are durable (a bug the checks must catch).
+  public var acknowledgeBeforeSync = false
+  /// Test hook: reads answer from the node's state at once, without ReadIndex (stale reads).
+  public var readLocally = false
+
+  public init(seed: UInt64, nodes: Int = 3, steps: Int = 3_000, mode: SimMode = .async) {
+    self.seed = seed
+    self.nodes = nodes
+    self.steps = steps
+    self.mode = mode
+  }
+
+  /// The command line that replays this run.
+  public var replay: String {
+    "raft-sim --seed \(seed) --nodes \(nodes) --steps \(steps) --mode \(mode.rawValue)"
+  }
+}
+
+/// What a run found.
+public struct SimulationResult: Sendable {
+  /// The first broken invariant, with the step it broke at (nil: none).
+  public var violation: String?
+  public var steps = 0
+  /// Client operations in the history, and how many writes were acknowledged.
+  public var operations = 0
+  public var acknowledgedWrites = 0
+  public var crashes = 0
+  public var elections = 0
+  public var snapshotsSent = 0
+}
+
+/// (Every iteration over a dictionary goes in sorted order: Swift seeds its hashing per process,
+/// and a replay must not depend on it.)
+///
+/// A deterministic, seeded simulation of a Raft cluster: real `RawNode`s with the engine's Ready
+/// handling (`SimNode`), a network that drops, delays, reorders, duplicates and partitions
+/// (`SimNetwork`), disks that lose what was not synced (`SimDisk`), and clients that write, read
+/// linearizably (ReadIndex) and change the membership. Everything it does comes from the seed, so
+/// a failing seed replays exactly.
+///
+/// Checked after every step: at most one leader per term; the log matching property (every 25
+/// steps, over every pair of logs); leader completeness (a new leader holds every entry
+/// committed in an earlier term); no two nodes apply different entries at one index. At the end,
+/// after the faults stop and the cluster settles: every member applied the same state, every
+/// acknowledged write is in it, and the client history is linearizable.
+public final class Simulation {
+  let options: SimulationOptions
+  var rng: SimRandom
+  var nodes: [UInt64: SimNode] = [:]
+  let network: SimNetwork
+  var step = 0
+  var result = SimulationResult()
+
+  // Fault settings, drawn from the seed.
+  let crashRate: Double
+  let crashMidWriteRate: Double
+  let partitionRate: Double
+  let clientRate: Double
+
+  // What the checks know.
+  /// The leader of each term seen so far.
+  var leaders: [UInt64: UInt64] = [:]
+  /// Every applied entry, by index (applied means committed): (term, type, data).
+  var appliedEntries: [UInt64: Entry] = [:]
+  /// For committed indexes: the lowest term of a leader seen committing it.
+  var commitTerm: [UInt64: UInt64] = [:]
+  var committedThrough: UInt64 = 0
+  /// Nodes down, with the step they restart at.
+  var downUntil: [UInt64: Int] = [:]
+  let spare: UInt64
+
+  // Clients.
+  var history: [ClientOperation] = []
+  var clock: UInt64 = 0
+  var nextOpID: UInt64 = 1
+  /// Puts waiting for their node to apply them: op id -> (history index, node, step of the
+  /// deadline).
+  var pendingPuts: [UInt64: (op: Int, node: UInt64, deadline: Int)] = [:]
+  /// Reads waiting: context -> (history index, node, read index once known, deadline).
+  var pendingReads: [UInt64: (op: Int, node: UInt64, index: UInt64?, deadline: Int)] = [:]
+  /// The index each acknowledged write was applied at.
+  var acknowledged: [UInt64: UInt64] = [:]
+  let clients = 4
+  let traceSnapshots = getenv("RAFT_SIM_TRACE") != nil
+  let keys: UInt64 = 3
+
+  public init(_ options: SimulationOptions) {
+    precondition(options.nodes >= 1, "a cluster needs a node")
+    self.options = options
+    rng = SimRandom(seed: options.seed)
+    network = SimNetwork(
+      dropRate: rng.pick([0, 0.01, 0.05, 0.1]), duplicateRate: rng.pick([0, 0.01, 0.03]),
+      maxDelay: rng.pick([1, 2, 5, 10]))
+    crashRate = rng.pick([0, 0.001, 0.003])
+    crashMidWriteRate = rng.pick([0, 0.01])
+    partitionRate = rng.pick([0, 0.002, 0.005])
+    clientRate = rng.pick([0.1, 0.3])
+    let preVote = rng.chance(0.7)
+    let checkQuorum = rng.chance(0.7)
+    let snapshotEvery = UInt64(rng.pick([0, 20, 50]))
+    spare = UInt64(options.nodes + 1)
+    for id in 1...spare {
+      nodes[id] = SimNode(
+        id: id, mode: options.mode, preVote: preVote, checkQuorum: checkQuorum,
+        maxSizePerMsg: UInt64(rng.pick([256, 4096])), snapshotEvery: snapshotEvery, retainEntries: 5)
+      nodes[id]!.skipsSync = options.acknowledgeBeforeSync
+    }
+  }
+
+  var voters: [UInt64] { (1...UInt64(options.nodes)).map { $0 } }
+
+  /// Runs to the end; the first violation stops it.
+  public func run() -> SimulationResult {
+    do {
+      for id in nodes.keys.sorted() {
+        try nodes[id]!.start(bootstrap: id == spare ? [] : voters, seed: rng.next())
+      }
+      for _ in 0..<options.steps {
+        try runStep(faults: true)
+        if result.violation != nil { return finish() }
+      }
+      try settle()
+    } catch let v as Violation {
+      result.violation = "step \(step): \(v.description)"
+    } catch {
+      result.violation = "step \(step): unexpected error \(error)"
+    }
+    return finish()
+  }
+
+  private func finish() -> SimulationResult {
+    result.steps = step
+    result.operations = history.count
+    result.acknowledgedWrites = acknowledged.count
+    return result
+  }
+
+  struct Violation: Error, CustomStringConvertible {
+    var description: String
+  }
+
+  func violation(_ what: String) -> Violation { Violation(description: what) }
+
+  // MARK: One step
+
+  func runStep(faults: Bool) throws {
+    step += 1
+    clock += 1
+    // The network delivers what is due. A snapshot's sender learns how it went, as the TCP
+    // transport reports it (finish once the receiver has it, failure when it was lost).
+    for m in network.due(at: step, &rng) {
+      guard let n = nodes[m.to], n.up else {
+        if m.type == .msgSnap { reportSnapshot(m, .failure) }
+        continue
+      }
+      n.step(m)
+      if m.type == .msgSnap { reportSnapshot(m, .finish) }
+    }
+    for m in network.takeLostSnapshots() { reportSnapshot(m, .failure) }
+    for id in nodes.keys.sorted() where rng.chance(0.9) {
+      try act(on: nodes[id]!)
+    }
+    if faults { injectFaults() }
+    for (id, until) in downUntil.sorted(by: { $0.key < $1.key }) where until <= step {
+      downUntil[id] = nil
+      try nodes[id]!.start(bootstrap: [], seed: rng.next())
+    }
+    if faults && rng.chance(clientRate) { try clientOperation() }
+    expireOperations()
+    try checkLeaders()
+    if step % 25 == 0 { try checkLogMatching() }
+  }
+
+  /// Lets node `n` do one or two things: tick, handle a Ready, run its workers' next job.
+  private func act(on n: SimNode) throws {
+    guard n.up else { return }
+    if rng.chance(0.15) { n.raw.tick() }
+    if n.raw.hasReady() && rng.chance(0.7) {
+      let ok = try n.handleReady(
+        send: { self.send($0) }, applied: { self.applied($0, $1) }, readStates: { self.readStates(n, $0) },
+        crashMidWrite: { self.rng.chance(self.crashMidWriteRate) })
+      if !ok {
+        n.crash(&rng)
+        crashed(n)
+      }
+    }
+    guard n.up, n.mode == .async else { return }
+    if !n.appendQueue.isEmpty && rng.chance(0.5) {
+      try n.appendNext(send: { self.send($0) }, applied: { self.applied($0, $1) })
+    }
+    if (!n.written.isEmpty || n.hasCompaction) && rng.chance(0.35) { try n.syncWritten(send: { self.send($0) }) }
+    if !n.applyQueue.isEmpty && rng.chance(0.5) { try n.applyNext(applied: { self.applied($0, $1) }) }
+    if !n.inbox.isEmpty && rng.chance(0.6) { n.stepInbox() }
+  }
+
+  private func reportSnapshot(_ m: Message, _ status: SnapshotStatus) {
+    if traceSnapshots { print("step \(step): snapshot \(m.from)->\(m.to) at \(m.snapshot!.metadata.index) \(status)") }
+    guard let sender = nodes[m.from], sender.up else { return }
+    sender.raw.reportSnapshot(m.to, status: status)
+  }
+
+  private func send(_ messages: [Message]) {
+    for m in messages {
+      if m.type == .msgSnap {
+        result.snapshotsSent += 1
+        if traceSnapshots { print("step \(step): send snapshot \(m.from)->\(m.to) at \(m.snapshot!.metadata.index) term \(m.term)") }
+      }
+      network.send(m, at: step, &rng)
+    }
+  }
+
+  // MARK: Faults
+
+  private func injectFaults() {
+    if rng.chance(crashRate) {
+      let up = nodes.values.filter(\.up).map(\.id).sorted()
+      if !up.isEmpty {
+        let n = nodes[rng.pick(up)]!
+        n.crash(&rng)
+        crashed(n)
+      }
+    }
+    if rng.chance(partitionRate) {
+      if network.isPartitioned {
+        network.heal()
+      } else {
+        var side: Set<UInt64> = []
+        for id in nodes.keys.sorted() where rng.chance(0.5) { side.insert(id) }
+        network.partition(side)
+      }
+    }
+  }
+
+  /// Bookkeeping for a node that just crashed: its clients lose their answers.
+  private func crashed(_ n: SimNode) {
+    result.crashes += 1
+    downUntil[n.id] = step + rng.within(5...60)
+    for (opID, p) in pendingPuts where p.node == n.id {
+      pendingPuts[opID] = nil  // the outcome stays unknown
+    }
+    for (ctx, r) in pendingReads.sorted(by: { $0.key < $1.key }) where r.node == n.id { dropRead(ctx, r.op) }
+  }
+
+  // MARK: Clients
+
+  private func clientOperation() throws {
+    let busy = Set(pendingPuts.values.map { history[$0.op].client } + pendingReads.values.map { history[$0.op].client })
+    let idle = (0..<clients).filter { !busy.contains($0) }
+    let up = nodes.values.filter(\.up).map(\.id).sorted()
+    guard !idle.isEmpty, !up.isEmpty else { return }
+    let client = rng.pick(idle)
+    let n = nodes[rng.pick(up)]!
+    let key = UInt64(rng.below(Int(keys)))
+    switch rng.below(10) {
+    case 0..<5:
+      let opID = nextOpID
+      nextOpID += 1
+      do {
+        // On a follower Raft forwards it to the leader (as raftkv does).
+        try n.raw.propose(SimCommand(opID: opID, key: key, value: opID).encoded)
+      } catch {
+        return  // refused at once: it never happened
+      }
+      clock += 1
+      history.append(ClientOperation(client: client, key: key, kind: .put(opID), invoked: clock, returned: nil))
+      pendingPuts[opID] = (history.count - 1, n.id, step + 400)
+    case 5..<9:
+      try read(key, client: client, on: n, deadline: step + 400)
+    default:
+      try changeMembership()
+    }
+  }
+
+  func read(_ key: UInt64, client: Int, on n: SimNode, deadline: Int) throws {
+    let ctx = nextOpID
+    nextOpID += 1
+    clock += 1
+    history.append(ClientOperation(client: client, key: key, kind: .get(nil), invoked: clock, returned: nil))
+    if options.readLocally {
+      clock += 1
+      history[history.count - 1].kind = .get(n.kv[key])
+      history[history.count - 1].returned = clock
+      return
+    }
+    n.raw.readIndex(withUnsafeBytes(of: ctx.littleEndian) { Array($0) })
+    pendingReads[ctx] = (history.count - 1, n.id, nil, deadline)
+  }
+
+  /// Adds the spare as a learner, promotes it, or removes a voter (keeping at least as many
+  /// voters as the cluster started with), on the leader.
+  private func changeMembership() throws {
+    guard let leader = currentLeader else { return }
+    let cs = leader.confState
+    let change: ConfChangeSingle
+    if cs.learners.contains(spare) {
+      change = ConfChangeSingle(type: .addNode, nodeID: spare)
+    } else if !cs.voters.contains(spare) {
+      if result.elections == 0 && step < 5 { return }
+      change = ConfChangeSingle(type: .addLearnerNode, nodeID: spare)
+    } else if cs.voters.count > options.nodes {
+      change = ConfChangeSingle(type: .removeNode, nodeID: rng.pick(cs.voters.sorted()))
+    } else {
+      return
+    }
+    try? leader.raw.proposeConfChange(.v2(ConfChangeV2(changes: [change])))
+  }
+
+  /// Read states that came with a Ready of node `n`: the reads wait for that index to apply.
+  private func readStates(_ n: SimNode, _ states: [ReadState]) {
+    for rs in states where rs.requestCtx.count == 8 {
+      let ctx = rs.requestCtx.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+      if let r = pendingReads[ctx], r.node == n.id, r.index == nil { pendingReads[ctx]!.index = rs.index }
+    }
+  }
+
+  private func dropRead(_ ctx: UInt64, _ op: Int) {
+    pendingReads[ctx] = nil
+    history[op].returned = UInt64.max  // marked for removal (a read without an answer has no effect)
+  }
+
+  private func expireOperations() {
+    for (opID, p) in pendingPuts where p.deadline <= step { pendingPuts[opID] = nil }
+    for (ctx, r) in pendingReads.sorted(by: { $0.key < $1.key }) where r.deadline <= step { dropRead(ctx, r.op) }
+    for (ctx, r) in pendingReads.sorted(by: { $0.key < $1.key }) {
+      guard let index = r.index, let n = nodes[r.node], n.up, n.applied >= index else { continue }
+      clock += 1
+      let key = history[r.op].key
+      history[r.op].kind = .get(n.kv[key])
+      history[r.op].returned = clock
+      pendingReads[ctx] = nil
+    }
+  }
+
+  // MARK: What each applied entry tells
+
+  /// Node `n` applied `e`: no other entry may ever be applied at that index, and a client's
+  /// write completes when the node it went to applies it.
+  func applied(_ n: SimNode, _ e: Entry) {
+    if let known = appliedEntries[e.index] {
+      if known != e {
+        pendingViolation = pendingViolation
+          ?? "node \(n.id) applied \(describe(e)) at index \(e.index) where \(describe(known)) was applied"
+      }
+    } else {
+      appliedEntries[e.index] = e
+    }
+    guard e.type == .normal, let c = SimCommand(e.data), let p = pendingPuts[c.opID], p.node == n.id else { return }
+    pendingPuts[c.opID] = nil
+    clock += 1
+    history[p.op].returned = clock
+    acknowledged[c.opID] = e.index
+  }
+
+  /// A violation found inside a callback, raised by the next check.
+  var pendingViolation: String?
+
+  func describe(_ e: Entry) -> String {
+    if let c = SimCommand(e.data) { return "[term \(e.term) put k\(c.key)=\(c.value)]" }
+    return "[term \(e.term) \(e.type) \(e.data.count) bytes]"
+  }
+
+  // MARK: Checks
+
+  /// At most one leader per term; a new leader holds every entry committed in an earlier term;
+  /// the commit terms of the indexes leaders commit.
+  private func checkLeaders() throws {
+    if let v = pendingViolation { throw violation(v) }
+    for id in nodes.keys.sorted() {
+      let n = nodes[id]!
+      guard n.up else { continue }
+      let raft = n.raw.raft
+      guard raft.state == .leader else { continue }
+      let term = raft.term
+      if let other = leaders[term] {
+        if other != id { throw violation("two leaders in term \(term): \(other) and \(id)") }
+      } else {
+        leaders[term] = id
+        result.elections += 1
+        try checkCompleteness(n, term: term)
+      }
+      let commit = raft.raftLog.committed
+      if commit > committedThrough {
+        for i in (committedThrough + 1)...commit { commitTerm[i] = term }
+        committedThrough = commit
+      }
+    }
+  }
+
+  private func checkCompleteness(_ n: SimNode, term: UInt64) throws {
+    let log = n.raw.raft.raftLog
+    let first = log.firstIndex()
+    guard committedThrough >= first else { return }
+    for i in first...committedThrough where (commitTerm[i] ?? .max) < term {
+      guard let expected = appliedEntries[i] else { continue }
+      let t = try? log.term(i)
+      if t != expected.term {
+        throw violation(
+          "leader completeness: node \(n.id) leads term \(term) without the entry at \(i) (term \(expected.term)) "
+            + "committed in term \(commitTerm[i]!); it has term \(t.map(String.init) ?? "none")")
+      }
+    }
+  }
+
+  /// The log matching property over every pair of running nodes: where two logs have an entry of
+  /// the same term at an index, they are identical up to there.
+  func checkLogMatching() throws {
+    let logs = nodes.keys.sorted().compactMap { id -> (UInt64, [Entry])? in
+      guard let n = nodes[id], n.up else { return nil }
+      return (id, n.raw.raft.raftLog.allEntries())
+    }
+    for a in logs.indices {
+      for b in logs.indices where b > a {
+        let (x, y) = (logs[a].1, logs[b].1)
+        guard let xf = x.first, let yf = y.first else { continue }
+        let lo = max(xf.index, yf.index)
+        let hi = min(xf.index + UInt64(x.count), yf.index + UInt64(y.count))
+        guard lo < hi else { continue }
+        var matchedAbove = false
+        for i in stride(from: hi - 1, through: lo, by: -1) {
+          let ex = x[Int(i - xf.index)]
+          let ey = y[Int(i - yf.index)]
+          if ex.term == ey.term { matchedAbove = true }
+          if matchedAbove && ex != ey {
+            throw violation(
+              "log matching: nodes \(logs[a].0) and \(logs[b].0) agree on a later term but differ at \(i): "
+                + "\(describe(ex)) vs \(describe(ey))")
+          }
+        }
+      }
+    }
+  }
+
+  // MARK: The end
+
+  /// Stops the faults, restarts every node, and runs until every member has applied the same
+  /// entries; then a final read of every key, and the end-of-run checks.
+  private func settle() throws {
+    network.heal()
+    network.stopFaults()
+    for id in downUntil.keys { downUntil[id] = step }
+    var quiet = 0
+    for _ in 0..<6_000 {
+      try runStep(faults: false)
+      quiet = converged() ? quiet + 1 : 0
+      if quiet >= 30 { break }
+    }
+    guard converged() else {
+      let states = nodes.keys.sorted().map { id -> String in
+        let n = nodes[id]!
+        guard n.up else { return "\(id): down" }
+        let st = n.raw.basicStatus()
+        return "\(id): \(st.softState.raftState) term \(st.hardState.term) commit \(st.hardState.commit) applied \(n.applied)"
+      }
+      var progress = ""
+      if let l = currentLeader {
+        progress = "; leader \(l.id) config \(l.confState.voters)/\(l.confState.learners), progress: "
+        progress += l.raw.status().progress.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+      }
+      throw violation(
+        "the cluster did not converge once the faults stopped: \(states.joined(separator: "; "))\(progress)")
+    }
+    // Final reads: every acknowledged write must be visible, linearizably.
+    let leader = try leaderNode()
+    for key in 0..<keys { try read(key, client: clients + Int(key), on: leader, deadline: step + 2_000) }
+    for _ in 0..<3_000 where !pendingReads.isEmpty { try runStep(faults: false) }
+    guard pendingReads.isEmpty, !history.contains(where: { $0.client >= clients && $0.returned == .max }) else {
+      throw violation("the final reads did not complete")
+    }
+    try checkLogMatching()
+    try checkEnd(leader)
+  }
+
+  /// The leader of the highest term (a removed node may go on leading a stale term alone).
+  private var currentLeader: SimNode? {
+    nodes.keys.sorted().compactMap { nodes[$0] }.filter { $0.up && $0.raw.raft.state == .leader }
+      .max { $0.raw.raft.term < $1.raw.raft.term }
+  }
+
+  private func leaderNode() throws -> SimNode {
+    guard let n = currentLeader else { throw violation("no leader at the end") }
+    return n
+  }
+
+  /// Members: the nodes in the leader's configuration.
+  private func members() -> [SimNode] {
+    guard let leader = currentLeader else { return [] }
+    let cs = leader.confState
+    return Set(cs.voters + cs.learners).sorted().compactMap { nodes[$0] }
+  }
+
+  private func converged() -> Bool {
+    let ms = members()
+    guard let leader = currentLeader, !ms.isEmpty else { return false }
+    let commit = leader.raw.raft.raftLog.committed
+    guard leader.raw.raft.raftLog.lastIndex() == commit else { return false }
+    // Heartbeats never stop, so the network is never empty: quiet means everyone applied all.
+    return ms.allSatisfy { $0.up && $0.applied == commit && !$0.hasWork }
+  }
+
+  private func checkEnd(_ leader: SimNode) throws {
+    let ms = members()
+    for n in ms where n.kv != leader.kv {
+      throw violation("node \(n.id) applied a different state than the leader \(leader.id) (\(n.kv) vs \(leader.kv))")
+    }
+    for (opID, index) in acknowledged.sorted(by: { $0.key < $1.key }) {
+      guard let e = appliedEntries[index], let c = SimCommand(e.data), c.opID == opID else {
+        throw violation("the acknowledged write \(opID) is not the entry at its index \(index)")
+      }
+      for n in ms where n.applied < index {
+        throw violation("node \(n.id) stopped at \(n.applied), before the acknowledged write at \(index)")
+      }
+    }
+    let ops = history.filter { $0.returned != .max }
+    if let (key, bad) = LinearizabilityChecker.check(ops) {
+      throw violation(
+        "the history of key \(key) is not linearizable:\n  " + bad.map(\.description).joined(separator: "\n  "))
+    }
+  }
+}
