@@ -17,6 +17,7 @@ let package = Package(
     .executable(name: "raft-bench", targets: ["raft-bench"]),
     .library(name: "RaftTransport", targets: ["RaftTransport"]),
     .library(name: "RaftKV", targets: ["RaftKV"]),
+    .library(name: "RaftFuzz", targets: ["RaftFuzz"]),
     .executable(name: "raftkv", targets: ["raftkv"]),
     .executable(name: "raft-sim", targets: ["raft-sim"]),
   ],
@@ -69,6 +70,15 @@ let package = Package(
         .product(name: "NIOHTTP1", package: "swift-nio"),
       ],
       swiftSettings: strict),
+    .target(
+      name: "RaftFuzz",
+      dependencies: [
+        "Raft", "RaftWAL", "RaftTransport", "RaftKV", .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ],
+      swiftSettings: strict),
+    .testTarget(name: "RaftFuzzTests", dependencies: ["RaftFuzz"], swiftSettings: strict),
     .executableTarget(
       name: "raftkv",
       dependencies: [
@@ -85,7 +95,7 @@ let package = Package(
       ],
       path: "tools/raft-bench",
       swiftSettings: strict),
-    .target(name: "RaftTestSupport", path: "Tests/RaftTestSupport", swiftSettings: strict),
+    .target(name: "RaftTestSupport", dependencies: ["Raft"], path: "Tests/RaftTestSupport", swiftSettings: strict),
     .testTarget(name: "RaftBenchTests", dependencies: ["raft-bench", "RaftTestSupport"], swiftSettings: strict),
     .executableTarget(
       name: "wal-crash-writer", dependencies: ["RaftWAL"], path: "tools/wal-crash-writer", swiftSettings: strict),

@@ -5,11 +5,49 @@ import NIOHTTP1
 import RaftEngine
 import RaftTransport
 
+/// What the HTTP API needs of a member: `RaftKVServer`, or a stand-in (the HTTP fuzz target).
+///
+/// Every operation answers through `done`, exactly once, on whatever thread it completes on.
+public protocol KVService: Sendable {
+  /// The request limits (400 beyond them).
+  var limits: KVLimits { get }
+  /// The metrics `GET /metrics` renders.
+  var metrics: PrometheusMetrics { get }
+  /// The leader's id and raft URL, when one is known.
+  var leaderAddress: (id: UInt64, url: String?)? { get }
+  /// The members and their raft URLs.
+  var members: [UInt64: String] { get }
+  /// Writes `value` at `key`: the entry's index once it is committed and applied.
+  func put(_ key: [UInt8], _ value: [UInt8], done: @escaping @Sendable (Result<UInt64, KVError>) -> Void)
+  /// Deletes `key`: the entry's index once it is committed and applied.
+  func delete(_ key: [UInt8], done: @escaping @Sendable (Result<UInt64, KVError>) -> Void)
+  /// The value at `key` (nil: none), read locally or after a ReadIndex round.
+  func get(_ key: [UInt8], linearizable: Bool, done: @escaping @Sendable (Result<[UInt8]?, KVError>) -> Void)
+  /// Adds a voter reachable at the raft URL `url`, once the conf change is applied.
+  func addMember(_ memberID: UInt64, url: String, done: @escaping @Sendable (Result<UInt64, KVError>) -> Void)
+  /// Removes a member, once the conf change is applied.
+  func removeMember(_ memberID: UInt64, done: @escaping @Sendable (Result<UInt64, KVError>) -> Void)
+  /// The member's state.
+  func status(_ done: @escaping @Sendable (KVStatusReport) -> Void)
+}
+
+/// The request limits of the HTTP API.
+public struct KVLimits: Sendable {
+  /// The longest key, in bytes after percent-decoding.
+  public var maxKeyBytes: Int
+  /// The largest value, in bytes.
+  public var maxValueBytes: Int
+  public init(maxKeyBytes: Int, maxValueBytes: Int) {
+    self.maxKeyBytes = maxKeyBytes
+    self.maxValueBytes = maxValueBytes
+  }
+}
+
 /// One HTTP answer.
-struct HTTPAnswer: Sendable {
-  var status: HTTPResponseStatus
-  var headers: [(String, String)] = []
-  var body: [UInt8] = []
+@_spi(Testing) public struct HTTPAnswer: Sendable {
+  public var status: HTTPResponseStatus
+  public var headers: [(String, String)] = []
+  public var body: [UInt8] = []
 
   static func json<T: Encodable>(_ status: HTTPResponseStatus, _ value: T) -> HTTPAnswer {
     let encoder = JSONEncoder()
@@ -55,10 +93,12 @@ struct HTTPAnswer: Sendable {
 /// Errors: 400 (bad key, value, id, URL or query), 404, 405 with `Allow`, 413 (body over
 /// `maxBodyBytes`, answered by NIO's aggregator), 503 with the leader when there is no leader or
 /// the request could not be carried out now (retry is safe: PUT and DELETE are idempotent).
-struct HTTPAPI: Sendable {
-  let server: RaftKVServer
+@_spi(Testing) public struct HTTPAPI: Sendable {
+  let server: any KVService
 
-  func handle(_ request: NIOHTTPServerRequestFull, _ answer: @escaping @Sendable (HTTPAnswer) -> Void) {
+  @_spi(Testing) public init(server: any KVService) { self.server = server }
+
+  @_spi(Testing) public func handle(_ request: NIOHTTPServerRequestFull, _ answer: @escaping @Sendable (HTTPAnswer) -> Void) {
     let head = request.head
     let (rawPath, query) = Self.split(head.uri)
     let method = head.method
@@ -85,7 +125,7 @@ struct HTTPAPI: Sendable {
       metrics(done)
     case Array("members".utf8):
       guard method == .GET else { return done(.methodNotAllowed("GET")) }
-      done(.json(.ok, Dictionary(uniqueKeysWithValues: server.store.members.map { (String($0.key), $0.value) })))
+      done(.json(.ok, Dictionary(uniqueKeysWithValues: server.members.map { (String($0.key), $0.value) })))
     default:
       if first.starts(with: Array("members/".utf8)) {
         members(method, String(decoding: first.dropFirst(8), as: UTF8.self), body, done)
@@ -102,7 +142,7 @@ struct HTTPAPI: Sendable {
     let allow = "GET, PUT, DELETE"
     guard [.GET, .PUT, .DELETE].contains(method) else { return done(.methodNotAllowed(allow)) }
     guard !key.isEmpty else { return done(.error(.badRequest, "empty key")) }
-    let limits = server.configuration
+    let limits = server.limits
     guard key.count <= limits.maxKeyBytes else {
       return done(.error(.badRequest, "key of \(key.count) bytes exceeds the maximum of \(limits.maxKeyBytes)"))
     }
@@ -231,21 +271,21 @@ struct HTTPAPI: Sendable {
 
 /// The NIO side of the HTTP API: one full request in, one answer out (NIO's pipeline handler
 /// keeps pipelined requests' answers in order).
-final class HTTPHandler: ChannelInboundHandler {
-  typealias InboundIn = NIOHTTPServerRequestFull
-  typealias OutboundOut = HTTPServerResponsePart
+@_spi(Testing) public final class HTTPHandler: ChannelInboundHandler {
+  public typealias InboundIn = NIOHTTPServerRequestFull
+  public typealias OutboundOut = HTTPServerResponsePart
 
   private let api: HTTPAPI
 
-  init(api: HTTPAPI) { self.api = api }
+  @_spi(Testing) public init(api: HTTPAPI) { self.api = api }
 
   /// A request NIO could not parse (answered 400 by its error handler) or a broken connection:
   /// close it.
-  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+  public func errorCaught(context: ChannelHandlerContext, error: any Error) {
     context.close(promise: nil)
   }
 
-  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+  public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let request = unwrapInboundIn(data)
     let keepAlive = request.head.isKeepAlive
     let version = request.head.version

@@ -119,3 +119,17 @@ struct ByteReader {
     return Array(bytes[offset...])
   }
 }
+
+/// The store's decoders of log entries and snapshots, for the fuzz targets.
+@_spi(Testing) public enum KVFormats {
+  /// Decodes `bytes` as an entry's command, a member context and a store snapshot. Errors are
+  /// expected; a trap is a bug. A command that decodes re-encodes to the same bytes (one encoding
+  /// per command).
+  public static func decodeAll(_ bytes: [UInt8]) {
+    if let c = try? KVCommand(decoding: bytes) {
+      precondition(c.encoded() == bytes, "a command's encoding is not canonical")
+    }
+    _ = try? MemberContext(decoding: bytes)
+    _ = try? KVStore.decodeSnapshot(bytes)
+  }
+}

@@ -48,7 +48,7 @@ public struct RaftKVConfiguration: Sendable {
 /// It runs a `Node` (the engine), a `TCPTransport` to the other members, the `KVStore` state
 /// machine (snapshotted every `node.snapshotEntries` applied entries, the log compacted behind),
 /// and the HTTP API (`HTTPAPI`).
-public final class RaftKVServer: Sendable {
+public final class RaftKVServer: KVService, Sendable {
   public let configuration: RaftKVConfiguration
   /// The swift-metrics values of this member (engine, transport and HTTP), as `GET /metrics`
   /// renders them.
@@ -165,22 +165,22 @@ public final class RaftKVServer: Sendable {
 
   // MARK: Operations (any thread; `done` runs on an engine or event loop thread)
 
-  typealias Done = @Sendable (Result<UInt64, KVError>) -> Void
+  public typealias Done = @Sendable (Result<UInt64, KVError>) -> Void
 
   /// Writes `value` at `key`; `done` gets the entry's index once it is applied here.
-  func put(_ key: [UInt8], _ value: [UInt8], done: @escaping Done) {
+  public func put(_ key: [UInt8], _ value: [UInt8], done: @escaping Done) {
     let id = nextRequestID()
     submit(.data(KVCommand(op: .put, requestID: id, key: key, value: value).encoded()), requestID: id, done: done)
   }
 
   /// Deletes `key`; `done` gets the entry's index once it is applied here.
-  func delete(_ key: [UInt8], done: @escaping Done) {
+  public func delete(_ key: [UInt8], done: @escaping Done) {
     let id = nextRequestID()
     submit(.data(KVCommand(op: .delete, requestID: id, key: key).encoded()), requestID: id, done: done)
   }
 
   /// Adds member `memberID` reachable at `url` (a voter); `done` once the change is applied here.
-  func addMember(_ memberID: UInt64, url: String, done: @escaping Done) {
+  public func addMember(_ memberID: UInt64, url: String, done: @escaping Done) {
     let id = nextRequestID()
     let cc = ConfChange(
       type: .addNode, nodeID: memberID, context: MemberContext(requestID: id, url: url).encoded())
@@ -188,7 +188,7 @@ public final class RaftKVServer: Sendable {
   }
 
   /// Removes member `memberID`; `done` once the change is applied here.
-  func removeMember(_ memberID: UInt64, done: @escaping Done) {
+  public func removeMember(_ memberID: UInt64, done: @escaping Done) {
     let id = nextRequestID()
     let cc = ConfChange(type: .removeNode, nodeID: memberID, context: MemberContext(requestID: id, url: "").encoded())
     submit(.confChange(.v1(cc)), requestID: id, done: done)
@@ -209,25 +209,34 @@ public final class RaftKVServer: Sendable {
     let failed: @Sendable (EngineError) -> Void = { error in
       store.fail(requestID, error == .notLeader(leader: nil) ? .noLeader : .engine(error))
     }
+    let node = self.node
+    let forward: @Sendable () -> Void = {
+      node.forward(proposal) { error in
+        if let error { failed(error == .dropped ? .notLeader(leader: nil) : error) }
+      }
+    }
     if leader == node.id {
       let engineDone: Node.Completion = { result in
-        // Success is reported by the store when the entry is applied; failures end it here.
-        if case .failure(let error) = result { failed(error) }
+        // Success is reported by the store when the entry is applied; failures end it here,
+        // except that a leadership lost on the way sends the proposal to the new leader.
+        switch result {
+        case .success: break
+        case .failure(.notLeader(leader: _?)): forward()
+        case .failure(let error): failed(error)
+        }
       }
       switch proposal {
       case .data(let data): node.propose(data, completion: engineDone)
       case .confChange(let cc): node.proposeConfChange(cc, completion: engineDone)
       }
     } else {
-      node.forward(proposal) { error in
-        if let error { failed(error == .dropped ? .notLeader(leader: nil) : error) }
-      }
+      forward()
     }
   }
 
   /// Reads `key` here; with `linearizable`, only after a ReadIndex round confirmed the commit
   /// index with a quorum and this member applied it.
-  func get(_ key: [UInt8], linearizable: Bool, done: @escaping @Sendable (Result<[UInt8]?, KVError>) -> Void) {
+  public func get(_ key: [UInt8], linearizable: Bool, done: @escaping @Sendable (Result<[UInt8]?, KVError>) -> Void) {
     guard linearizable else { return done(.success(store.value(of: key))) }
     guard node.leader != nil else { return done(.failure(.noLeader)) }
     let once = OnceDone { (r: Result<UInt64, KVError>) in done(r.map { _ in self.store.value(of: key) }) }
@@ -244,40 +253,16 @@ public final class RaftKVServer: Sendable {
     }
   }
 
-  /// The member's state, as `GET /status` shows it.
-  struct StatusReport: Codable, Sendable {
-    struct PeerProgress: Codable, Sendable {
-      var match: UInt64
-      var next: UInt64
-      var state: String
-    }
-    var id: UInt64
-    var state: String
-    var term: UInt64
-    var leader: UInt64?
-    var commit: UInt64
-    var applied: UInt64
-    var progress: [String: PeerProgress]
-    var members: [String: String]
-    var connectedPeers: [UInt64]
-    var keys: Int
-    var restoredSnapshots: Int
-    var snapshotIndex: UInt64
-    var firstIndex: UInt64
-    var lastIndex: UInt64
-    var readyHandling: String
-  }
-
-  func status(_ done: @escaping @Sendable (StatusReport) -> Void) {
+  public func status(_ done: @escaping @Sendable (KVStatusReport) -> Void) {
     let (store, transport, storage, mode) = (self.store, self.transport, node.storage, configuration.node.readyHandling)
     node.status { st in
-      var progress: [String: StatusReport.PeerProgress] = [:]
+      var progress: [String: KVStatusReport.PeerProgress] = [:]
       for (id, p) in st.progress {
-        progress[String(id)] = StatusReport.PeerProgress(match: p.match, next: p.next, state: "\(p.state)")
+        progress[String(id)] = KVStatusReport.PeerProgress(match: p.match, next: p.next, state: "\(p.state)")
       }
       let lead = st.basic.softState.lead
       done(
-        StatusReport(
+        KVStatusReport(
           id: st.basic.id, state: "\(st.basic.softState.raftState)", term: st.basic.hardState.term,
           leader: lead == noNode ? nil : lead, commit: st.basic.hardState.commit,
           applied: store.applied.load(ordering: .acquiring), progress: progress,
@@ -289,10 +274,65 @@ public final class RaftKVServer: Sendable {
     }
   }
 
+  public var limits: KVLimits {
+    KVLimits(maxKeyBytes: configuration.maxKeyBytes, maxValueBytes: configuration.maxValueBytes)
+  }
+
+  public var members: [UInt64: String] { store.members }
+
   /// The leader's raft address, when one is known.
-  var leaderAddress: (id: UInt64, url: String?)? {
+  public var leaderAddress: (id: UInt64, url: String?)? {
     guard let leader = node.leader else { return nil }
     return (leader, store.members[leader])
+  }
+}
+
+/// A member's state, as `GET /status` shows it.
+public struct KVStatusReport: Codable, Sendable {
+  /// The leader's view of one member's log.
+  public struct PeerProgress: Codable, Sendable {
+    public var match: UInt64
+    public var next: UInt64
+    /// `StateProbe`, `StateReplicate` or `StateSnapshot`.
+    public var state: String
+  }
+  public var id: UInt64
+  /// `StateFollower`, `StateCandidate`, `StatePreCandidate` or `StateLeader`.
+  public var state: String
+  public var term: UInt64
+  public var leader: UInt64?
+  public var commit: UInt64
+  public var applied: UInt64
+  public var progress: [String: PeerProgress]
+  public var members: [String: String]
+  public var connectedPeers: [UInt64]
+  public var keys: Int
+  public var restoredSnapshots: Int
+  public var snapshotIndex: UInt64
+  public var firstIndex: UInt64
+  public var lastIndex: UInt64
+  public var readyHandling: String
+
+  public init(
+    id: UInt64, state: String, term: UInt64, leader: UInt64?, commit: UInt64, applied: UInt64,
+    progress: [String: PeerProgress], members: [String: String], connectedPeers: [UInt64], keys: Int,
+    restoredSnapshots: Int, snapshotIndex: UInt64, firstIndex: UInt64, lastIndex: UInt64, readyHandling: String
+  ) {
+    self.id = id
+    self.state = state
+    self.term = term
+    self.leader = leader
+    self.commit = commit
+    self.applied = applied
+    self.progress = progress
+    self.members = members
+    self.connectedPeers = connectedPeers
+    self.keys = keys
+    self.restoredSnapshots = restoredSnapshots
+    self.snapshotIndex = snapshotIndex
+    self.firstIndex = firstIndex
+    self.lastIndex = lastIndex
+    self.readyHandling = readyHandling
   }
 }
 

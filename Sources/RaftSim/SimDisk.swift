@@ -1,18 +1,12 @@
 import Raft
 
-/// A seeded random source (SplitMix64): the only randomness of a simulation.
+/// A seeded random source: the only randomness of a simulation (Raft's SplitMix64).
 public struct SimRandom: Sendable {
-  private var state: UInt64
+  private var generator: SplitMix64
 
-  public init(seed: UInt64) { state = seed }
+  public init(seed: UInt64) { generator = SplitMix64(seed: seed) }
 
-  public mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
+  public mutating func next() -> UInt64 { generator.next() }
 
   /// A number in `0..<n` (n > 0).
   public mutating func below(_ n: Int) -> Int {
@@ -56,6 +50,10 @@ struct SimDisk {
   private(set) var snapshot = Snapshot()
   /// The log above the snapshot. Invariant: consecutive, starting at `snapshot.index + 1`.
   private(set) var entries: [Entry] = []
+  /// Members this node saw removed (etcd keeps them in its membership store and refuses their
+  /// messages, so that a removed member that never learned it cannot disrupt the cluster).
+  /// Kept across crashes.
+  var removedMembers: Set<UInt64> = []
   /// Written, not yet synced, oldest first.
   private(set) var pending: [Write] = []
 

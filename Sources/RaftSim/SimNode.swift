@@ -292,6 +292,7 @@ final class SimNode {
       case .confChange, .confChangeV2:
         if let cc = try e.decodedConfChange() {
           confState = raw.applyConfChange(cc)
+          for c in cc.asV2.changes where c.type == .removeNode { disk.removedMembers.insert(c.nodeID) }
           if cc.asV2.changes.contains(where: { $0.type == .addNode || $0.type == .addLearnerNode }) { nodeAdded = true }
         }
       }

@@ -16,7 +16,7 @@ import Raft
 /// - `snapshotChunk`: stream id u64 | the next bytes of the data;
 /// - `snapshotEnd`: stream id u64;
 /// - `snapshotAck`: stream id u64 (the receiver has the whole snapshot and stepped it).
-enum FrameKind: UInt8, Sendable {
+@_spi(Testing) public enum FrameKind: UInt8, Sendable {
   case hello = 1
   case messages = 2
   case snapshotBegin = 3
@@ -26,9 +26,9 @@ enum FrameKind: UInt8, Sendable {
 }
 
 /// One decoded frame: its kind and its body.
-struct Frame {
-  var kind: FrameKind
-  var body: ByteBuffer
+@_spi(Testing) public struct Frame: Sendable {
+  public var kind: FrameKind
+  public var body: ByteBuffer
 }
 
 /// Why a peer's bytes were refused (the connection is closed with a log line naming it).
@@ -59,7 +59,7 @@ let frameHeaderBytes = 6
 
 extension ByteBuffer {
   /// Writes a whole frame of `kind` whose body `writeBody` appends.
-  mutating func writeFrame(_ kind: FrameKind, _ writeBody: (inout ByteBuffer) -> Void) {
+  @_spi(Testing) public mutating func writeFrame(_ kind: FrameKind, _ writeBody: (inout ByteBuffer) -> Void) {
     let start = writerIndex
     writeInteger(UInt32(0))
     writeInteger(wireVersion)
@@ -72,13 +72,15 @@ extension ByteBuffer {
 
 /// Splits the byte stream into frames, refusing any over `frameBytesMax` (so a peer cannot make
 /// this node buffer without bound), of another version, or of an unknown kind.
-struct FrameDecoder: ByteToMessageDecoder {
-  typealias InboundOut = Frame
+@_spi(Testing) public struct FrameDecoder: ByteToMessageDecoder, Sendable {
+  public typealias InboundOut = Frame
 
   /// The largest frame accepted (version, kind and body).
   let frameBytesMax: Int
 
-  mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+  @_spi(Testing) public init(frameBytesMax: Int) { self.frameBytesMax = frameBytesMax }
+
+  public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
     guard buffer.readableBytes >= frameHeaderBytes else { return .needMoreData }
     let start = buffer.readerIndex
     let length = Int(buffer.getInteger(at: start, as: UInt32.self)!)
@@ -95,7 +97,7 @@ struct FrameDecoder: ByteToMessageDecoder {
     return .continue
   }
 
-  mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
+  public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
     -> DecodingState
   {
     // A frame cut short by the end of the stream is dropped: the peer went away mid-write.

@@ -8,22 +8,29 @@ import Raft
 /// Anything malformed (a frame the decoder refuses, a codec error, a message that claims another
 /// sender, a local message type, a snapshot stream out of order or over its size) closes the
 /// connection with one log line; nothing of the bad frame reaches the node.
-final class InboundConnectionHandler: ChannelInboundHandler {
-  typealias InboundIn = Frame
-  typealias OutboundOut = ByteBuffer
+@_spi(Testing) public final class InboundConnectionHandler: ChannelInboundHandler {
+  public typealias InboundIn = Frame
+  public typealias OutboundOut = ByteBuffer
 
   private let localID: UInt64
   private let options: TCPTransportOptions
   private let delegate: TransportDelegate
   private let logger: Logger
   private let limits: CodecLimits
+  /// Whether a peer was removed from the cluster: its connections are refused (etcd's rafthttp
+  /// does the same), so that a removed member that never learned it cannot disrupt the others.
+  private let isRemoved: @Sendable (UInt64) -> Bool
   /// The dialler's id, once its hello arrived.
   private var remoteID: UInt64?
   /// The snapshot stream being received: its id, its MsgSnap (data still empty), the data so
   /// far, and the announced length. Invariant: `data.count <= total <= snapshotBytesMax`.
   private var assembling: (id: UInt64, message: Message, data: [UInt8], total: Int)?
 
-  init(localID: UInt64, options: TCPTransportOptions, delegate: TransportDelegate, logger: Logger) {
+  @_spi(Testing) public init(
+    localID: UInt64, options: TCPTransportOptions, delegate: TransportDelegate, logger: Logger,
+    isRemoved: @escaping @Sendable (UInt64) -> Bool = { _ in false }
+  ) {
+    self.isRemoved = isRemoved
     self.localID = localID
     self.options = options
     self.delegate = delegate
@@ -31,7 +38,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     limits = CodecLimits(maxBytesLength: options.frameBytesMax, maxResponsesDepth: 0)
   }
 
-  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+  public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     do {
       try handle(unwrapInboundIn(data), context: context)
     } catch {
@@ -39,7 +46,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     }
   }
 
-  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+  public func errorCaught(context: ChannelHandlerContext, error: any Error) {
     logger.warning(
       "closing a connection from a peer: \(error)",
       metadata: [
@@ -66,6 +73,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
       return
     }
     guard let from = remoteID else { throw FrameError.protocolViolation("\(frame.kind) frame before hello") }
+    guard !isRemoved(from) else { throw FrameError.protocolViolation("node \(from) was removed from the cluster") }
     switch frame.kind {
     case .hello:
       preconditionFailure("handled above")

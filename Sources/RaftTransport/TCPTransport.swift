@@ -32,6 +32,8 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     /// Invariant: once started, one connection per address.
     var peers: [UInt64: PeerConnection] = [:]
     var listener: (any Channel)?
+    /// Peers removed (their connections are refused) until added again.
+    var removed: Set<UInt64> = []
     /// The accepted connections (closed by `shutdown`).
     var inbound: [ObjectIdentifier: any Channel] = [:]
     var stopped = false
@@ -78,7 +80,9 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         return channel.eventLoop.makeCompletedFuture {
           try channel.pipeline.syncOperations.addHandlers(
             ByteToMessageHandler(FrameDecoder(frameBytesMax: options.frameBytesMax)),
-            InboundConnectionHandler(localID: localID, options: options, delegate: delegate, logger: logger))
+            InboundConnectionHandler(
+              localID: localID, options: options, delegate: delegate, logger: logger,
+              isRemoved: { [weak self] id in self?.state.withLock { $0.removed.contains(id) } ?? true }))
         }
       }
       .bind(host: listenAddress.host, port: listenAddress.port).wait()
@@ -100,6 +104,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     let (changed, old, new): (Bool, PeerConnection?, PeerConnection?) = state.withLock { s in
       guard !s.stopped, s.addresses[peerID] != address else { return (false, nil, nil) }
       s.addresses[peerID] = address
+      s.removed.remove(peerID)
       guard let delegate = s.delegate else { return (true, nil, nil) }
       let connection = makeConnection(peerID, address, delegate)
       return (true, s.peers.updateValue(connection, forKey: peerID), connection)
@@ -117,10 +122,12 @@ public final class TCPTransport: Transport, @unchecked Sendable {
       logger: logger)
   }
 
-  /// Removes peer `peerID` and closes its connection.
+  /// Removes peer `peerID` (a member removed from the cluster): closes the connection to it,
+  /// and refuses its messages from then on, until it is added again.
   public func removePeer(_ peerID: UInt64) {
     let (known, old) = state.withLock { s in
-      (s.addresses.removeValue(forKey: peerID) != nil, s.peers.removeValue(forKey: peerID))
+      s.removed.insert(peerID)
+      return (s.addresses.removeValue(forKey: peerID) != nil, s.peers.removeValue(forKey: peerID))
     }
     if known { logger.info("peer removed", metadata: ["peer": "\(peerID)"]) }
     _ = old?.close()

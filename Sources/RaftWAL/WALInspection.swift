@@ -70,6 +70,18 @@ public struct WALInspection: Sendable {
       visit: visit)
   }
 
+  /// Scans the bytes of one segment as recovery reads a WAL's only (so last) segment, without a
+  /// file: for inspecting a copied segment, and for fuzzing the record decoder. Corruption is
+  /// reported in `corruption`, a torn tail in `tornTail`; it never traps on any input.
+  public static func scan(
+    segmentImage: [UInt8], sequence: UInt64 = 1, firstIndex: UInt64 = 1,
+    recordBytesMax: Int = WALOptions().recordBytesMax, visit: ((WALInspection.Record) -> Void)? = nil
+  ) -> WALInspection {
+    WALScanner.scan(
+      segmentImage: segmentImage, sequence: sequence, firstIndex: firstIndex, recordBytesMax: recordBytesMax,
+      unsyncedBytesMax: WALOptions().unsyncedBytesMax, visit: visit)
+  }
+
   /// The index of the first entry (snapshot index + 1 when the log is empty).
   public var firstIndex: UInt64 { snapshot.index + 1 }
   /// The index of the last entry (the snapshot index when the log is empty).
@@ -120,6 +132,12 @@ enum WALScanner {
       }
       if let t = outcome.torn { result.tornTail = t }
     }
+    finish(&result, replay)
+    return result
+  }
+
+  /// The scan's result from the replayed records.
+  private static func finish(_ result: inout WALInspection, _ replay: Replay) {
     if result.corruption == nil, let problem = replay.finish() {
       result.corruption = .corrupt(file: problem.file, offset: problem.offset, reason: problem.reason)
     }
@@ -131,6 +149,25 @@ enum WALScanner {
     result.hardState.commit = max(result.hardState.commit, replay.snapshot.index)
     result.snapshot = replay.snapshot
     result.entries = replay.entries
+  }
+
+  /// `scan` of a directory holding one segment whose bytes are `segmentImage`.
+  static func scan(
+    segmentImage: [UInt8], sequence: UInt64, firstIndex: UInt64, recordBytesMax: Int, unsyncedBytesMax: Int,
+    visit: ((WALInspection.Record) -> Void)?
+  ) -> WALInspection {
+    var result = WALInspection()
+    var replay = Replay()
+    let name = SegmentNames.name(sequence: sequence, firstIndex: firstIndex)
+    let outcome = segmentImage.withUnsafeBytes { image in
+      scanSegment(
+        image, path: name, name: name, sequence: sequence, firstIndex: firstIndex, isLast: true,
+        recordBytesMax: recordBytesMax, unsyncedBytesMax: unsyncedBytesMax, replay: &replay, visit: visit)
+    }
+    result.segments.append(outcome.segment)
+    result.corruption = outcome.corruption
+    result.tornTail = outcome.torn
+    finish(&result, replay)
     return result
   }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Raft
+import RaftTestSupport
 import XCTest
 
 @testable import RaftKV
@@ -55,7 +56,7 @@ final class KVStoreTests: XCTestCase {
     XCTAssertThrowsError(try KVStore.decodeSnapshot([1, 0, 0xff, 0xff, 0xff, 0x0f]))  // count beyond the size
     // Seeded random bytes and random truncations of a good snapshot: errors, never traps.
     let good = KVStore.encodeSnapshot(data: [[1, 2]: [3], [4]: [5, 6, 7]], members: [1: "u", 9: "v"])
-    var rng = SplitMix(seed: 7)
+    var rng = SeededRandom(seed: 7)
     for _ in 0..<20_000 {
       var bytes = good
       switch rng.next() % 3 {
@@ -102,17 +103,4 @@ final class MembersLog: @unchecked Sendable {
   func record(_ m: [UInt64: String]) { lock.withLock { seen.append(m) } }
   var last: [UInt64: String]? { lock.withLock { seen.last } }
   var count: Int { lock.withLock { seen.count } }
-}
-
-/// A small seeded generator (SplitMix64).
-struct SplitMix {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
 }

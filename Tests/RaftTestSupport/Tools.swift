@@ -1,4 +1,5 @@
 import Foundation
+import Raft
 
 /// An executable of this package built next to the test bundle (the test target depends on
 /// it, so it is always built; its absence is a failure, not a skip).
@@ -54,4 +55,12 @@ public func makeTestDirectory(_ prefix: String) throws -> String {
   let d = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)").path
   try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
   return d
+}
+
+/// The seeded generator of randomized tests that replay: Raft's own.
+public typealias SeededRandom = SplitMix64
+
+extension SplitMix64 {
+  /// A number in `0..<n` (n > 0).
+  public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }

@@ -1,18 +1,8 @@
 import Raft
 import XCTest
 
-/// Deterministic generator for the randomized codec tests (SplitMix64).
-private struct CodecTestRNG: RandomNumberGenerator {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-}
+/// Deterministic generator for the randomized codec tests.
+private typealias CodecTestRNG = SplitMix64
 
 /// Values at the varint boundaries plus a random one.
 private func codecTestValue(_ rng: inout CodecTestRNG) -> UInt64 {

@@ -55,6 +55,15 @@ final class TCPTransportTests: XCTestCase {
 
   private func address(_ t: TCPTransport) -> PeerAddress { PeerAddress(host: "127.0.0.1", port: t.localPort!) }
 
+  /// Sends heartbeats from `a` to `peer` until one arrives (messages sent before the
+  /// connection is up are dropped, as Raft expects).
+  private func connected(_ a: TCPTransport, to peer: UInt64, _ recorder: Recorder) -> Bool {
+    recorder.wait { r in
+      a.send([self.heartbeat(a.id, peer, commit: 0)])
+      return r.count > 0
+    }
+  }
+
   private func heartbeat(_ from: UInt64, _ to: UInt64, commit: UInt64) -> Message {
     Message(type: .msgHeartbeat, to: to, from: from, term: 1, commit: commit)
   }
@@ -71,12 +80,7 @@ final class TCPTransportTests: XCTestCase {
     }
     a.addPeer(2, address: address(b))
     b.addPeer(1, address: address(a))
-    // Wait for the connection (messages sent before it is up are dropped, as Raft expects).
-    XCTAssertTrue(
-      rb.wait { _ in
-        a.send([self.heartbeat(1, 2, commit: 0)])
-        return rb.count > 0
-      })
+    XCTAssertTrue(connected(a, to: 2, rb))
     let before = 0
     let entries = (1...20).map { Entry(term: 1, index: UInt64($0), data: Array(repeating: UInt8($0), count: 100)) }
     var sent: [Message] = []
@@ -109,11 +113,7 @@ final class TCPTransportTests: XCTestCase {
       b.shutdown()
     }
     a.addPeer(2, address: address(b))
-    XCTAssertTrue(
-      rb.wait { _ in
-        a.send([self.heartbeat(1, 2, commit: 0)])
-        return rb.count > 0
-      })
+    XCTAssertTrue(connected(a, to: 2, rb))
     var data = [UInt8](repeating: 0, count: 3 << 20 + 123)
     for i in data.indices { data[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 9) }
     let snapshot = Snapshot(
@@ -234,11 +234,7 @@ final class TCPTransportTests: XCTestCase {
     let a = try makeTransport(1, Recorder())
     defer { a.shutdown() }
     a.addPeer(2, address: address(b))
-    XCTAssertTrue(
-      rb.wait { _ in
-        a.send([self.heartbeat(1, 2, commit: 0)])
-        return rb.count > 0
-      })
+    XCTAssertTrue(connected(a, to: 2, rb))
   }
 
   func testAPeerThatRestartsIsRedialledAndARemovedPeerGetsNothing() throws {
@@ -272,6 +268,14 @@ final class TCPTransportTests: XCTestCase {
     for _ in 0..<10 { a.send([heartbeat(1, 2, commit: 3)]) }
     usleep(200_000)
     XCTAssertEqual(rb2.count, before)
+    // A removed peer's own messages are refused too (it may not know it was removed).
+    b.addPeer(1, address: address(a))
+    let beforeA = ra.count
+    for _ in 0..<20 {
+      b.send([Message(type: .msgVote, to: 1, from: 2, term: 9)])
+      usleep(20_000)
+    }
+    XCTAssertEqual(ra.count, beforeA, "messages from a removed peer were delivered")
   }
 
   func testPeerAddressesParseOrSayWhatIsWrong() throws {

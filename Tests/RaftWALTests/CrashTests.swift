@@ -97,11 +97,16 @@ extension CrashTests {
     XCTAssertGreaterThan(acknowledged, 0, "the writer never acknowledged anything")
   }
 
+  /// Kill cycles per run: `RAFT_CRASH_ROUNDS` overrides the default (CI's bounded amount).
+  func rounds(_ default: Int) -> Int {
+    ProcessInfo.processInfo.environment["RAFT_CRASH_ROUNDS"].flatMap { Int($0) } ?? `default`
+  }
+
   func testSIGKILLNeverLosesAnAcknowledgedWriteURing() throws {
-    try checkKills(io: .uring, rounds: 25)
+    try checkKills(io: .uring, rounds: rounds(25))
   }
 
   func testSIGKILLNeverLosesAnAcknowledgedWritePosix() throws {
-    try checkKills(io: .posix, rounds: 15)
+    try checkKills(io: .posix, rounds: rounds(15))
   }
 }

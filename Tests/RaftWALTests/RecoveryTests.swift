@@ -1,4 +1,5 @@
 import Raft
+import RaftTestSupport
 import XCTest
 
 @testable import RaftWAL
