@@ -18,6 +18,8 @@ final class ApplyWorker: @unchecked Sendable {
   private let applier: Applier
   private let toRunLoop: @Sendable ([Node.Input]) -> Void
   private var thread: OSThread?
+  /// Worker thread only: applying failed; later batches are not applied.
+  private var failed = false
 
   init(
     applier: Applier, spinNanoseconds: UInt64, yieldingPollNanoseconds: UInt64,
@@ -67,9 +69,11 @@ final class ApplyWorker: @unchecked Sendable {
       for job in jobs {
         switch job {
         case .apply(let m):
+          // After a failure nothing more is applied (the run loop stops on it): no gaps.
+          guard !failed else { continue }
           do {
             let ccs = try applier.apply(m.entries)
-            for cc in ccs { out.append(.applyConfChange(cc.change)) }
+            for cc in ccs { out.append(.applyConfChange(cc.change, index: cc.index)) }
             confChanges += ccs
             if let last = m.entries.last, let snap = applier.snapshotIfDue(appliedThrough: last.index) {
               // After this batch's conf changes: the run loop's configuration is then the
@@ -77,7 +81,9 @@ final class ApplyWorker: @unchecked Sendable {
               out.append(.snapshotTaken(index: snap.index, data: snap.data))
             }
           } catch {
+            failed = true
             out.append(.storageFailed("applying entries: \(error)"))
+            continue
           }
           for r in m.responses { out.append(.step(r)) }
         case .restore(let snapshot, let done):

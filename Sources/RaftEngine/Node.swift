@@ -22,12 +22,13 @@ public final class Node: @unchecked Sendable {
     case campaign
     case transferLeader(UInt64)
     case readIndex([UInt8], Completion?)
+    case cancelReadIndex([UInt8])
     case forgetLeader
     case reportUnreachable(UInt64)
     case reportSnapshot(UInt64, SnapshotStatus)
     case status(@Sendable (Status) -> Void)
-    /// A committed conf change, from the apply worker.
-    case applyConfChange(AnyConfChange)
+    /// A committed conf change at `index`, from the apply worker.
+    case applyConfChange(AnyConfChange, index: UInt64)
     /// The apply side took a snapshot of the state machine at `index`.
     case snapshotTaken(index: UInt64, data: [UInt8])
     case storageFailed(String)
@@ -56,8 +57,9 @@ public final class Node: @unchecked Sendable {
   private var failure: String?
   /// Set when the run loop stopped on a storage failure (new proposals fail with it).
   private let failed = Mutex<String?>(nil)
-  /// Run loop only: the configuration as of the last applied conf change (a snapshot taken at
-  /// the apply side's index records it: the conf changes up to there reach the loop first).
+  /// Run loop only: the configuration as of the last applied conf change or installed snapshot
+  /// (a snapshot taken at the apply side's index records it: the conf changes up to there reach
+  /// the loop first).
   private var confState: ConfState
   /// Run loop only: read index requests waiting for their read state, by context.
   private var readWaiters: [[UInt8]: Completion] = [:]
@@ -239,13 +241,22 @@ public final class Node: @unchecked Sendable {
     }
     inbox.push(.readIndex(context, completion))
   }
+  /// Gives up on the read index request of `context` (the caller's deadline passed): its
+  /// completion gets `.timedOut` if it is still waiting. Raft drops some requests without an
+  /// answer (a follower that knows no leader, a lost message); this frees their waiters.
+  public func cancelReadIndex(context: [UInt8]) { inbox.push(.cancelReadIndex(context)) }
   /// Forgets the leader (a follower that knows it is partitioned).
   public func forgetLeader() { inbox.push(.forgetLeader) }
   public func reportUnreachable(_ peer: UInt64) { inbox.push(.reportUnreachable(peer)) }
   public func reportSnapshot(_ peer: UInt64, status: SnapshotStatus) { inbox.push(.reportSnapshot(peer, status)) }
 
-  /// The node's Raft status, from the run loop.
-  public func status(_ reply: @escaping @Sendable (Status) -> Void) { inbox.push(.status(reply)) }
+  /// The node's Raft status, from the run loop (or, once the run loop stopped on a storage
+  /// failure, as it was then).
+  public func status(_ reply: @escaping @Sendable (Status) -> Void) {
+    // `failed` is set after the loop's last use of the RawNode (its lock orders the two).
+    if failed.withLock({ $0 }) != nil { return reply(rawNode.status()) }
+    inbox.push(.status(reply))
+  }
 
   /// The leader this node knows of (nil when none).
   public var leader: UInt64? {
@@ -353,6 +364,8 @@ public final class Node: @unchecked Sendable {
     case .readIndex(let ctx, let completion):
       if let completion { readWaiters[ctx] = completion }
       rawNode.readIndex(ctx)
+    case .cancelReadIndex(let ctx):
+      readWaiters.removeValue(forKey: ctx)?(.failure(.timedOut))
     case .forgetLeader:
       try? rawNode.forgetLeader()
     case .reportUnreachable(let p):
@@ -361,8 +374,8 @@ public final class Node: @unchecked Sendable {
       rawNode.reportSnapshot(p, status: st)
     case .status(let reply):
       reply(rawNode.status())
-    case .applyConfChange(let cc):
-      confState = rawNode.applyConfChange(cc)
+    case .applyConfChange(let cc, let index):
+      applyConfChange(cc, at: index)
     case .snapshotTaken(let index, let data):
       compact(at: index, data: data)
     case .storageFailed(let why):
@@ -424,6 +437,18 @@ public final class Node: @unchecked Sendable {
     }
   }
 
+  /// Applies a committed conf change to Raft, unless a snapshot from the leader already covers
+  /// its index: in async mode the apply worker may still be applying entries below a snapshot
+  /// that Raft restored (with the configuration as of its index) when it stepped the MsgSnap;
+  /// applying those changes again on top of the snapshot's configuration would corrupt it.
+  private func applyConfChange(_ cc: AnyConfChange, at index: UInt64) {
+    guard index >= rawNode.raft.raftLog.firstIndex() else {
+      logger.debug("conf change below a restored snapshot skipped", metadata: ["index": "\(index)"])
+      return
+    }
+    confState = rawNode.applyConfChange(cc)
+  }
+
   /// Saves a snapshot of the state machine at `index` and compacts the log behind it: through
   /// the append worker (the WAL's owner) in async mode, here in sync mode.
   private func compact(at index: UInt64, data: [UInt8]) {
@@ -460,6 +485,9 @@ public final class Node: @unchecked Sendable {
     }
     switch configuration.readyHandling {
     case .async:
+      // An installed snapshot replaces the configuration (it is restored on the append worker;
+      // the snapshots this node takes later must carry the snapshot's configuration).
+      if rd.hasSnapshot { confState = rd.snapshot.metadata.confState }
       var remote: [Message] = []
       for m in rd.messages {
         switch m.to {
@@ -486,6 +514,7 @@ public final class Node: @unchecked Sendable {
         try storage.applyDurable(entries: [], hardState: hs)
       }
       if let snapshot {
+        confState = snapshot.metadata.confState
         applier.stateMachine.restore(snapshot: snapshot)
         applier.lastSnapshotIndex = snapshot.metadata.index
         proposals.restored(through: snapshot.metadata.index)
@@ -496,7 +525,7 @@ public final class Node: @unchecked Sendable {
         proposals.committed(first.index...last.index, at: monotonicNanoseconds())
       }
       let confChanges = try applier.apply(rd.committedEntries)
-      for cc in confChanges { confState = rawNode.applyConfChange(cc.change) }
+      for cc in confChanges { applyConfChange(cc.change, at: cc.index) }
       applier.confChangesApplied(confChanges)
       if let last = rd.committedEntries.last, let snap = applier.snapshotIfDue(appliedThrough: last.index) {
         compact(at: snap.index, data: snap.data)

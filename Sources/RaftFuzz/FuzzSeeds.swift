@@ -51,7 +51,8 @@ public enum FuzzSeeds {
     }
     out.append(RaftCodec.encodeRecord(entries(7...7, term: 2)[0]))
     out.append(RaftCodec.encodeRecord(HardState(term: 4, vote: 1, commit: 7)))
-    out.append(RaftCodec.encodeRecord(SnapshotMetadata(confState: ConfState(voters: [1, 2], learners: [3]), index: 5, term: 2)))
+    out.append(
+      RaftCodec.encodeRecord(SnapshotMetadata(confState: ConfState(voters: [1, 2], learners: [3]), index: 5, term: 2)))
     return out
   }
 
@@ -68,13 +69,15 @@ public enum FuzzSeeds {
       b.writeInteger(UInt64(2))
     }
     let batch = RaftCodec.encodeMessages([
-      Message(type: .msgApp, to: 2, from: 1, term: 3, logTerm: 2, index: 4, entries: entries(5...6, term: 3), commit: 4),
+      Message(
+        type: .msgApp, to: 2, from: 1, term: 3, logTerm: 2, index: 4, entries: entries(5...6, term: 3), commit: 4),
       Message(type: .msgHeartbeat, to: 2, from: 1, term: 3, commit: 6, context: [7, 7]),
       Message(type: .msgVote, to: 2, from: 1, term: 4, logTerm: 3, index: 6),
     ])
     let messages = frame(.messages) { $0.writeBytes(batch) }
     let snapshot = Snapshot(
-      data: Array(repeating: 9, count: 40), metadata: SnapshotMetadata(confState: ConfState(voters: [1, 2]), index: 8, term: 3))
+      data: Array(repeating: 9, count: 40),
+      metadata: SnapshotMetadata(confState: ConfState(voters: [1, 2]), index: 8, term: 3))
     let header = RaftCodec.encodeMessage(
       Message(type: .msgSnap, to: 2, from: 1, term: 3, snapshot: Snapshot(metadata: snapshot.metadata)))
     let begin = frame(.snapshotBegin) { b in

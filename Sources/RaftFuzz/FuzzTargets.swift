@@ -68,7 +68,8 @@ public enum FuzzTargets {
     while (try? channel.readOutbound(as: ByteBuffer.self)) ?? nil != nil {}
     _ = try? channel.finish(acceptAlreadyClosed: true)
     for m in delivered.withLock({ $0 }) {
-      precondition(m.to == 2 && m.from != 2 && !m.type.isLocal && m.responses.isEmpty, "an unchecked message got through")
+      precondition(
+        m.to == 2 && m.from != 2 && !m.type.isLocal && m.responses.isEmpty, "an unchecked message got through")
     }
   }
 

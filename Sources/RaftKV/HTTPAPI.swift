@@ -98,7 +98,9 @@ public struct KVLimits: Sendable {
 
   @_spi(Testing) public init(server: any KVService) { self.server = server }
 
-  @_spi(Testing) public func handle(_ request: NIOHTTPServerRequestFull, _ answer: @escaping @Sendable (HTTPAnswer) -> Void) {
+  @_spi(Testing) public func handle(
+    _ request: NIOHTTPServerRequestFull, _ answer: @escaping @Sendable (HTTPAnswer) -> Void
+  ) {
     let head = request.head
     let (rawPath, query) = Self.split(head.uri)
     let method = head.method

@@ -8,7 +8,8 @@ import Synchronization
 public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
   /// No leader is known (an election is under way, or this node is cut off).
   case noLeader
-  /// The engine refused or lost the proposal (the text says why); retrying is safe.
+  /// The engine refused or lost the proposal (the text says why). Its outcome may be unknown
+  /// (a snapshot overtook it); PUT and DELETE are idempotent, so retrying them is safe.
   case engine(EngineError)
   /// The request got no answer in time; a write may still be applied later.
   case timedOut

@@ -179,19 +179,41 @@ public final class RaftKVServer: KVService, Sendable {
     submit(.data(KVCommand(op: .delete, requestID: id, key: key).encoded()), requestID: id, done: done)
   }
 
-  /// Adds member `memberID` reachable at `url` (a voter); `done` once the change is applied here.
+  /// Adds member `memberID` reachable at `url` (a voter); `done` once this member's Raft has the
+  /// new configuration (so that the next change is not refused as one still pending).
   public func addMember(_ memberID: UInt64, url: String, done: @escaping Done) {
     let id = nextRequestID()
     let cc = ConfChange(
       type: .addNode, nodeID: memberID, context: MemberContext(requestID: id, url: url).encoded())
-    submit(.confChange(.v1(cc)), requestID: id, done: done)
+    submit(.confChange(.v1(cc)), requestID: id, done: whenConfigured(memberID, present: true, done))
   }
 
-  /// Removes member `memberID`; `done` once the change is applied here.
+  /// Removes member `memberID`; `done` once this member's Raft has the new configuration.
   public func removeMember(_ memberID: UInt64, done: @escaping Done) {
     let id = nextRequestID()
     let cc = ConfChange(type: .removeNode, nodeID: memberID, context: MemberContext(requestID: id, url: "").encoded())
-    submit(.confChange(.v1(cc)), requestID: id, done: done)
+    submit(.confChange(.v1(cc)), requestID: id, done: whenConfigured(memberID, present: false, done))
+  }
+
+  /// Wraps `done` so that a success waits until the run loop's configuration has (or, for a
+  /// removal, no longer has) `memberID`: the apply side sees a conf change before the run loop
+  /// applies it.
+  private func whenConfigured(_ memberID: UInt64, present: Bool, _ done: @escaping Done) -> Done {
+    let (node, loop) = (self.node, group.next())
+    return { result in
+      guard case .success(let index) = result else { return done(result) }
+      @Sendable func check(_ attempt: Int) {
+        node.status { st in
+          let members = st.config.voters.ids.union(st.config.learners)
+          if members.contains(memberID) == present || attempt >= 1_000 || node.id == memberID {
+            done(.success(index))
+          } else {
+            loop.scheduleTask(in: .milliseconds(1)) { check(attempt + 1) }
+          }
+        }
+      }
+      check(0)
+    }
   }
 
   /// Proposes through the leader: on the leader with the engine's tracking (a lost proposal
@@ -245,6 +267,8 @@ public final class RaftKVServer: KVService, Sendable {
     }
     once.onDone { timeout.cancel() }
     let context = withUnsafeBytes(of: nextRequestID().bigEndian) { Array($0) }
+    let node = self.node
+    once.onDone { node.cancelReadIndex(context: context) }
     node.readIndex(context: context) { [store] result in
       switch result {
       case .success(let index): store.whenApplied(index) { once.call($0) }

@@ -58,6 +58,8 @@ final class SimNode {
   /// The op ids applied so far: a write applied twice (a duplicated MsgProp: Raft does not
   /// deduplicate proposals) takes effect once, as with client sessions (Raft thesis, 6.3).
   private(set) var appliedOps: Set<UInt64> = []
+  /// Set when Raft handed out an entry out of order (a violation the simulation reports).
+  var appliedOutOfOrder: String?
   /// A node was added since the last snapshot: the next one is taken at once (the engine's
   /// policy: a new member refuses a snapshot whose configuration does not have it).
   private var nodeAdded = false
@@ -81,8 +83,16 @@ final class SimNode {
   private(set) var written: [Message] = []
   /// MsgStorageApplys not yet applied.
   private(set) var applyQueue: [Message] = []
-  /// Responses on their way back to this node's run loop, in order.
-  private(set) var inbox: [Message] = []
+  /// What the run loop has yet to take, in order: responses, and (async mode) the conf changes
+  /// the apply worker applied, which the engine's run loop applies to Raft when it gets them.
+  enum InboxItem {
+    case step(Message)
+    case applyConfChange(AnyConfChange, index: UInt64)
+    /// The apply side took a snapshot: the run loop hands it to the append worker with the
+    /// configuration it has by then (the conf changes up to `index` came through first).
+    case snapshotTaken(index: UInt64, data: [UInt8])
+  }
+  private(set) var inbox: [InboxItem] = []
 
   /// Test hook (a bug on purpose): responses go out before the writes are synced.
   var skipsSync = false
@@ -186,7 +196,7 @@ final class SimNode {
         switch m.to {
         case localAppendThread: appendQueue.append(m)
         case localApplyThread: applyQueue.append(m)
-        case id: inbox.append(m)
+        case id: inbox.append(.step(m))
         default: remote.append(m)
         }
       }
@@ -195,10 +205,18 @@ final class SimNode {
     return true
   }
 
-  /// Steps the next response waiting in the inbox.
+  /// Takes the next item waiting in the inbox.
   func stepInbox() {
-    let m = inbox.removeFirst()
-    try? raw.step(m)
+    switch inbox.removeFirst() {
+    case .step(let m): try? raw.step(m)
+    case .applyConfChange(let cc, let index):
+      // As the engine's run loop: not below a snapshot Raft restored meanwhile.
+      if index >= raw.raft.raftLog.firstIndex() { confState = raw.applyConfChange(cc) }
+    case .snapshotTaken(let index, let data):
+      if let c = compaction, c.index >= index { return }
+      compaction = (index, data, confState)
+      compactionBehind = appendQueue.count
+    }
   }
 
   /// Steps a message from the network (refused ones are dropped, as the engine does).
@@ -267,7 +285,7 @@ final class SimNode {
   private func deliver(_ responses: [Message], _ send: ([Message]) -> Void) {
     var remote: [Message] = []
     for r in responses {
-      if r.to == id { inbox.append(r) } else { remote.append(r) }
+      if r.to == id { inbox.append(.step(r)) } else { remote.append(r) }
     }
     if !remote.isEmpty { send(remote) }
   }
@@ -284,14 +302,24 @@ final class SimNode {
   // MARK: The state machine
 
   private func apply(_ entries: [Entry], _ onApply: (SimNode, Entry) -> Void) throws {
-    for e in entries where e.index > applied {
-      precondition(e.index == applied + 1, "SimNode \(id): applying \(e.index) after \(applied)")
+    for e in entries {
+      // Raft never hands out an entry twice or with a gap; the simulation checks it.
+      guard e.index == applied + 1 else {
+        appliedOutOfOrder = appliedOutOfOrder ?? "node \(id) was handed entry \(e.index) to apply after \(applied)"
+        return
+      }
       switch e.type {
       case .normal:
         if let c = SimCommand(e.data), appliedOps.insert(c.opID).inserted { kv[c.key] = c.value }
       case .confChange, .confChangeV2:
         if let cc = try e.decodedConfChange() {
-          confState = raw.applyConfChange(cc)
+          // Sync mode: the run loop applies it here. Async mode: it goes back through the
+          // inbox, ahead of the apply's responses, as the engine's apply worker hands it back.
+          if mode == .sync {
+            confState = raw.applyConfChange(cc)
+          } else {
+            inbox.append(.applyConfChange(cc, index: e.index))
+          }
           for c in cc.asV2.changes where c.type == .removeNode { disk.removedMembers.insert(c.nodeID) }
           if cc.asV2.changes.contains(where: { $0.type == .addNode || $0.type == .addLearnerNode }) { nodeAdded = true }
         }
@@ -315,9 +343,7 @@ final class SimNode {
     case .sync:
       try saveSnapshot(applied, data, confState)
     case .async:
-      if let c = compaction, c.index >= applied { return }
-      compaction = (applied, data, confState)
-      compactionBehind = appendQueue.count
+      inbox.append(.snapshotTaken(index: applied, data: data))
     }
   }
 

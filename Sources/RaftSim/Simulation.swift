@@ -218,7 +218,9 @@ public final class Simulation {
     for m in messages {
       if m.type == .msgSnap {
         result.snapshotsSent += 1
-        if trace { print("step \(step): send snapshot \(m.from)->\(m.to) at \(m.snapshot!.metadata.index) term \(m.term)") }
+        if trace {
+          print("step \(step): send snapshot \(m.from)->\(m.to) at \(m.snapshot!.metadata.index) term \(m.term)")
+        }
       }
       network.send(m, at: step, &rng)
     }
@@ -339,7 +341,7 @@ public final class Simulation {
   private func expireOperations() {
     for (opID, p) in pendingPuts where p.deadline <= step { pendingPuts[opID] = nil }
     for (ctx, r) in pendingReads.sorted(by: { $0.key < $1.key }) where r.deadline <= step {
-        dropRead(ctx, r.op)
+      dropRead(ctx, r.op)
     }
     for (ctx, r) in pendingReads.sorted(by: { $0.key < $1.key }) {
       guard let index = r.index, let n = nodes[r.node], n.up, n.applied >= index else { continue }
@@ -358,7 +360,8 @@ public final class Simulation {
   func applied(_ n: SimNode, _ e: Entry) {
     if let known = appliedEntries[e.index] {
       if known != e {
-        pendingViolation = pendingViolation
+        pendingViolation =
+          pendingViolation
           ?? "node \(n.id) applied \(describe(e)) at index \(e.index) where \(describe(known)) was applied"
       }
     } else {
@@ -385,6 +388,9 @@ public final class Simulation {
   /// the commit terms of the indexes leaders commit.
   private func checkLeaders() throws {
     if let v = pendingViolation { throw violation(v) }
+    for id in nodes.keys.sorted() {
+      if let v = nodes[id]!.appliedOutOfOrder { throw violation(v) }
+    }
     for id in nodes.keys.sorted() {
       let n = nodes[id]!
       guard n.up else { continue }
@@ -500,7 +506,8 @@ public final class Simulation {
       guard n.up else { return "\(id): down" }
       let st = n.raw.basicStatus()
       let removed = n.disk.removedMembers.isEmpty ? "" : " removed \(n.disk.removedMembers.sorted())"
-      return "\(id): \(st.softState.raftState) term \(st.hardState.term) commit \(st.hardState.commit) applied \(n.applied)"
+      return
+        "\(id): \(st.softState.raftState) term \(st.hardState.term) commit \(st.hardState.commit) applied \(n.applied)"
         + removed
     }
     var progress = ""
@@ -508,7 +515,8 @@ public final class Simulation {
       let log = l.raw.raft.raftLog
       progress = "; leader's committed entry has term \((try? log.term(log.committed)) ?? 0)"
       progress += "; leader \(l.id) config \(l.confState.voters)/\(l.confState.learners), progress: "
-      progress += l.raw.status().progress.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+      progress += l.raw.status().progress.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(
+        separator: ", ")
     }
     return states.joined(separator: "; ") + progress
   }
@@ -539,13 +547,23 @@ public final class Simulation {
     for n in ms where n.kv != leader.kv {
       throw violation("node \(n.id) applied a different state than the leader \(leader.id) (\(n.kv) vs \(leader.kv))")
     }
-    for (opID, index) in acknowledged.sorted(by: { $0.key < $1.key }) {
-      guard let e = appliedEntries[index], let c = SimCommand(e.data), c.opID == opID else {
-        throw violation("the acknowledged write \(opID) is not the entry at its index \(index)")
-      }
-      for n in ms where n.applied < index {
-        throw violation("node \(n.id) stopped at \(n.applied), before the acknowledged write at \(index)")
-      }
+    // The state every member must hold: the applied entries replayed in index order, each write
+    // once. Every acknowledged write is in it, and its effect is what the members hold.
+    var expected: [UInt64: UInt64] = [:]
+    var seen: Set<UInt64> = []
+    let last = appliedEntries.keys.max() ?? 0
+    guard last == leader.applied, appliedEntries.count == Int(last) else {
+      throw violation(
+        "the applied entries are not 1...\(leader.applied) (\(appliedEntries.count) of them up to \(last))")
+    }
+    for i in UInt64(1)...max(last, 1) where last > 0 {
+      if let c = SimCommand(appliedEntries[i]!.data), seen.insert(c.opID).inserted { expected[c.key] = c.value }
+    }
+    for (opID, index) in acknowledged.sorted(by: { $0.key < $1.key }) where !seen.contains(opID) {
+      throw violation("the acknowledged write \(opID) (applied at \(index)) is not in the log")
+    }
+    for n in ms + [leader] where n.kv != expected {
+      throw violation("node \(n.id) holds \(n.kv), not the replayed log's \(expected)")
     }
     let ops = history.filter { $0.returned != .max }
     if let (key, bad) = LinearizabilityChecker.check(ops) {

@@ -20,6 +20,9 @@ import Raft
   /// Whether a peer was removed from the cluster: its connections are refused (etcd's rafthttp
   /// does the same), so that a removed member that never learned it cannot disrupt the others.
   private let isRemoved: @Sendable (UInt64) -> Bool
+  /// Whether a node id is a peer of this node (others are refused at their hello: a connection
+  /// from a stranger buffers nothing).
+  private let isKnown: @Sendable (UInt64) -> Bool
   /// The dialler's id, once its hello arrived.
   private var remoteID: UInt64?
   /// The snapshot stream being received: its id, its MsgSnap (data still empty), the data so
@@ -28,9 +31,11 @@ import Raft
 
   @_spi(Testing) public init(
     localID: UInt64, options: TCPTransportOptions, delegate: TransportDelegate, logger: Logger,
-    isRemoved: @escaping @Sendable (UInt64) -> Bool = { _ in false }
+    isRemoved: @escaping @Sendable (UInt64) -> Bool = { _ in false },
+    isKnown: @escaping @Sendable (UInt64) -> Bool = { _ in true }
   ) {
     self.isRemoved = isRemoved
+    self.isKnown = isKnown
     self.localID = localID
     self.options = options
     self.delegate = delegate
@@ -69,6 +74,7 @@ import Raft
       guard from != noNode, from != localID, from != localAppendThread, from != localApplyThread else {
         throw FrameError.protocolViolation("hello from invalid node id \(from)")
       }
+      guard isKnown(from) else { throw FrameError.protocolViolation("hello from node \(from), which is not a peer") }
       remoteID = from
       return
     }
@@ -96,9 +102,8 @@ import Raft
       guard m.to == localID, m.from == from else {
         throw FrameError.protocolViolation("snapshot from \(m.from) to \(m.to) on the stream from \(from)")
       }
-      var data: [UInt8] = []
-      data.reserveCapacity(Int(total))
-      assembling = (id, m, data, Int(total))
+      // The buffer grows with the chunks that arrive, not with what the header announces.
+      assembling = (id, m, [], Int(total))
     case .snapshotChunk:
       let id = try body.readUInt64("stream id")
       guard var a = assembling, a.id == id else {

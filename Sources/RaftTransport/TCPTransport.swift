@@ -15,7 +15,8 @@ import Synchronization
 /// `send` never blocks: messages go into a bounded queue per peer; when the queue is full, or
 /// the peer is not connected, they are dropped and the peer is reported unreachable (Raft
 /// resends). Lost connections are redialled with exponential backoff. Peers can be added and
-/// removed while running. Bytes that do not parse close the connection with a log line.
+/// removed while running; a connection from a node that is not a peer, or was removed, is
+/// refused. Bytes that do not parse close the connection with a log line.
 public final class TCPTransport: Transport, @unchecked Sendable {
   /// This node's id.
   public let id: UInt64
@@ -82,7 +83,8 @@ public final class TCPTransport: Transport, @unchecked Sendable {
             ByteToMessageHandler(FrameDecoder(frameBytesMax: options.frameBytesMax)),
             InboundConnectionHandler(
               localID: localID, options: options, delegate: delegate, logger: logger,
-              isRemoved: { [weak self] id in self?.state.withLock { $0.removed.contains(id) } ?? true }))
+              isRemoved: { [weak self] id in self?.state.withLock { $0.removed.contains(id) } ?? true },
+              isKnown: { [weak self] id in self?.state.withLock { $0.addresses[id] != nil } ?? false }))
         }
       }
       .bind(host: listenAddress.host, port: listenAddress.port).wait()

@@ -113,6 +113,7 @@ final class TCPTransportTests: XCTestCase {
       b.shutdown()
     }
     a.addPeer(2, address: address(b))
+    b.addPeer(1, address: address(a))
     XCTAssertTrue(connected(a, to: 2, rb))
     var data = [UInt8](repeating: 0, count: 3 << 20 + 123)
     for i in data.indices { data[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 9) }
@@ -187,6 +188,7 @@ final class TCPTransportTests: XCTestCase {
     let rb = Recorder()
     let b = try makeTransport(2, rb)
     defer { b.shutdown() }
+    b.addPeer(1, address: PeerAddress(host: "127.0.0.1", port: 1))  // node 1 is a peer of node 2
     func frame(_ kind: UInt8, version: UInt8 = 1, _ body: [UInt8]) -> [UInt8] {
       var out: [UInt8] = []
       let n = UInt32(body.count + 2)
@@ -203,6 +205,10 @@ final class TCPTransportTests: XCTestCase {
       ("messages before hello", frame(2, RaftCodec.encodeMessages([heartbeat(1, 2, commit: 1)]))),
       ("hello to another node", frame(1, u64(1) + u64(3))),
       ("hello from a local thread id", frame(1, u64(localAppendThread) + u64(2))),
+      (
+        "hello from a node that is not a peer",
+        frame(1, u64(7) + u64(2)) + frame(2, RaftCodec.encodeMessages([heartbeat(7, 2, commit: 1)]))
+      ),
       ("bad codec bytes", hello + frame(2, [1, 5, 0xff, 0xff])),
       ("a message claiming another sender", hello + frame(2, RaftCodec.encodeMessages([heartbeat(3, 2, commit: 1)]))),
       (
@@ -233,6 +239,7 @@ final class TCPTransportTests: XCTestCase {
     // The transport still serves well-behaved peers.
     let a = try makeTransport(1, Recorder())
     defer { a.shutdown() }
+    b.addPeer(1, address: address(a))
     a.addPeer(2, address: address(b))
     XCTAssertTrue(connected(a, to: 2, rb))
   }
@@ -245,6 +252,7 @@ final class TCPTransportTests: XCTestCase {
     defer { a.shutdown() }
     var b = try makeTransport(2, rb, options: options)
     let port = b.localPort!
+    b.addPeer(1, address: address(a))
     a.addPeer(2, address: address(b))
     XCTAssertTrue(
       rb.wait { _ in
@@ -255,6 +263,7 @@ final class TCPTransportTests: XCTestCase {
     let rb2 = Recorder()
     b = try makeTransport(2, rb2, options: options, port: port)
     defer { b.shutdown() }
+    b.addPeer(1, address: address(a))
     XCTAssertTrue(
       rb2.wait { _ in
         a.send([self.heartbeat(1, 2, commit: 2)])
@@ -269,7 +278,6 @@ final class TCPTransportTests: XCTestCase {
     usleep(200_000)
     XCTAssertEqual(rb2.count, before)
     // A removed peer's own messages are refused too (it may not know it was removed).
-    b.addPeer(1, address: address(a))
     let beforeA = ra.count
     for _ in 0..<20 {
       b.send([Message(type: .msgVote, to: 1, from: 2, term: 9)])

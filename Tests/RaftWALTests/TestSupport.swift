@@ -95,4 +95,3 @@ func writeFile(_ path: String, _ bytes: [UInt8]) {
 func forEachIO(_ body: (TestIO) throws -> Void) rethrows {
   for io in TestIO.all { try body(io) }
 }
-

@@ -1,11 +1,11 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import RaftSim
 
 #if canImport(Glibc)
   import Glibc
 #endif
-import RaftSim
 
 extension SimMode: ExpressibleByArgument {}
 
@@ -34,9 +34,13 @@ struct RaftSimCommand: ParsableCommand {
   var mode: SimMode?
   @Flag(help: "Print one line per seed, not only the failing ones.")
   var verbose = false
-  @Flag(help: ArgumentHelp("Inject a bug on purpose (responses before the sync), to see the checks catch it.", visibility: .hidden))
+  @Flag(
+    help: ArgumentHelp(
+      "Inject a bug on purpose (responses before the sync), to see the checks catch it.", visibility: .hidden))
   var injectAckBeforeSync = false
-  @Flag(help: ArgumentHelp("Inject a bug on purpose (reads without ReadIndex), to see the checks catch it.", visibility: .hidden))
+  @Flag(
+    help: ArgumentHelp(
+      "Inject a bug on purpose (reads without ReadIndex), to see the checks catch it.", visibility: .hidden))
   var injectStaleReads = false
 
   func validate() throws {
