@@ -57,8 +57,6 @@ struct SimDisk {
   /// Written, not yet synced, oldest first.
   private(set) var pending: [Write] = []
 
-  var hasPending: Bool { !pending.isEmpty }
-
   /// The hard state as the disk will have it once the pending writes are synced.
   var latestHardState: HardState {
     pending.last(where: { $0.hardState != nil })?.hardState ?? hardState

@@ -34,7 +34,6 @@ final class SimNetwork {
   }
 
   var isPartitioned: Bool { side != nil }
-  var isEmpty: Bool { inFlight.isEmpty }
 
   /// Cuts the nodes in `side` off from the others.
   func partition(_ side: Set<UInt64>) { self.side = side }
