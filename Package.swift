@@ -90,7 +90,8 @@ let package = Package(
     .executableTarget(
       name: "raft-bench",
       dependencies: [
-        "RaftWAL", "RaftEngine", "RaftEngineOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "RaftWAL", "RaftEngine", "RaftEngineOptions", "RaftKV",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
       ],
       path: "tools/raft-bench",

@@ -44,6 +44,8 @@ public final class InMemoryNetwork: @unchecked Sendable {
     var defaultDropRate = 0.0
     var delay: [Pair: UInt64] = [:]
     var defaultDelay: UInt64 = 0
+    /// Each message's delay gains a uniform random part in `0...jitter` nanoseconds.
+    var jitter: UInt64 = 0
     /// The latest delivery time given to a delayed message of each pair.
     var lastDelayedAt: [Pair: UInt64] = [:]
     /// Messages of each pair waiting in the courier's queue: while any is, later ones queue too.
@@ -131,6 +133,13 @@ public final class InMemoryNetwork: @unchecked Sendable {
     startCourier()
   }
 
+  /// Adds a uniform random part in `0...nanoseconds` to every message's delay. Messages of one
+  /// pair still arrive in the order they were sent.
+  public func setJitter(_ nanoseconds: UInt64) {
+    mutex.withLock { $0.jitter = nanoseconds }
+    if nanoseconds > 0 { startCourier() }
+  }
+
   /// What the network has done so far.
   public var stats: Stats { mutex.withLock { $0.stats } }
 
@@ -167,7 +176,8 @@ public final class InMemoryNetwork: @unchecked Sendable {
           state.stats.dropped += 1
           continue
         }
-        let delay = state.delay[pair] ?? state.defaultDelay
+        var delay = state.delay[pair] ?? state.defaultDelay
+        if state.jitter > 0 { delay &+= UInt64(state.nextRandom() * Double(state.jitter + 1)) }
         let queuedBehind = (state.delayedCount[pair] ?? 0) > 0
         if delay > 0 || queuedBehind {
           let at = max(time &+ delay, state.lastDelayedAt[pair] ?? 0)

@@ -121,13 +121,18 @@ final class KVStore: StateMachine, Sendable {
       logger.error("skipping an entry that is not a command", metadata: ["index": "\(index)", "error": "\(error)"])
       return
     }
+    store(command.op, key: command.key, value: command.value)
+    complete(command.requestID, index: index)
+  }
+
+  /// The write of one command to the map.
+  func store(_ op: KVCommand.Op, key: [UInt8], value: [UInt8]) {
     state.withLock { s in
-      switch command.op {
-      case .put: s.data[command.key] = command.value
-      case .delete: s.data.removeValue(forKey: command.key)
+      switch op {
+      case .put: s.data[key] = value
+      case .delete: s.data.removeValue(forKey: key)
       }
     }
-    complete(command.requestID, index: index)
   }
 
   func applyConfChange(_ change: AnyConfChange, index: UInt64, term: UInt64) {

@@ -21,9 +21,16 @@ final class RaftBenchCLITests: XCTestCase {
       (["--ready-handling", "maybe"], "--ready-handling"),
       (["--duration", "1", "--count", "10"], "--count"),
       (["--payload", "-1"], "--payload"),
-      (["--dir", "/nonexistent/raft-bench"], "--dir"),
       (["--batch-max-entries", "0"], "batchEntriesMax"),
       (["--bogus"], "--bogus"),
+      (["--net-delay-us", "-1"], "--net-delay-us"),
+      (["--net-delay-us", "soon"], "--net-delay-us"),
+      (["--net-jitter-us", "20000000"], "--net-jitter-us"),
+      (["--state-machine", "sqlite"], "--state-machine"),
+      (["--key-space", "0"], "--key-space"),
+      (["--batch", "0"], "--batch"),
+      (["--rate", "-5"], "--rate"),
+      (["--dir", "/proc/raft-bench"], "--dir"),
     ]
     for (args, mention) in cases {
       let r = try raftBench(args)
@@ -47,7 +54,8 @@ final class RaftBenchCLITests: XCTestCase {
       let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
       for key in [
         "ready_handling", "nodes", "payload", "clients", "entries_per_sec", "bytes_per_sec", "latency_us", "fsyncs",
-        "entries_per_fsync", "cpu_user_s", "cpu_sys_s",
+        "entries_per_fsync", "cpu_user_s", "cpu_sys_s", "cpu_us_per_entry", "net_delay_us", "state_machine", "batch",
+        "rate",
       ] {
         XCTAssertNotNil(object[key], "\(key) missing in \(line)")
       }
@@ -87,5 +95,41 @@ final class RaftBenchCLITests: XCTestCase {
     XCTAssertTrue(r.stdout.contains("sync 1 node 2 clients"), r.stdout)
     XCTAssertTrue(r.stdout.contains("async 1 node 2 clients"), r.stdout)
     XCTAssertTrue(r.stdout.contains("async / sync:"), r.stdout)
+  }
+
+  func testDirIsCreatedWhenMissing() throws {
+    let dir = try scratch() + "/not/yet/there"
+    let r = try raftBench([
+      "--ready-handling", "async", "--nodes", "1", "--clients", "2", "--count", "50", "--warmup", "0", "--no-floor",
+      "--fsync", "none", "--json", "--dir", dir,
+    ])
+    XCTAssertEqual(r.status, 0, r.stderr)
+    var isDirectory: ObjCBool = false
+    XCTAssertTrue(FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory) && isDirectory.boolValue)
+  }
+
+  /// The knobs of "where asynchronous writes pay" reach the run and its JSON line: network delay,
+  /// the kv state machine, batches per call, and an open loop.
+  func testNetworkDelayStateMachineBatchAndRateReachTheRun() throws {
+    let r = try raftBench([
+      "--ready-handling", "async", "--nodes", "3", "--net-delay-us", "500", "--net-jitter-us", "100", "--state-machine",
+      "kv", "--key-space", "10", "--batch", "4", "--rate", "400", "--duration", "0.5", "--warmup", "0.2", "--no-floor",
+      "--fsync", "none", "--json", "--dir", try scratch(),
+    ])
+    XCTAssertEqual(r.status, 0, r.stderr)
+    let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+    XCTAssertEqual(object["net_delay_us"] as? Int, 500)
+    XCTAssertEqual(object["state_machine"] as? String, "kv")
+    XCTAssertEqual(object["batch"] as? Int, 4)
+    XCTAssertEqual(object["rate"] as? Int, 400)
+    let entries = try XCTUnwrap(object["entries"] as? Int)
+    XCTAssertEqual(entries % 4, 0, "whole batches are counted: \(entries)")
+    // 400 calls/s of 4 entries for 0.5 s: about 800 entries, whatever the latency (open loop).
+    XCTAssertGreaterThan(entries, 400)
+    XCTAssertLessThan(entries, 1600)
+    // A one-way delay of 500 us (+ up to 100 us) makes every commit wait for at least one round trip.
+    let latency = try XCTUnwrap(object["latency_us"] as? [String: Double])
+    XCTAssertGreaterThan(try XCTUnwrap(latency["p50"]), 1000)
+    XCTAssertGreaterThan(try XCTUnwrap(object["cpu_us_per_entry"] as? Double), 0)
   }
 }

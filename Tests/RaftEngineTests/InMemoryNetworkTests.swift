@@ -40,6 +40,20 @@ final class InMemoryNetworkTests: XCTestCase {
     XCTAssertEqual(net.stats, .init(sent: 4, delivered: 4, dropped: 0))
   }
 
+  func testJitterDelaysButNeverReordersAPair() {
+    let net = InMemoryNetwork(seed: 7)
+    defer { net.shutdown() }
+    let inboxes = Inboxes()
+    for id: UInt64 in 1...2 { net.register(id, sink: inboxes.sink(id)) }
+    net.setDelay(1_000_000)
+    net.setJitter(2_000_000)
+    let start = Date()
+    for k: UInt64 in 1...200 { net.transport(for: 1).send([msg(1, 2, k)]) }
+    waitUntil { inboxes.of(2).count == 200 }
+    XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(start), 0.001, "nothing arrives before the base delay")
+    XCTAssertEqual(inboxes.of(2).map(\.index), Array(1...200), "jitter never reorders one pair")
+  }
+
   func testPartitionsIsolationAndHealing() {
     let net = InMemoryNetwork()
     let inboxes = Inboxes()

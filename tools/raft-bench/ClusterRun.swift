@@ -4,6 +4,7 @@ import Histogram
 import Raft
 import RaftEngine
 import RaftEngineOptions
+import RaftKV
 import RaftWAL
 import Synchronization
 
@@ -24,8 +25,36 @@ struct RunPlan {
   var warmupSeconds: Double
   /// The sweep table this configuration belongs to (nil outside a sweep).
   var section: String? = nil
+  /// One-way delay of every message, and its uniform jitter, in microseconds.
+  var netDelayUs = 0
+  var netJitterUs = 0
+  var stateMachine = StateMachineChoice.null
+  var keySpace = 100_000
+  /// Entries per propose call.
+  var batch = 1
+  /// Propose calls per second in total (0: closed loop, `clients` proposals in flight).
+  var rate = 0
 
-  var label: String { "\(mode) \(nodes) node\(nodes == 1 ? "" : "s") \(clients) client\(clients == 1 ? "" : "s")" }
+  var label: String {
+    var s = "\(mode) \(nodes) node\(nodes == 1 ? "" : "s") "
+    s += rate > 0 ? "\(grouped(Double(rate)))/s" : "\(clients) client\(clients == 1 ? "" : "s")"
+    if batch > 1 { s += " x\(batch)" }
+    if netDelayUs > 0 || netJitterUs > 0 { s += " +\(netDelayUs)us" }
+    if stateMachine != .null { s += " \(stateMachine)" }
+    return s
+  }
+
+  /// The floor's batch for this configuration: what one fsync carries at most when every client's
+  /// proposal rides in it.
+  var floorBatch: Int { rate > 0 ? batch : clients * batch }
+
+  /// Whether `other` is the same configuration but for the Ready handling.
+  func matches(_ other: RunPlan) -> Bool {
+    nodes == other.nodes && clients == other.clients && section == other.section
+      && knobs.batchMaxEntries == other.knobs.batchMaxEntries && knobs.batchLingerUs == other.knobs.batchLingerUs
+      && netDelayUs == other.netDelayUs && netJitterUs == other.netJitterUs && stateMachine == other.stateMachine
+      && batch == other.batch && rate == other.rate && payload == other.payload
+  }
 }
 
 /// What one configuration measured.
@@ -40,6 +69,11 @@ struct RunOutcome {
   var fsyncs: UInt64
   var walEntries: UInt64
   var cpu: CPUTime
+  /// Propose calls that failed in the measured window (refused, dropped, busy).
+  var failures: Int
+
+  /// CPU seconds (user + system, the whole process) per acknowledged entry, in microseconds.
+  var cpuMicrosecondsPerEntry: Double { entries > 0 ? (cpu.user + cpu.system) / Double(entries) * 1e6 : 0 }
 
   var entriesPerSecond: Double { seconds > 0 ? Double(entries) / seconds : 0 }
   var bytesPerSecond: Double { entriesPerSecond * Double(plan.payload) }
@@ -80,6 +114,8 @@ final class NullStateMachine: StateMachine, Sendable {
 func runCluster(_ plan: RunPlan, root: String, progress: Progress) throws -> RunOutcome {
   let network = InMemoryNetwork()
   defer { network.shutdown() }
+  if plan.netDelayUs > 0 { network.setDelay(UInt64(plan.netDelayUs) * 1000) }
+  if plan.netJitterUs > 0 { network.setJitter(UInt64(plan.netJitterUs) * 1000) }
   let ids = (1...UInt64(plan.nodes)).map { $0 }
   var cluster: [UInt64: Node] = [:]
   defer { for n in cluster.values { n.stop() } }
@@ -89,7 +125,12 @@ func runCluster(_ plan: RunPlan, root: String, progress: Progress) throws -> Run
     plan.knobs.configure(&c, payload: plan.payload)
     c.snapshotEntries = 0  // the benchmark measures the write path, not snapshots
     c.logger.logLevel = .warning
-    let node = try Node(configuration: c, stateMachine: NullStateMachine(), transport: network.transport(for: id))
+    let machine: StateMachine =
+      switch plan.stateMachine {
+      case .null: NullStateMachine()
+      case .kv: KVBenchmarkStateMachine(keySpace: plan.keySpace)
+      }
+    let node = try Node(configuration: c, stateMachine: machine, transport: network.transport(for: id))
     network.register(id, sink: node.sink)
     cluster[id] = node
     node.start()
@@ -112,47 +153,11 @@ func runCluster(_ plan: RunPlan, root: String, progress: Progress) throws -> Run
   }
   guard let leader else { throw BenchError("\(plan.label): no leader elected within 10 s") }
 
-  struct Shared {
-    var done: UInt64 = 0
-    var measuring = false
-    var latency = makeLatencyHistogram()
-    var failures = 0
-    var lastFailure: EngineError?
-  }
-  let data = [UInt8](repeating: 0x5A, count: plan.payload)
-  let shared = Mutex(Shared())
-  let running = Atomic<Bool>(true)
-  let clientsDone = DispatchGroup()
-  @Sendable func client(_ started: UInt64) {
-    leader.propose(data) { result in
-      let now = monotonicNanoseconds()
-      shared.withLock { s in
-        switch result {
-        case .success:
-          if s.measuring {
-            s.done += 1
-            s.latency.record(now - started)
-          }
-        case .failure(let e):
-          s.failures += 1
-          s.lastFailure = e
-        }
-      }
-      if running.load(ordering: .relaxed) {
-        if case .failure = result {
-          // A refused proposal completes at once: retry later, not on this stack.
-          DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(1)) { client(monotonicNanoseconds()) }
-        } else {
-          client(now)
-        }
-      } else {
-        clientsDone.leave()
-      }
-    }
-  }
-  for _ in 0..<plan.clients {
-    clientsDone.enter()
-    client(monotonicNanoseconds())
+  let load = Load(leader: leader, plan: plan)
+  if plan.rate > 0 {
+    load.startOpenLoop()
+  } else {
+    for _ in 0..<plan.clients { load.closedLoopClient(monotonicNanoseconds()) }
   }
 
   progress.phase(plan.label + ": warming up")
@@ -160,14 +165,14 @@ func runCluster(_ plan: RunPlan, root: String, progress: Progress) throws -> Run
   let wal = leader.storage.wal
   let statsBefore = (wal.stats.syncs, wal.stats.entries)
   let cpuBefore = CPUTime.now()
-  shared.withLock { $0.measuring = true }
+  load.shared.withLock { $0.measuring = true }
   let t0 = monotonicNanoseconds()
   let end = t0 + UInt64(plan.durationSeconds * 1e9)
   var lastReport = (at: t0, done: UInt64(0))
   while true {
     usleep(50_000)
     let now = monotonicNanoseconds()
-    let done = shared.withLock { $0.done }
+    let done = load.shared.withLock { $0.done }
     if let count = plan.count {
       if done >= UInt64(count) { break }
     } else if now >= end {
@@ -183,16 +188,15 @@ func runCluster(_ plan: RunPlan, root: String, progress: Progress) throws -> Run
       lastReport = (now, done)
     }
   }
-  let (entries, latency, failures, lastFailure) = shared.withLock { s in
+  let (entries, latency, failures, lastFailure) = load.shared.withLock { s in
     s.measuring = false
-    return (s.done, s.latency, s.failures, s.lastFailure)
+    return (s.done, s.latency, s.failuresMeasured, s.lastFailure)
   }
   let seconds = Double(monotonicNanoseconds() - t0) / 1e9
   let cpu = CPUTime.now() - cpuBefore
   let fsyncs = wal.stats.syncs - statsBefore.0
   let walEntries = wal.stats.entries - statsBefore.1
-  running.store(false, ordering: .relaxed)
-  if clientsDone.wait(timeout: .now() + 30) == .timedOut {
+  if !load.stop(timeoutSeconds: 30) {
     throw BenchError("\(plan.label): proposals still unanswered 30 s after the clients stopped")
   }
   if entries == 0 {
@@ -200,7 +204,8 @@ func runCluster(_ plan: RunPlan, root: String, progress: Progress) throws -> Run
       "\(plan.label): no proposal was acknowledged (\(failures) failed, last: \(String(describing: lastFailure)))")
   }
   return RunOutcome(
-    plan: plan, entries: entries, seconds: seconds, latency: latency, fsyncs: fsyncs, walEntries: walEntries, cpu: cpu)
+    plan: plan, entries: entries, seconds: seconds, latency: latency, fsyncs: fsyncs, walEntries: walEntries, cpu: cpu,
+    failures: failures)
 }
 
 /// What the floor measured: one write + fdatasync of `entriesPerBatch` payloads at a time.

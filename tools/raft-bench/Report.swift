@@ -37,14 +37,25 @@ struct Report {
     var batch_linger_us: Int
     /// Entries/s over the floor's for the same batch size (nil without a floor).
     var of_floor: Double?
+    /// (user + sys) CPU seconds of the whole process per acknowledged entry, in microseconds.
+    var cpu_us_per_entry: Double
+    var net_delay_us: Int
+    var net_jitter_us: Int
+    var state_machine: String
+    /// Entries per propose call.
+    var batch: Int
+    /// Open-loop propose calls per second (0: closed loop).
+    var rate: Int
+    /// Propose calls that failed in the measured window.
+    var failures: Int
   }
 
-  private static let columnWidths = [30, 11, 7, 8, 8, 8, 9, 9, 9, 9, 7, 7, 8]
+  private static let columnWidths = [36, 11, 7, 8, 8, 8, 9, 9, 9, 9, 7, 7, 7, 8]
 
   func columns() -> String {
     row([
       "configuration", "entries/s", "MB/s", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us", "fsyncs/s",
-      "ent/fsync", "usr s", "sys s", "of floor",
+      "ent/fsync", "usr s", "sys s", "cpu/e", "of floor",
     ])
   }
 
@@ -77,7 +88,10 @@ struct Report {
         entries_per_fsync: o.entriesPerFsync, cpu_user_s: o.cpu.user, cpu_sys_s: o.cpu.system, io: k.io.rawValue,
         fsync: k.fsync.rawValue, batch_max_entries: k.batchMaxEntries, batch_max_bytes: k.batchMaxBytes,
         batch_linger_us: k.batchLingerUs,
-        of_floor: floor.map { o.entriesPerSecond / max($0.entriesPerSecond, 1e-9) })
+        of_floor: floor.map { o.entriesPerSecond / max($0.entriesPerSecond, 1e-9) },
+        cpu_us_per_entry: o.cpuMicrosecondsPerEntry, net_delay_us: o.plan.netDelayUs,
+        net_jitter_us: o.plan.netJitterUs, state_machine: o.plan.stateMachine.rawValue, batch: o.plan.batch,
+        rate: o.plan.rate, failures: o.failures)
     case .floor(let f):
       let eps = f.entriesPerSecond
       label = "floor \(f.entriesPerBatch) x \(f.payload) B"
@@ -88,7 +102,9 @@ struct Report {
         fsyncs_per_sec: f.seconds > 0 ? Double(f.fsyncs) / f.seconds : 0,
         entries_per_fsync: f.fsyncs > 0 ? Double(f.entries) / Double(f.fsyncs) : 0, cpu_user_s: f.cpu.user,
         cpu_sys_s: f.cpu.system, io: "posix", fsync: f.fsync.rawValue, batch_max_entries: f.entriesPerBatch,
-        batch_max_bytes: f.entriesPerBatch * f.payload, batch_linger_us: 0, of_floor: 1)
+        batch_max_bytes: f.entriesPerBatch * f.payload, batch_linger_us: 0, of_floor: 1,
+        cpu_us_per_entry: f.entries > 0 ? (f.cpu.user + f.cpu.system) / Double(f.entries) * 1e6 : 0, net_delay_us: 0,
+        net_jitter_us: 0, state_machine: "none", batch: f.entriesPerBatch, rate: 0, failures: 0)
     }
     if !json {
       print(
@@ -97,7 +113,7 @@ struct Report {
           fixed(line.latency_us.p90, 0), fixed(line.latency_us.p99, 0), fixed(line.latency_us.p999, 0),
           fixed(line.latency_us.max, 0), grouped(line.fsyncs_per_sec),
           line.fsyncs > 0 ? fixed(line.entries_per_fsync, 1) : "-", fixed(line.cpu_user_s, 2),
-          fixed(line.cpu_sys_s, 2), line.of_floor.map { fixed($0, 2) } ?? "-",
+          fixed(line.cpu_sys_s, 2), fixed(line.cpu_us_per_entry, 2), line.of_floor.map { fixed($0, 2) } ?? "-",
         ]))
     }
     if json {
@@ -114,46 +130,74 @@ struct Report {
   func comparisons(_ outcomes: [RunOutcome]) {
     var printed = false
     for a in outcomes where a.plan.mode == .async {
-      guard
-        let s = outcomes.first(where: {
-          $0.plan.mode == .sync && $0.plan.nodes == a.plan.nodes && $0.plan.clients == a.plan.clients
-            && $0.plan.section == a.plan.section && $0.plan.knobs.batchMaxEntries == a.plan.knobs.batchMaxEntries
-            && $0.plan.knobs.batchLingerUs == a.plan.knobs.batchLingerUs
-        })
-      else { continue }
+      guard let s = outcomes.first(where: { $0.plan.mode == .sync && $0.plan.matches(a.plan) }) else { continue }
       if !printed {
         print("async / sync:")
         printed = true
       }
-      let label = "\(a.plan.nodes) node\(a.plan.nodes == 1 ? "" : "s") \(a.plan.clients) clients"
+      var label = String(a.plan.label.dropFirst("async ".count))
+      if let section = a.plan.section, section.hasSuffix("--batch-max-entries") {
+        label += " batch<=\(a.plan.knobs.batchMaxEntries)"
+      } else if let section = a.plan.section, section.hasSuffix("--batch-linger-us") {
+        label += " linger \(a.plan.knobs.batchLingerUs)us"
+      }
       print(
-        "  \(pad(label, 28, left: true)) throughput \(fixed(a.entriesPerSecond / max(s.entriesPerSecond, 1e-9), 2))x,"
+        "  \(pad(label, 36, left: true)) throughput \(fixed(a.entriesPerSecond / max(s.entriesPerSecond, 1e-9), 2))x,"
           + " p50 \(fixed(Self.us(a.latency, 50) / max(Self.us(s.latency, 50), 1e-9), 2))x,"
-          + " p99 \(fixed(Self.us(a.latency, 99) / max(Self.us(s.latency, 99), 1e-9), 2))x")
+          + " p99 \(fixed(Self.us(a.latency, 99) / max(Self.us(s.latency, 99), 1e-9), 2))x,"
+          + " cpu/entry \(fixed(a.cpuMicrosecondsPerEntry, 2)) vs \(fixed(s.cpuMicrosecondsPerEntry, 2)) us")
     }
   }
 
-  /// The project's goals (issue 5), where this run measured what they need.
+  /// The write path's goals, where this run measured what they need.
   func goals(_ outcomes: [RunOutcome], floors: [Int: FloorOutcome]) {
     func find(_ mode: NodeConfiguration.ReadyHandling, _ nodes: Int, _ clients: Int) -> RunOutcome? {
-      outcomes.first { $0.plan.mode == mode && $0.plan.nodes == nodes && $0.plan.clients == clients }
+      outcomes.first {
+        $0.plan.mode == mode && $0.plan.nodes == nodes && $0.plan.clients == clients && $0.plan.rate == 0
+          && $0.plan.batch == 1
+      }
     }
+    func ratio(_ a: Double, _ b: Double) -> String { fixed(a / max(b, 1e-9), 2) }
     var lines: [String] = []
-    if let a = find(.async, 1, 256) {
+    if let a = find(.async, 1, 256), let s = find(.sync, 1, 256), a.plan.knobs.fsync == .none {
+      lines.append(
+        "fsync none, 1 node 256 clients: sync \(grouped(s.entriesPerSecond)) / async \(grouped(a.entriesPerSecond)) "
+          + "entries/s (goal 2,000,000), cpu/entry \(fixed(s.cpuMicrosecondsPerEntry, 2)) / "
+          + "\(fixed(a.cpuMicrosecondsPerEntry, 2)) us (goal 0.5), async \(ratio(a.entriesPerSecond, s.entriesPerSecond))x "
+          + "sync (goal 0.95)")
+    } else if let a = find(.async, 1, 256) {
       var s = "1 node async 256 clients: \(grouped(a.entriesPerSecond)) entries/s (goal 1,000,000)"
-      if let f = floors[256] { s += ", \(fixed(a.entriesPerSecond / f.entriesPerSecond, 2)) of the floor (goal 0.80)" }
+      if let f = floors[256] { s += ", \(ratio(a.entriesPerSecond, f.entriesPerSecond)) of the floor (goal 0.80)" }
+      if let sy = find(.sync, 1, 256) { s += ", \(ratio(a.entriesPerSecond, sy.entriesPerSecond))x sync (goal 1)" }
       lines.append(s)
     }
     if let a = find(.async, 1, 1), let f = floors[1] {
-      let ratio = Self.us(a.latency, 50) / max(Self.us(f.latency, 50), 1e-9)
+      let r = Self.us(a.latency, 50) / max(Self.us(f.latency, 50), 1e-9)
       lines.append(
-        "1 node async 1 client: p50 \(fixed(Self.us(a.latency, 50), 0)) us, \(fixed(ratio, 2))x one write + fdatasync"
+        "1 node async 1 client: p50 \(fixed(Self.us(a.latency, 50), 0)) us, \(fixed(r, 2))x one write + fdatasync"
           + " (\(fixed(Self.us(f.latency, 50), 0)) us; goal 1.3x)")
     }
-    if let a = find(.async, 3, 256), let s = find(.sync, 3, 256) {
+    for a in outcomes
+    where a.plan.mode == .async && a.plan.nodes == 3 && a.plan.netDelayUs == 250 && a.plan.stateMachine == .kv {
+      guard let s = outcomes.first(where: { $0.plan.mode == .sync && $0.plan.matches(a.plan) }) else { continue }
       lines.append(
-        "3 nodes 256 clients: async \(fixed(a.entriesPerSecond / max(s.entriesPerSecond, 1e-9), 2))x sync (goal 2x),"
-          + " p99 \(fixed(Self.us(a.latency, 99), 0)) vs \(fixed(Self.us(s.latency, 99), 0)) us (goal: lower)")
+        "3 nodes +250us kv: async \(ratio(a.entriesPerSecond, s.entriesPerSecond))x sync (goal 1.3), p50 "
+          + "\(ratio(Self.us(a.latency, 50), Self.us(s.latency, 50)))x (goal 0.75)")
+    }
+    let behind = outcomes.filter { a in
+      a.plan.mode == .async
+        && outcomes.contains {
+          $0.plan.mode == .sync && $0.plan.matches(a.plan) && a.entriesPerSecond < 0.95 * $0.entriesPerSecond
+        }
+    }
+    let pairs = outcomes.filter { a in
+      a.plan.mode == .async && outcomes.contains { $0.plan.mode == .sync && $0.plan.matches(a.plan) }
+    }
+    if !pairs.isEmpty {
+      lines.append(
+        "rows where async is more than 5% behind sync: \(behind.count) of \(pairs.count) (goal 0)"
+          + (behind.isEmpty
+            ? "" : ": " + behind.map { String($0.plan.label.dropFirst("async ".count)) }.joined(separator: "; ")))
     }
     guard !lines.isEmpty else { return }
     print("goals:")

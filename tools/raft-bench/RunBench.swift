@@ -4,6 +4,14 @@ import RaftEngine
 import RaftEngineOptions
 import RaftWAL
 
+/// What applies the benchmark's entries.
+enum StateMachineChoice: String, ExpressibleByArgument, CaseIterable, Sendable {
+  /// Nothing: the write path alone.
+  case null
+  /// RaftKV's store: each entry a PUT of a random key (`--key-space`) with the payload as value.
+  case kv
+}
+
 /// `raft-bench` (the default subcommand): the write path through the engine, sync against async
 /// Ready handling, against the disk's floor, all measured in one run.
 struct RunBench: ParsableCommand {
@@ -39,11 +47,31 @@ struct RunBench: ParsableCommand {
   var count: Int?
   @Option(help: "Seconds of load before measuring (default 1; with --sweep 0.5).")
   var warmup: Double?
-  @Option(help: "Directory for the WALs and the floor's file (a fresh subdirectory is made and removed).")
+  @Option(
+    help:
+      "Directory for the WALs and the floor's file (created when missing; a fresh subdirectory is made and removed).")
   var dir = "/tmp"
+  @Option(help: "One-way delay of every message on the in-memory network, in microseconds (still ordered per pair).")
+  var netDelayUs = 0
+  @Option(help: "Uniform random jitter added to each message's delay, in microseconds.")
+  var netJitterUs = 0
+  @Option(help: "What applies the entries: null (nothing) or kv (RaftKV's store, a PUT of a random key per entry).")
+  var stateMachine = StateMachineChoice.null
+  @Option(help: "Keys the kv state machine draws from.")
+  var keySpace = 100_000
+  @Option(help: "Entries per propose call: a client proposes this many and waits for the whole batch.")
+  var batch = 1
+  @Option(
+    help:
+      "Open loop: this many propose calls per second in total (0: closed loop). Latency runs from each call's intended time."
+  )
+  var rate = 0
   @Flag(inversion: .prefixedNo, help: "Measure the raw write + fdatasync floor for the same batch sizes.")
   var floor = true
-  @Flag(help: "Sweep clients, then --batch-max-entries, then --batch-linger-us, one table each.")
+  @Flag(
+    help:
+      "Sweep clients, then --batch-max-entries, then --batch-linger-us, then --net-delay-us (on 3 nodes), one table each."
+  )
   var sweep = false
   @Flag(help: "One JSON object per configuration on stdout (progress stays on stderr).")
   var json = false
@@ -68,6 +96,22 @@ struct RunBench: ParsableCommand {
       guard count >= 1 else { throw ValidationError("--count must be at least 1") }
       guard duration == nil else { throw ValidationError("give --duration or --count, not both") }
     }
+    guard (0...10_000_000).contains(netDelayUs) else {
+      throw ValidationError("--net-delay-us must be between 0 and 10000000")
+    }
+    guard (0...10_000_000).contains(netJitterUs) else {
+      throw ValidationError("--net-jitter-us must be between 0 and 10000000")
+    }
+    guard (1...100_000_000).contains(keySpace) else {
+      throw ValidationError("--key-space must be between 1 and 100000000")
+    }
+    guard (1...65_536).contains(batch) else { throw ValidationError("--batch must be between 1 and 65536") }
+    guard (0...100_000_000).contains(rate) else { throw ValidationError("--rate must be between 0 and 100000000") }
+    do {
+      try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    } catch {
+      throw ValidationError("--dir \(dir) cannot be created: \(error.localizedDescription)")
+    }
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue,
       access(dir, W_OK) == 0
@@ -82,7 +126,7 @@ struct RunBench: ParsableCommand {
 
   func run() throws {
     let plans = makePlans()
-    let floorBatches = floor ? uniqued(plans.map(\.clients)) : []
+    let floorBatches = floor ? uniqued(plans.map(\.floorBatch)) : []
     let progress = Progress(steps: plans.count + floorBatches.count)
     let root = try makeScratchDirectory(under: dir, prefix: "raft-bench")
     defer { removeTree(root) }
@@ -96,12 +140,12 @@ struct RunBench: ParsableCommand {
     var section = ""
     var failures = 0
     for plan in plans {
-      if floor && floors[plan.clients] == nil {
+      if floor && floors[plan.floorBatch] == nil {
         progress.next()
         let f = try runFloor(
-          entriesPerBatch: plan.clients, payload: payload, fsync: knobs.fsync,
+          entriesPerBatch: plan.floorBatch, payload: payload, fsync: knobs.fsync,
           seconds: max(1, min(plan.durationSeconds, 3)), root: root, progress: progress)
-        floors[plan.clients] = f
+        floors[plan.floorBatch] = f
         progress.clear()
         report.emit(.floor(f), floor: nil)
       }
@@ -128,7 +172,7 @@ struct RunBench: ParsableCommand {
       removeTree(dirForRun)
       outcomes.append(outcome)
       progress.clear()
-      report.emit(.run(outcome), floor: floors[plan.clients])
+      report.emit(.run(outcome), floor: floors[plan.floorBatch])
     }
     progress.clear()
     if !json {
@@ -144,6 +188,9 @@ struct RunBench: ParsableCommand {
       + "batches <= \(k.batchMaxEntries) entries / \(k.batchMaxBytes) B, linger \(k.batchLingerUs) us, "
       + "\(k.maxInflightBatches) batches in flight, ring \(k.ringDepth)\(k.sqpoll ? " sqpoll" : ""), "
       + "crc32c \(CRC32C.usesHardware ? "sse4.2" : "table"), dir \(dir)"
+      + (netDelayUs > 0 || netJitterUs > 0 ? ", net delay \(netDelayUs) us + jitter \(netJitterUs) us" : "")
+      + ", state machine \(stateMachine)\(stateMachine == .kv ? " (\(keySpace) keys)" : "")"
+      + (batch > 1 ? ", \(batch) entries per propose" : "") + (rate > 0 ? ", open loop \(rate) proposals/s" : "")
   }
 
   /// The configurations to run, in order.
@@ -153,11 +200,12 @@ struct RunBench: ParsableCommand {
     let warmup = self.warmup ?? (sweep ? 0.5 : 1)
     func plan(
       _ mode: NodeConfiguration.ReadyHandling, _ nodes: Int, _ clients: Int, _ knobs: EngineKnobs,
-      section: String? = nil
+      section: String? = nil, netDelayUs: Int? = nil
     ) -> RunPlan {
       RunPlan(
         mode: mode, nodes: nodes, clients: clients, payload: payload, knobs: knobs, durationSeconds: duration,
-        count: count, warmupSeconds: warmup, section: section)
+        count: count, warmupSeconds: warmup, section: section, netDelayUs: netDelayUs ?? self.netDelayUs,
+        netJitterUs: netJitterUs, stateMachine: stateMachine, keySpace: keySpace, batch: batch, rate: rate)
     }
     if sweep {
       let nodeCounts = nodes?.values ?? [1]
@@ -182,6 +230,13 @@ struct RunBench: ParsableCommand {
           for m in modes {
             plans.append(plan(m, n, atClients, k, section: "\(nodesLabel), \(atClients) clients: --batch-linger-us"))
           }
+        }
+      }
+      // Where asynchronous writes pay: the network's share of each round trip grows.
+      for d in [0, 100, 250, 500, 1000] {
+        for m in modes {
+          plans.append(
+            plan(m, 3, atClients, knobs, section: "3 nodes, \(atClients) clients: --net-delay-us", netDelayUs: d))
         }
       }
       return plans
