@@ -28,6 +28,7 @@ let package = Package(
     .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+    .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
   ],
   targets: [
     .target(name: "Raft", swiftSettings: strict),
@@ -38,6 +39,7 @@ let package = Package(
       dependencies: [
         "Raft", "RaftWAL", .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "DequeModule", package: "swift-collections"),
       ],
       swiftSettings: strict),
     .testTarget(
@@ -101,7 +103,7 @@ let package = Package(
     .executableTarget(
       name: "wal-crash-writer", dependencies: ["RaftWAL"], path: "tools/wal-crash-writer", swiftSettings: strict),
     .testTarget(name: "RaftWALTests", dependencies: ["RaftWAL", "RaftTestSupport", "wal-crash-writer", "wal-dump"], swiftSettings: strict),
-    .target(name: "RaftSim", dependencies: ["Raft"], swiftSettings: strict),
+    .target(name: "RaftSim", dependencies: ["Raft", "RaftEngine"], swiftSettings: strict),
     .executableTarget(
       name: "raft-sim",
       dependencies: ["RaftSim", .product(name: "ArgumentParser", package: "swift-argument-parser")],

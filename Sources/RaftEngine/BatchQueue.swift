@@ -1,4 +1,3 @@
-import RaftWAL
 import Synchronization
 
 #if canImport(Glibc)
@@ -121,15 +120,15 @@ public final class BatchQueue<Element>: @unchecked Sendable {
   /// call. Returns the number of elements taken.
   @discardableResult
   public func take(into out: inout [Element], timeoutNanoseconds: UInt64) -> Int {
-    let start = monotonicNanoseconds()
+    let start = EngineClock.nanoseconds()
     if pending.load(ordering: .acquiring) == 0 && !closedFlag.load(ordering: .relaxed) {
       let spinEnd = start &+ min(spinNanoseconds, timeoutNanoseconds)
       while pending.load(ordering: .acquiring) == 0 && !closedFlag.load(ordering: .relaxed)
-        && monotonicNanoseconds() < spinEnd
+        && EngineClock.nanoseconds() < spinEnd
       {}
       let yieldEnd = start &+ min(spinNanoseconds &+ yieldingPollNanoseconds, timeoutNanoseconds)
       while pending.load(ordering: .acquiring) == 0 && !closedFlag.load(ordering: .relaxed)
-        && monotonicNanoseconds() < yieldEnd
+        && EngineClock.nanoseconds() < yieldEnd
       { sched_yield() }
     }
     pthread_mutex_lock(mutex)
@@ -137,7 +136,7 @@ public final class BatchQueue<Element>: @unchecked Sendable {
     if items.isEmpty && !isClosed {
       let deadline = start &+ timeoutNanoseconds
       var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
-      while items.isEmpty && !isClosed && monotonicNanoseconds() < deadline {
+      while items.isEmpty && !isClosed && EngineClock.nanoseconds() < deadline {
         parked = true
         pthread_cond_timedwait(condition, mutex, &ts)
         parked = false

@@ -1,5 +1,4 @@
 import Raft
-import RaftWAL
 import Synchronization
 
 #if canImport(Glibc)
@@ -159,7 +158,7 @@ public final class InMemoryNetwork: @unchecked Sendable {
     var now: [UInt64: [Message]] = [:]
     var sinks: [UInt64: MessageSink] = [:]
     var delayedAny = false
-    let time = monotonicNanoseconds()
+    let time = EngineClock.nanoseconds()
     mutex.withLock { state in
       for m in messages {
         state.stats.sent += 1
@@ -220,7 +219,7 @@ public final class InMemoryNetwork: @unchecked Sendable {
       var due: [Message] = []
       var sinks: [UInt64: MessageSink] = [:]
       var next: UInt64 = UInt64.max
-      let time = monotonicNanoseconds()
+      let time = EngineClock.nanoseconds()
       mutex.withLock { state in
         state.delayed.sort { ($0.at, $0.order) < ($1.at, $1.order) }
         var k = 0

@@ -1,6 +1,5 @@
 import Dispatch
 import Raft
-import RaftWAL
 import Synchronization
 
 /// A committed entry of a `ReplicatedLog`.
@@ -107,13 +106,13 @@ final class Deadlines: @unchecked Sendable {
   }
 
   func add(_ once: Once, afterSeconds seconds: Double) {
-    let deadline = monotonicNanoseconds() &+ UInt64(max(seconds, 0) * 1e9)
+    let deadline = EngineClock.nanoseconds() &+ UInt64(max(seconds, 0) * 1e9)
     waiting.withLock { $0.append((deadline, once)) }
   }
 
   /// Drops the calls that completed, and times out the ones past their deadline.
   private func sweep() {
-    let now = monotonicNanoseconds()
+    let now = EngineClock.nanoseconds()
     let expired = waiting.withLock { w -> [Once] in
       var expired: [Once] = []
       w.removeAll { item in

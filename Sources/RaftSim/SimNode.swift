@@ -1,13 +1,21 @@
 import Raft
+import RaftEngine
 
-/// How a simulated node handles its Ready: as the engine's run loop does in each mode.
+/// How a simulated node handles its Ready: the engine core's two modes.
 public enum SimMode: String, Sendable, CaseIterable {
   /// Persist (write + sync), send, apply, advance.
   case sync
-  /// Asynchronous storage writes: `MsgStorageAppend`s to an append worker (write, then sync,
-  /// then the responses), `MsgStorageApply`s to an apply worker; every response comes back
-  /// through the node's inbox or the network, delayed and interleaved.
+  /// Asynchronous storage writes: writes to an append worker (write, then sync, then the
+  /// responses), committed entries to an apply worker; every response comes back through the
+  /// node's inbox or the network, delayed and interleaved.
   case async
+
+  var readyHandling: NodeConfiguration.ReadyHandling {
+    switch self {
+    case .sync: .sync
+    case .async: .async
+    }
+  }
 }
 
 /// Raft's log lines go nowhere in the simulator (thousands of seeds).
@@ -41,330 +49,35 @@ struct SimCommand: Equatable {
   }
 }
 
-/// One simulated node: a real `RawNode` over a `MemoryStorage` that holds what its `SimDisk`
-/// made durable, a key-value state machine, and (in async mode) the append and apply workers'
-/// queues. The simulation decides when each piece of work happens.
-final class SimNode {
-  let id: UInt64
-  let mode: SimMode
-  var disk = SimDisk()
-  /// False while crashed.
-  private(set) var up = false
-  private(set) var raw: RawNode!
-  private(set) var storage: MemoryStorage!
-
-  // The state machine.
+/// The simulated state machine: a key-value map, driven by the engine's `Applier`.
+final class SimKV: StateMachine {
   private(set) var kv: [UInt64: UInt64] = [:]
   /// The op ids applied so far: a write applied twice (a duplicated MsgProp: Raft does not
   /// deduplicate proposals) takes effect once, as with client sessions (Raft thesis, 6.3).
   private(set) var appliedOps: Set<UInt64> = []
-  /// Set when Raft handed out an entry out of order (a violation the simulation reports).
-  var appliedOutOfOrder: String?
-  /// A node was added since the last snapshot: the next one is taken at once (the engine's
-  /// policy: a new member refuses a snapshot whose configuration does not have it).
-  private var nodeAdded = false
   private(set) var applied: UInt64 = 0
-  private(set) var confState = ConfState()
-  private var lastSnapshotIndex: UInt64 = 0
-  /// Async mode: a snapshot taken by the apply side, for the append worker (the WAL's owner) to
-  /// save once everything queued before it is written and its index is durable here, as the
-  /// engine's `AppendWorker` does.
-  private var compaction: (index: UInt64, data: [UInt8], confState: ConfState)?
-  /// MsgStorageAppends queued before the compaction (it waits for them to be written).
-  private var compactionBehind = 0
+  /// Called for every conf change applied (the simulation keeps the removed members on disk).
+  private let confChangeApplied: (AnyConfChange) -> Void
 
-  /// Whether the append worker has a snapshot to save.
-  var hasCompaction: Bool { compaction != nil }
-
-  // The async workers' queues (cleared by a crash).
-  /// MsgStorageAppends not yet written.
-  private(set) var appendQueue: [Message] = []
-  /// Written, waiting for the sync before their responses go out.
-  private(set) var written: [Message] = []
-  /// MsgStorageApplys not yet applied.
-  private(set) var applyQueue: [Message] = []
-  /// What the run loop has yet to take, in order: responses, and (async mode) the conf changes
-  /// the apply worker applied, which the engine's run loop applies to Raft when it gets them.
-  enum InboxItem {
-    case step(Message)
-    case applyConfChange(AnyConfChange, index: UInt64)
-    /// The apply side took a snapshot: the run loop hands it to the append worker with the
-    /// configuration it has by then (the conf changes up to `index` came through first).
-    case snapshotTaken(index: UInt64, data: [UInt8])
-  }
-  private(set) var inbox: [InboxItem] = []
-
-  /// Test hook (a bug on purpose): responses go out before the writes are synced.
-  var skipsSync = false
-
-  private let raftConfig: (electionTick: Int, preVote: Bool, checkQuorum: Bool, maxSizePerMsg: UInt64)
-  let snapshotEvery: UInt64
-  let retainEntries: UInt64
-
-  init(
-    id: UInt64, mode: SimMode, preVote: Bool, checkQuorum: Bool, maxSizePerMsg: UInt64, snapshotEvery: UInt64,
-    retainEntries: UInt64
-  ) {
-    self.id = id
-    self.mode = mode
-    raftConfig = (10, preVote, checkQuorum, maxSizePerMsg)
-    self.snapshotEvery = snapshotEvery
-    self.retainEntries = retainEntries
+  init(snapshot: Snapshot, confChangeApplied: @escaping (AnyConfChange) -> Void) {
+    self.confChangeApplied = confChangeApplied
+    restore(snapshot: snapshot)
   }
 
-  /// Whether the async workers have anything to do.
-  var hasWork: Bool {
-    !appendQueue.isEmpty || !written.isEmpty || !applyQueue.isEmpty || !inbox.isEmpty || compaction != nil
+  func apply(index: UInt64, term: UInt64, data: [UInt8]) {
+    if let c = SimCommand(data), appliedOps.insert(c.opID).inserted { kv[c.key] = c.value }
   }
 
-  /// Starts (or restarts) from what the disk holds; a node with an empty disk and `bootstrap`
-  /// peers starts a new cluster, one with none waits to be added.
-  func start(bootstrap peers: [UInt64], seed: UInt64) throws {
-    precondition(!up, "SimNode.start on a running node")
-    let storage = MemoryStorage()
-    if !disk.snapshot.isEmpty { try storage.applySnapshot(disk.snapshot) }
-    try storage.setHardState(disk.recoveredHardState)
-    try storage.append(disk.entries)
-    self.storage = storage
-    var c = Config(id: id, electionTick: raftConfig.electionTick, heartbeatTick: 1, storage: storage)
-    c.applied = disk.snapshot.metadata.index
-    c.asyncStorageWrites = mode == .async
-    c.preVote = raftConfig.preVote
-    c.checkQuorum = raftConfig.checkQuorum
-    c.maxSizePerMsg = raftConfig.maxSizePerMsg
-    c.maxInflightMsgs = 16
-    c.randomSeed = seed
-    c.logger = SilentLogger()
-    raw = try RawNode(config: c)
-    (kv, appliedOps) = Self.decodeState(disk.snapshot.data)
-    applied = disk.snapshot.metadata.index
-    lastSnapshotIndex = applied
-    confState = disk.snapshot.metadata.confState
-    if disk.hardState.isEmpty && disk.entries.isEmpty && disk.snapshot.isEmpty && !peers.isEmpty {
-      try raw.bootstrap(peers.map { Peer(id: $0) })
-    }
-    up = true
-  }
+  func applyConfChange(_ change: AnyConfChange, index: UInt64, term: UInt64) { confChangeApplied(change) }
 
-  /// The machine dies: everything in memory is gone, the disk keeps what `SimDisk.crash` lets it.
-  func crash(_ rng: inout SimRandom) {
-    disk.crash(&rng)
-    up = false
-    raw = nil
-    storage = nil
-    appendQueue = []
-    written = []
-    applyQueue = []
-    inbox = []
-    compaction = nil
-  }
+  func applied(through index: UInt64) { applied = index }
 
-  // MARK: The run loop
-
-  /// Handles one Ready; `send` takes the messages for other nodes; `applied` sees each applied
-  /// entry. Returns false when `crashMidWrite` says the machine dies between the write and its
-  /// sync: the caller then crashes it.
-  func handleReady(
-    send: ([Message]) -> Void, applied onApply: (SimNode, Entry) -> Void, readStates: ([ReadState]) -> Void,
-    crashMidWrite: () -> Bool
-  ) throws -> Bool {
-    let rd = raw.ready()
-    if !rd.readStates.isEmpty { readStates(rd.readStates) }
-    switch mode {
-    case .sync:
-      let hs = rd.hardState.isEmpty ? nil : rd.hardState
-      let snapshot: Snapshot? = rd.hasSnapshot ? rd.snapshot : nil
-      if snapshot != nil || !rd.entries.isEmpty || hs != nil {
-        disk.write(SimDisk.Write(snapshot: snapshot, entries: rd.entries, hardState: hs))
-        // A commit-only hard state (MustSync false) rides with the next sync, as the engine's
-        // deferred WAL record does.
-        if rd.mustSync || snapshot != nil {
-          if crashMidWrite() { return false }  // the caller crashes the node, before the sync
-          if !skipsSync { disk.sync() }
-        }
-        if let snapshot { try storage.applySnapshot(snapshot) }
-        try storage.append(rd.entries)
-        if let hs { try storage.setHardState(hs) }
-      }
-      if let snapshot { restore(snapshot) }
-      send(rd.messages.filter { $0.to != id })
-      try apply(rd.committedEntries, onApply)
-      raw.advance(rd)
-    case .async:
-      var remote: [Message] = []
-      for m in rd.messages {
-        switch m.to {
-        case localAppendThread: appendQueue.append(m)
-        case localApplyThread: applyQueue.append(m)
-        case id: inbox.append(.step(m))
-        default: remote.append(m)
-        }
-      }
-      send(remote)
-    }
-    return true
-  }
-
-  /// Takes the next item waiting in the inbox.
-  func stepInbox() {
-    switch inbox.removeFirst() {
-    case .step(let m): try? raw.step(m)
-    case .applyConfChange(let cc, let index):
-      // As the engine's run loop: not below a snapshot Raft restored meanwhile.
-      if index >= raw.raft.raftLog.firstIndex() { confState = raw.applyConfChange(cc) }
-    case .snapshotTaken(let index, let data):
-      if let c = compaction, c.index >= index { return }
-      compaction = (index, data, confState)
-      compactionBehind = appendQueue.count
-    }
-  }
-
-  /// Steps a message from the network (refused ones are dropped, as the engine does).
-  func step(_ m: Message) { try? raw.step(m) }
-
-  // MARK: The append worker (async)
-
-  private static func hardState(of m: Message) -> HardState? {
-    let hs = HardState(term: m.term, vote: m.vote, commit: m.commit)
-    return hs.isEmpty ? nil : hs
-  }
-
-  /// Writes the next MsgStorageAppend (not synced yet). A snapshot follows etcd's contract: the
-  /// earlier writes are made durable and the apply side is flushed first, then the snapshot is
-  /// persisted and the state machine restored.
-  func appendNext(send: ([Message]) -> Void, applied onApply: (SimNode, Entry) -> Void) throws {
-    let m = appendQueue.removeFirst()
-    if compactionBehind > 0 { compactionBehind -= 1 }
-    let hs = Self.hardState(of: m)
-    if let snapshot = m.snapshot {
-      try syncWritten(send: send)
-      while !applyQueue.isEmpty { try applyNext(applied: onApply) }
-      disk.write(SimDisk.Write(snapshot: snapshot, entries: m.entries, hardState: hs))
-      disk.sync()
-      try persisted(m)
-      restore(snapshot)
-      deliver(m.responses, send)
-      return
-    }
-    let previous = disk.latestHardState
-    disk.write(SimDisk.Write(snapshot: nil, entries: m.entries, hardState: hs))
-    if m.entries.isEmpty, let hs, !mustSync(hs, previous, entryCount: 0), written.isEmpty {
-      // Only the commit index moved and every earlier write is durable: no sync of its own.
-      try persisted(m)
-      deliver(m.responses, send)
-    } else {
-      written.append(m)
-    }
-  }
-
-  /// Syncs what was written and delivers its responses in order; then saves the snapshot the
-  /// apply side took, once its index is durable here.
-  func syncWritten(send: ([Message]) -> Void) throws {
-    if !written.isEmpty {
-      if !skipsSync { disk.sync() }
-      let done = written
-      written = []
-      for m in done {
-        try persisted(m)
-        deliver(m.responses, send)
-      }
-    }
-    if let c = compaction, compactionBehind == 0, c.index <= (try storage.lastIndex()) {
-      compaction = nil
-      try saveSnapshot(c.index, c.data, c.confState)
-    }
-  }
-
-  /// The durable message's content becomes visible to Raft.
-  private func persisted(_ m: Message) throws {
-    if let s = m.snapshot { try storage.applySnapshot(s) }
-    try storage.append(m.entries)
-    if let hs = Self.hardState(of: m) { try storage.setHardState(hs) }
-  }
-
-  private func deliver(_ responses: [Message], _ send: ([Message]) -> Void) {
-    var remote: [Message] = []
-    for r in responses {
-      if r.to == id { inbox.append(.step(r)) } else { remote.append(r) }
-    }
-    if !remote.isEmpty { send(remote) }
-  }
-
-  // MARK: The apply worker (async)
-
-  /// Applies the next MsgStorageApply and queues its responses.
-  func applyNext(applied onApply: (SimNode, Entry) -> Void) throws {
-    let m = applyQueue.removeFirst()
-    try apply(m.entries, onApply)
-    deliver(m.responses) { _ in preconditionFailure("SimNode: an apply response to another node") }
-  }
-
-  // MARK: The state machine
-
-  private func apply(_ entries: [Entry], _ onApply: (SimNode, Entry) -> Void) throws {
-    for e in entries {
-      // Raft never hands out an entry twice or with a gap; the simulation checks it.
-      guard e.index == applied + 1 else {
-        appliedOutOfOrder = appliedOutOfOrder ?? "node \(id) was handed entry \(e.index) to apply after \(applied)"
-        return
-      }
-      switch e.type {
-      case .normal:
-        if let c = SimCommand(e.data), appliedOps.insert(c.opID).inserted { kv[c.key] = c.value }
-      case .confChange, .confChangeV2:
-        if let cc = try e.decodedConfChange() {
-          // Sync mode: the run loop applies it here. Async mode: it goes back through the
-          // inbox, ahead of the apply's responses, as the engine's apply worker hands it back.
-          if mode == .sync {
-            confState = raw.applyConfChange(cc)
-          } else {
-            inbox.append(.applyConfChange(cc, index: e.index))
-          }
-          for c in cc.asV2.changes where c.type == .removeNode { disk.removedMembers.insert(c.nodeID) }
-          if cc.asV2.changes.contains(where: { $0.type == .addNode || $0.type == .addLearnerNode }) { nodeAdded = true }
-        }
-      }
-      applied = e.index
-      onApply(self, e)
-    }
-    try snapshotIfDue()
-  }
-
-  /// Every `snapshotEvery` applied entries: a snapshot of the state, saved by the WAL's owner
-  /// (here in sync mode, the append worker in async mode), and the log compacted `retainEntries`
-  /// behind it.
-  private func snapshotIfDue() throws {
-    guard snapshotEvery > 0, applied > lastSnapshotIndex, nodeAdded || applied >= lastSnapshotIndex + snapshotEvery
-    else { return }
-    lastSnapshotIndex = applied
-    nodeAdded = false
-    let data = Self.encodeState(kv, appliedOps)
-    switch mode {
-    case .sync:
-      try saveSnapshot(applied, data, confState)
-    case .async:
-      inbox.append(.snapshotTaken(index: applied, data: data))
-    }
-  }
-
-  /// Saves a snapshot at `index` durably and compacts behind it. The WAL's records are durable
-  /// in order: everything written before the snapshot's record is synced with it.
-  private func saveSnapshot(_ index: UInt64, _ data: [UInt8], _ cs: ConfState) throws {
-    guard index > (try storage.snapshot()).metadata.index, index <= (try storage.lastIndex()) else { return }
-    let snap = try storage.createSnapshot(index, confState: cs, data: data)
-    disk.sync()
-    disk.saveSnapshot(snap)
-    if index > retainEntries, index - retainEntries > (try storage.firstIndex()) {
-      try storage.compact(index - retainEntries)
-    }
-  }
-
-  private func restore(_ snapshot: Snapshot) {
+  func restore(snapshot: Snapshot) {
     (kv, appliedOps) = Self.decodeState(snapshot.data)
     applied = snapshot.metadata.index
-    lastSnapshotIndex = applied
-    confState = snapshot.metadata.confState
   }
+
+  func snapshotData() -> [UInt8]? { Self.encodeState(kv, appliedOps) }
 
   /// The state in a snapshot: one 24-byte record per key (op id 0), then one per applied op
   /// (key and value 0), sorted.
@@ -386,4 +99,272 @@ final class SimNode {
     }
     return (kv, ops)
   }
+}
+
+/// What a simulated node tells the simulation.
+struct SimHooks {
+  /// Sends messages to other nodes through the simulated network.
+  var send: ([Message]) -> Void
+  /// The node is about to apply these committed entries (in order): the checks see each one.
+  var applying: (SimNode, [Entry]) -> Void
+  /// Asked before each sync: true means the machine dies first.
+  var crashesBeforeSync: () -> Bool
+}
+
+/// One simulated node: the engine's `EngineCore` (the same core the threaded `Node` runs) over
+/// a `SimLog` (the model disk) and a `SimKV`, driven the way the engine's threads drive it,
+/// except that the simulation decides when each piece of work happens: the run loop's Readys,
+/// the append worker's writes and syncs (`AppendStage`, as in the engine), the apply worker's
+/// jobs (`Applier`, as in the engine), and the inbox between them.
+final class SimNode {
+  let id: UInt64
+  let mode: SimMode
+  let disk = SimDisk()
+  /// False while crashed.
+  private(set) var up = false
+  private var core: EngineCore!
+  private var log: SimLog!
+  private(set) var machine: SimKV!
+  private var applier: Applier!
+  private var stage: AppendStage
+  private var actions: [EngineCore.Action] = []
+  private let hooks: SimHooks
+
+  /// The node's Raft state, for the checks (read only).
+  var raw: RawNode { core.rawNode }
+  var kv: [UInt64: UInt64] { machine.kv }
+  var applied: UInt64 { machine.applied }
+  /// The configuration as Raft has it.
+  var confState: ConfState { core.confState }
+
+  // The async workers' queues (cleared by a crash).
+  enum AppendJob {
+    case write(StorageWrite)
+    case save(SnapshotSave)
+  }
+  enum ApplyWork {
+    case apply(ApplyJob)
+    case restore(RestoreJob)
+  }
+  enum InboxItem {
+    case local(Message)
+    case applied(ApplyOutcome)
+  }
+  /// Jobs for the append worker, not taken yet.
+  private(set) var appendQueue: [AppendJob] = []
+  /// Jobs for the apply worker, not taken yet.
+  private(set) var applyQueue: [ApplyWork] = []
+  /// What the run loop has yet to take, in order.
+  private(set) var inbox: [InboxItem] = []
+
+  private let raftConfig: (electionTick: Int, preVote: Bool, checkQuorum: Bool, maxSizePerMsg: UInt64)
+  private let coreConfiguration: EngineCore.Configuration
+
+  init(
+    id: UInt64, mode: SimMode, preVote: Bool, checkQuorum: Bool, maxSizePerMsg: UInt64, snapshotEvery: UInt64,
+    retainEntries: UInt64, faults: EngineFaults, hooks: SimHooks
+  ) {
+    self.id = id
+    self.mode = mode
+    raftConfig = (10, preVote, checkQuorum, maxSizePerMsg)
+    coreConfiguration = EngineCore.Configuration(
+      id: id, readyHandling: mode.readyHandling, snapshotEntries: snapshotEvery,
+      compactionRetainEntries: retainEntries, faults: faults)
+    stage = AppendStage(nodeID: id)
+    self.hooks = hooks
+  }
+
+  /// Whether the async workers have anything to do.
+  var hasWork: Bool {
+    !appendQueue.isEmpty || stage.pendingCount > 0 || !applyQueue.isEmpty || !inbox.isEmpty
+  }
+
+  /// Whether a sync would release anything.
+  var hasUnsyncedWrites: Bool { stage.pendingCount > 0 }
+
+  /// Starts (or restarts) from what the disk holds; a node with an empty disk and `bootstrap`
+  /// peers starts a new cluster, one with none waits to be added.
+  func start(bootstrap peers: [UInt64], seed: UInt64) throws {
+    precondition(!up, "SimNode.start on a running node")
+    let storage = MemoryStorage()
+    if !disk.snapshot.isEmpty { try storage.applySnapshot(disk.snapshot) }
+    try storage.setHardState(disk.recoveredHardState)
+    try storage.append(disk.entries)
+    log = SimLog(disk: disk, storage: storage, crashesBeforeSync: hooks.crashesBeforeSync)
+    let disk = self.disk
+    machine = SimKV(snapshot: disk.snapshot) { cc in
+      for c in cc.asV2.changes where c.type == .removeNode { disk.removedMembers.insert(c.nodeID) }
+    }
+    applier = Applier(stateMachine: machine)
+    var c = Config(id: id, electionTick: raftConfig.electionTick, heartbeatTick: 1, storage: storage)
+    c.applied = disk.snapshot.metadata.index
+    c.asyncStorageWrites = mode == .async
+    c.preVote = raftConfig.preVote
+    c.checkQuorum = raftConfig.checkQuorum
+    c.maxSizePerMsg = raftConfig.maxSizePerMsg
+    c.maxInflightMsgs = 16
+    c.randomSeed = seed
+    c.logger = SilentLogger()
+    let raw = try RawNode(config: c)
+    if disk.hardState.isEmpty && disk.entries.isEmpty && disk.snapshot.isEmpty && !peers.isEmpty {
+      try raw.bootstrap(peers.map { Peer(id: $0) })
+    }
+    let (hs, cs) = try storage.initialState()
+    core = EngineCore(
+      configuration: coreConfiguration, rawNode: raw, hardState: hs, confState: cs,
+      snapshotIndex: disk.snapshot.metadata.index)
+    stage = AppendStage(nodeID: id)
+    up = true
+  }
+
+  /// The machine dies: everything in memory is gone, the disk keeps what `SimDisk.crash` lets it.
+  func crash(_ rng: inout SimRandom) {
+    disk.crash(&rng)
+    up = false
+    core = nil
+    log = nil
+    machine = nil
+    applier = nil
+    appendQueue = []
+    applyQueue = []
+    inbox = []
+    actions = []
+  }
+
+  // MARK: Events (the run loop)
+
+  func tick() { core.tick() }
+  func hasReady() -> Bool { core.hasReady() }
+
+  /// Steps a message from the network.
+  func step(_ m: Message, now: UInt64) throws {
+    core.stepFromPeer(m)
+    try perform(now: now)
+  }
+
+  func reportSnapshot(_ peer: UInt64, status: SnapshotStatus, now: UInt64) throws {
+    core.reportSnapshot(peer, status: status)
+    try perform(now: now)
+  }
+
+  /// Hands a client's write to Raft on this node (a follower forwards it); returns whether Raft
+  /// took it.
+  func forward(_ data: [UInt8], now: UInt64) throws -> Bool {
+    let taken = SimBox(false)
+    core.forward(.data(data)) { error in taken.value = error == nil }
+    try perform(now: now)
+    return taken.value
+  }
+
+  func proposeConfChange(_ cc: AnyConfChange, now: UInt64) throws {
+    core.proposeConfChange(cc, completion: { _ in }, nowNanoseconds: now)
+    try perform(now: now)
+  }
+
+  func readIndex(_ context: [UInt8], now: UInt64, completion: @escaping ReadCompletion) throws {
+    core.readIndex(context: context, completion: completion)
+    try perform(now: now)
+  }
+
+  /// Hands out one Ready (sync mode: performs it and advances). Throws `SimulatedCrash` when
+  /// the machine dies before a sync: the caller crashes it.
+  func processReady(now: UInt64) throws {
+    core.processReady(nowNanoseconds: now)
+    try perform(now: now)
+    if core.awaitsAdvance { core.advance() }
+  }
+
+  /// Takes the next item waiting in the inbox.
+  func stepInbox(now: UInt64) throws {
+    switch inbox.removeFirst() {
+    case .local(let m): core.step(m)
+    case .applied(let o): core.applied(o)
+    }
+    try perform(now: now)
+  }
+
+  /// Performs the core's actions: sync mode at once, async mode into the workers' queues.
+  private func perform(now: UInt64) throws {
+    while true {
+      core.takeActions(into: &actions)
+      if actions.isEmpty { return }
+      let taken = actions
+      actions.removeAll(keepingCapacity: true)
+      for action in taken {
+        switch action {
+        case .write(let w):
+          if mode == .sync { try AppendStage.writeNow(w, to: log) } else { appendQueue.append(.write(w)) }
+        case .send(let messages):
+          hooks.send(messages)
+        case .apply(let job):
+          if mode == .sync { core.applied(apply(job)) } else { applyQueue.append(.apply(job)) }
+        case .restore(let job):
+          if mode == .sync { core.applied(applier.restore(job)) } else { applyQueue.append(.restore(job)) }
+        case .saveSnapshot(let s):
+          if mode == .sync { try log.save(s) } else { appendQueue.append(.save(s)) }
+        case .complete(let outcomes):
+          for o in outcomes { o.deliver() }
+        case .answerRead(let completion, let result):
+          completion(result)
+        case .handOff(let handedOff, let error):
+          handedOff(error)
+        case .reportStatus(let reply, let status):
+          reply(status)
+        case .leaderChanged:
+          break
+        }
+      }
+    }
+  }
+
+  // MARK: The append worker (async)
+
+  /// Performs the next append job: a write handed to the log (its responses wait for a sync),
+  /// or a snapshot save (which syncs).
+  func appendNext() throws {
+    var local: [Message] = []
+    var remote: [Message] = []
+    switch appendQueue.removeFirst() {
+    case .write(let w): try stage.write(w, to: log, local: &local, remote: &remote)
+    case .save(let s): try log.save(s)
+    }
+    try stage.release(durableThrough: log.durableSequence, log: log, local: &local, remote: &remote)
+    deliver(local, remote)
+  }
+
+  /// Syncs what was written and releases the responses of what became durable, in order.
+  /// Throws `SimulatedCrash` when the machine dies first.
+  func syncWritten() throws {
+    try log.sync()
+    var local: [Message] = []
+    var remote: [Message] = []
+    try stage.release(durableThrough: log.durableSequence, log: log, local: &local, remote: &remote)
+    deliver(local, remote)
+  }
+
+  private func deliver(_ local: [Message], _ remote: [Message]) {
+    for m in local { inbox.append(.local(m)) }
+    if !remote.isEmpty { hooks.send(remote) }
+  }
+
+  // MARK: The apply worker (async)
+
+  /// Performs the next apply or restore job; its outcome goes to the inbox.
+  func applyNext() {
+    switch applyQueue.removeFirst() {
+    case .apply(let job): inbox.append(.applied(apply(job)))
+    case .restore(let job): inbox.append(.applied(applier.restore(job)))
+    }
+  }
+
+  private func apply(_ job: ApplyJob) -> ApplyOutcome {
+    hooks.applying(self, job.entries)
+    return applier.apply(job, now: { 0 })
+  }
+}
+
+/// A value a `@Sendable` completion may set: the simulation runs on one thread.
+final class SimBox<Value>: @unchecked Sendable {
+  var value: Value
+  init(_ value: Value) { self.value = value }
 }

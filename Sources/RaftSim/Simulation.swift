@@ -1,4 +1,5 @@
 import Raft
+import RaftEngine
 
 #if canImport(Glibc)
   import Glibc
@@ -12,10 +13,12 @@ public struct SimulationOptions: Sendable {
   /// Steps with faults and client load, before the cluster is left to settle.
   public var steps: Int
   public var mode: SimMode
-  /// Test hook: acknowledge appends before they are durable (a bug the checks must catch).
+  /// Plants `EngineFaults.acknowledgeBeforeSync` in every node's core: writes are acknowledged
+  /// before they are durable (a bug the checks must catch).
   public var acknowledgeBeforeSync = false
-  /// Test hook: reads answer from the node's state at once, without ReadIndex (stale reads).
-  public var readLocally = false
+  /// Plants `EngineFaults.staleReads` in every node's core: read index requests are answered
+  /// with the local applied index, without asking the leader (a bug the checks must catch).
+  public var staleReads = false
 
   public init(seed: UInt64, nodes: Int = 3, steps: Int = 3_000, mode: SimMode = .async) {
     self.seed = seed
@@ -44,10 +47,11 @@ public struct SimulationResult: Sendable {
 }
 
 /// (Every iteration over a dictionary goes in sorted order: Swift seeds its hashing per process,
-/// and a replay must not depend on it.)
+/// and a replay must not depend on it. It runs on one thread; it is `Sendable` only so that the
+/// engine's `@Sendable` completions can report back to it.)
 ///
-/// A deterministic, seeded simulation of a Raft cluster: real `RawNode`s with the engine's Ready
-/// handling (`SimNode`), a network that drops, delays, reorders, duplicates and partitions
+/// A deterministic, seeded simulation of a Raft cluster: the engine's real core (`EngineCore`,
+/// with the engine's `AppendStage` and `Applier`) on every node (`SimNode`), a network that drops, delays, reorders, duplicates and partitions
 /// (`SimNetwork`), disks that lose what was not synced (`SimDisk`), and clients that write, read
 /// linearizably (ReadIndex) and change the membership. Everything it does comes from the seed, so
 /// a failing seed replays exactly.
@@ -57,7 +61,7 @@ public struct SimulationResult: Sendable {
 /// committed in an earlier term); no two nodes apply different entries at one index. At the end,
 /// after the faults stop and the cluster settles: every member applied the same state, every
 /// acknowledged write is in it, and the client history is linearizable.
-public final class Simulation {
+public final class Simulation: @unchecked Sendable {
   let options: SimulationOptions
   var rng: SimRandom
   var nodes: [UInt64: SimNode] = [:]
@@ -114,11 +118,17 @@ public final class Simulation {
     let checkQuorum = rng.chance(0.7)
     let snapshotEvery = UInt64(rng.pick([0, 20, 50]))
     spare = UInt64(options.nodes + 1)
+    let faults = EngineFaults(
+      acknowledgeBeforeSync: options.acknowledgeBeforeSync, staleReads: options.staleReads)
     for id in 1...spare {
+      let hooks = SimHooks(
+        send: { [unowned self] in send($0) },
+        applying: { [unowned self] in applying($0, $1) },
+        crashesBeforeSync: { [unowned self] in faulty && rng.chance(crashMidWriteRate) })
       nodes[id] = SimNode(
         id: id, mode: options.mode, preVote: preVote, checkQuorum: checkQuorum,
-        maxSizePerMsg: UInt64(rng.pick([256, 4096])), snapshotEvery: snapshotEvery, retainEntries: 5)
-      nodes[id]!.skipsSync = options.acknowledgeBeforeSync
+        maxSizePerMsg: UInt64(rng.pick([256, 4096])), snapshotEvery: snapshotEvery, retainEntries: 5, faults: faults,
+        hooks: hooks)
     }
   }
 
@@ -158,20 +168,24 @@ public final class Simulation {
 
   // MARK: One step
 
+  /// Whether faults are injected now (off while the cluster settles at the end).
+  private var faulty = true
+
   func runStep(faults: Bool) throws {
+    faulty = faults
     step += 1
     clock += 1
     // The network delivers what is due. A snapshot's sender learns how it went, as the TCP
     // transport reports it (finish once the receiver has it, failure when it was lost).
     for m in network.due(at: step, &rng) {
       guard let n = nodes[m.to], n.up, !n.disk.removedMembers.contains(m.from) else {
-        if m.type == .msgSnap { reportSnapshot(m, .failure) }
+        if m.type == .msgSnap { try reportSnapshot(m, .failure) }
         continue
       }
-      n.step(m)
-      if m.type == .msgSnap { reportSnapshot(m, .finish) }
+      try guarded(n) { try n.step(m, now: clock) }
+      if m.type == .msgSnap { try reportSnapshot(m, .finish) }
     }
-    for m in network.takeLostSnapshots() { reportSnapshot(m, .failure) }
+    for m in network.takeLostSnapshots() { try reportSnapshot(m, .failure) }
     for id in nodes.keys.sorted() where rng.chance(0.9) {
       try act(on: nodes[id]!)
     }
@@ -189,29 +203,29 @@ public final class Simulation {
   /// Lets node `n` do one or two things: tick, handle a Ready, run its workers' next job.
   private func act(on n: SimNode) throws {
     guard n.up else { return }
-    if rng.chance(0.15) { n.raw.tick() }
-    if n.raw.hasReady() && rng.chance(0.7) {
-      let ok = try n.handleReady(
-        send: { self.send($0) }, applied: { self.applied($0, $1) }, readStates: { self.readStates(n, $0) },
-        crashMidWrite: { self.rng.chance(self.crashMidWriteRate) })
-      if !ok {
-        n.crash(&rng)
-        crashed(n)
-      }
-    }
+    if rng.chance(0.15) { n.tick() }
+    if n.hasReady() && rng.chance(0.7) { try guarded(n) { try n.processReady(now: clock) } }
     guard n.up, n.mode == .async else { return }
-    if !n.appendQueue.isEmpty && rng.chance(0.5) {
-      try n.appendNext(send: { self.send($0) }, applied: { self.applied($0, $1) })
-    }
-    if (!n.written.isEmpty || n.hasCompaction) && rng.chance(0.35) { try n.syncWritten(send: { self.send($0) }) }
-    if !n.applyQueue.isEmpty && rng.chance(0.5) { try n.applyNext(applied: { self.applied($0, $1) }) }
-    if !n.inbox.isEmpty && rng.chance(0.6) { n.stepInbox() }
+    if !n.appendQueue.isEmpty && rng.chance(0.5) { try guarded(n) { try n.appendNext() } }
+    if n.hasUnsyncedWrites && rng.chance(0.35) { try guarded(n) { try n.syncWritten() } }
+    if !n.applyQueue.isEmpty && rng.chance(0.5) { n.applyNext() }
+    if !n.inbox.isEmpty && rng.chance(0.6) { try guarded(n) { try n.stepInbox(now: clock) } }
   }
 
-  private func reportSnapshot(_ m: Message, _ status: SnapshotStatus) {
+  /// Runs `body` on node `n`; when the machine dies before a sync (`SimulatedCrash`), crashes it.
+  private func guarded(_ n: SimNode, _ body: () throws -> Void) throws {
+    do {
+      try body()
+    } catch is SimulatedCrash {
+      n.crash(&rng)
+      crashed(n)
+    }
+  }
+
+  private func reportSnapshot(_ m: Message, _ status: SnapshotStatus) throws {
     if trace { print("step \(step): snapshot \(m.from)->\(m.to) at \(m.snapshot!.metadata.index) \(status)") }
     guard let sender = nodes[m.from], sender.up else { return }
-    sender.raw.reportSnapshot(m.to, status: status)
+    try guarded(sender) { try sender.reportSnapshot(m.to, status: status, now: clock) }
   }
 
   private func send(_ messages: [Message]) {
@@ -272,12 +286,10 @@ public final class Simulation {
     case 0..<5:
       let opID = nextOpID
       nextOpID += 1
-      do {
-        // On a follower Raft forwards it to the leader (as raftkv does).
-        try n.raw.propose(SimCommand(opID: opID, key: key, value: opID).encoded)
-      } catch {
-        return  // refused at once: it never happened
-      }
+      // On a follower Raft forwards it to the leader (as raftkv does).
+      var taken = false
+      try guarded(n) { taken = try n.forward(SimCommand(opID: opID, key: key, value: opID).encoded, now: clock) }
+      guard taken else { return }  // refused at once (or the node died): it never happened
       clock += 1
       history.append(ClientOperation(client: client, key: key, kind: .put(opID), invoked: clock, returned: nil))
       pendingPuts[opID] = (history.count - 1, n.id, step + 400)
@@ -293,14 +305,13 @@ public final class Simulation {
     nextOpID += 1
     clock += 1
     history.append(ClientOperation(client: client, key: key, kind: .get(nil), invoked: clock, returned: nil))
-    if options.readLocally {
-      clock += 1
-      history[history.count - 1].kind = .get(n.kv[key])
-      history[history.count - 1].returned = clock
-      return
-    }
-    n.raw.readIndex(withUnsafeBytes(of: ctx.littleEndian) { Array($0) })
     pendingReads[ctx] = (history.count - 1, n.id, nil, deadline)
+    let node = n.id
+    try guarded(n) {
+      try n.readIndex(withUnsafeBytes(of: ctx.littleEndian) { Array($0) }, now: clock) { [unowned self] result in
+        readAnswered(ctx, node: node, result)
+      }
+    }
   }
 
   /// Adds the spare as a learner, promotes it, or removes a voter (keeping at least as many
@@ -321,14 +332,16 @@ public final class Simulation {
     } else {
       return
     }
-    try? leader.raw.proposeConfChange(.v2(ConfChangeV2(changes: [change])))
+    try guarded(leader) { try leader.proposeConfChange(.v2(ConfChangeV2(changes: [change])), now: clock) }
   }
 
-  /// Read states that came with a Ready of node `n`: the reads wait for that index to apply.
-  private func readStates(_ n: SimNode, _ states: [ReadState]) {
-    for rs in states where rs.requestCtx.count == 8 {
-      let ctx = rs.requestCtx.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-      if let r = pendingReads[ctx], r.node == n.id, r.index == nil { pendingReads[ctx]!.index = rs.index }
+  /// A read's answer from node `node`'s engine: the read then waits for that index to apply on
+  /// the node; a failed one (lost with a leader change) has no effect.
+  private func readAnswered(_ ctx: UInt64, node: UInt64, _ result: Result<UInt64, EngineError>) {
+    guard let r = pendingReads[ctx], r.node == node, r.index == nil else { return }
+    switch result {
+    case .success(let index): pendingReads[ctx]!.index = index
+    case .failure: dropRead(ctx, r.op)
     }
   }
 
@@ -354,6 +367,20 @@ public final class Simulation {
   }
 
   // MARK: What each applied entry tells
+
+  /// Node `n` is about to apply `entries`: each must come right after the last one it applied.
+  func applying(_ n: SimNode, _ entries: [Entry]) {
+    var expected = n.applied + 1
+    for e in entries {
+      // The engine never hands out an entry twice or with a gap; the simulation checks it.
+      guard e.index == expected else {
+        pendingViolation = pendingViolation ?? "node \(n.id) was handed entry \(e.index) to apply after \(expected - 1)"
+        return
+      }
+      expected += 1
+      applied(n, e)
+    }
+  }
 
   /// Node `n` applied `e`: no other entry may ever be applied at that index, and a client's
   /// write completes when the node it went to applies it.
@@ -388,9 +415,6 @@ public final class Simulation {
   /// the commit terms of the indexes leaders commit.
   private func checkLeaders() throws {
     if let v = pendingViolation { throw violation(v) }
-    for id in nodes.keys.sorted() {
-      if let v = nodes[id]!.appliedOutOfOrder { throw violation(v) }
-    }
     for id in nodes.keys.sorted() {
       let n = nodes[id]!
       guard n.up else { continue }

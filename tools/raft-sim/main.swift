@@ -61,7 +61,7 @@ struct RaftSimCommand: ParsableCommand {
       let s = seed &+ k
       var options = SimulationOptions(seed: s, nodes: nodes, steps: steps, mode: mode ?? (s % 2 == 0 ? .sync : .async))
       options.acknowledgeBeforeSync = injectAckBeforeSync
-      options.readLocally = injectStaleReads
+      options.staleReads = injectStaleReads
       CrashReport.set("raft-sim: seed \(s) crashed (a Raft assertion); replay: \(options.replay)\n")
       let r = Simulation(options).run()
       operations += r.operations

@@ -62,6 +62,20 @@ public final class RawNode {
     try raft.step(Message(type: .msgProp, from: raft.id, entries: batch.map { Entry(data: $0) }))
   }
 
+  /// Proposes `entries` (normal or conf change entries; their term and index are assigned
+  /// here) in one message. Returns the indexes they were appended at when this node is the
+  /// leader and took them; nil when nothing was appended here (a follower forwards the
+  /// proposal to its leader). Throws `RaftError.proposalDropped` when Raft refuses them.
+  public func propose(entries: [Entry]) throws -> ClosedRange<UInt64>? {
+    guard !entries.isEmpty else { return nil }
+    let before = raft.raftLog.lastIndex()
+    try raft.step(Message(type: .msgProp, from: raft.id, entries: entries))
+    let after = raft.raftLog.lastIndex()
+    guard after > before else { return nil }
+    assert(after - before == UInt64(entries.count), "RawNode: a proposal was appended in part")
+    return (before + 1)...after
+  }
+
   /// Proposes a membership change.
   public func proposeConfChange(_ cc: AnyConfChange) throws {
     let (type, data) = cc.entryPayload()
@@ -256,6 +270,16 @@ public final class RawNode {
 
   /// The node's current term.
   public var term: UInt64 { raft.term }
+
+  /// Whether this node is the leader.
+  public var isLeader: Bool { raft.state == .leader }
+
+  /// The index of the first entry still in the log (entries below it were compacted into a
+  /// snapshot).
+  public var firstIndex: UInt64 { raft.raftLog.firstIndex() }
+
+  /// The highest index known to be committed.
+  public var commitIndex: UInt64 { raft.raftLog.committed }
 
   /// The node's status without the progress map.
   public func basicStatus() -> BasicStatus { raft.basicStatus }

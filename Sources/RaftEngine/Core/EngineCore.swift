@@ -1,0 +1,323 @@
+import Raft
+
+/// The engine's decisions, without I/O: one deterministic state machine that owns the
+/// `RawNode`, the proposal batches in flight, the read waiters, the snapshot and compaction
+/// policy, and the Ready handling of both modes (what to write, how durable it must be before
+/// its responses go out, what to apply, what to complete with which outcome).
+///
+/// Events go in through the mutating methods (proposal batches, peer messages and local
+/// responses, apply outcomes, ticks, reads, stop); the work to perform comes out as `Action`s
+/// in `actions`, which the driver takes (`takeActions`) and performs in order. No locks,
+/// clocks, threads or file descriptors inside: the time is an argument. The threaded `Node` and
+/// the simulator (`raft-sim`) drive this same type.
+///
+/// **Sync mode** (`ReadyHandling.sync`): `processReady` hands out one Ready as
+/// `[write, restore, send, apply]`; the driver performs them in that order (the write made
+/// durable as its `durability` says), feeds the apply outcome back (`applied`), and calls
+/// `advance()`.
+///
+/// **Async mode**: `processReady` turns each Ready's `MsgStorageAppend` into a `write` for the
+/// append worker and its `MsgStorageApply` into an `apply` job for the apply worker; their
+/// responses come back through `step` and `applied`, in any interleaving with everything else.
+public struct EngineCore {
+  /// What the driver must do.
+  public enum Action {
+    /// Persist; deliver `responses` once it is as durable as its `durability` says.
+    case write(StorageWrite)
+    /// Send to peers (`Transport.send`).
+    case send([Message])
+    /// Apply committed entries, then deliver their completions; report back with `applied`.
+    case apply(ApplyJob)
+    /// Restore the state machine from a leader's snapshot (after every apply job before it);
+    /// report back with `applied`.
+    case restore(RestoreJob)
+    /// Save a snapshot of the state machine and compact the log (the WAL's owner, after every
+    /// write before it).
+    case saveSnapshot(SnapshotSave)
+    /// Deliver these outcomes now (batches refused or failed on the run loop).
+    case complete([ProposalOutcome])
+    case answerRead(ReadCompletion, Result<UInt64, EngineError>)
+    /// A forwarded proposal was handed to Raft (nil) or refused.
+    case handOff(@Sendable (EngineError?) -> Void, EngineError?)
+    case reportStatus(@Sendable (Status) -> Void, Status)
+    /// The leader this node knows changed (nil: none known).
+    case leaderChanged(leader: UInt64?, state: StateType)
+  }
+
+  /// The core's policy knobs.
+  public struct Configuration: Sendable {
+    public var id: UInt64
+    public var readyHandling: NodeConfiguration.ReadyHandling
+    /// Snapshot the state machine every this many applied entries (0: never).
+    public var snapshotEntries: UInt64
+    /// Entries kept behind a snapshot for slow followers.
+    public var compactionRetainEntries: UInt64
+    public var faults: EngineFaults
+
+    public init(
+      id: UInt64, readyHandling: NodeConfiguration.ReadyHandling, snapshotEntries: UInt64,
+      compactionRetainEntries: UInt64, faults: EngineFaults = EngineFaults()
+    ) {
+      self.id = id
+      self.readyHandling = readyHandling
+      self.snapshotEntries = snapshotEntries
+      self.compactionRetainEntries = compactionRetainEntries
+      self.faults = faults
+    }
+  }
+
+  enum State {
+    case running
+    /// Sync mode: a Ready was handed out; `advance()` comes next.
+    case awaitingAdvance
+    case stopped
+  }
+
+  /// A proposal batch waiting for the next `processReady`, which proposes every waiting batch
+  /// in one message.
+  struct WaitingBatch {
+    var count: Int
+    var completion: ProposalCompletion
+  }
+
+  /// Why the core stopped on its own: a committed entry it cannot apply (nil: it did not).
+  public internal(set) var failure: String?
+  /// The node, for inspection (status pages, tests, the simulator's checks): drive it only
+  /// through the core.
+  public let rawNode: RawNode
+  public let configuration: Configuration
+  var state = State.running
+  /// The work for the driver, in order.
+  public internal(set) var actions: [Action] = []
+
+  // Proposals.
+  var proposals = ProposalRing()
+  /// The entries of the batches waiting for `processReady`, back to back.
+  var waitingEntries: [Entry] = []
+  var waitingBatches: [WaitingBatch] = []
+
+  /// Read index requests waiting for their read state, oldest first (read states come back in
+  /// request order, so the one answered is nearly always at the front; and a stop fails them in
+  /// a deterministic order).
+  var readWaiters: [(context: [UInt8], completion: ReadCompletion)] = []
+  /// The leader as last reported (0: none).
+  var knownLeader: UInt64 = 0
+
+  // Storage and apply bookkeeping.
+  /// The hard state of the last write that carried one (or the recovered one): whether the
+  /// next one must be synced depends on it.
+  var lastWrittenHardState: HardState
+  /// The last committed index handed out for applying (or restored). Invariant: hand-outs are
+  /// consecutive from here.
+  var handedOutIndex: UInt64
+  /// The last index the apply side reported applied. Invariant: never goes back.
+  public internal(set) var appliedIndex: UInt64
+
+  // Snapshot and compaction policy.
+  /// The configuration as of `handedOutIndex`: Raft got every conf change up to there.
+  public internal(set) var confState: ConfState
+  /// The index of the last snapshot asked of the state machine or restored (the cadence
+  /// counts from here).
+  var snapshotPolicyIndex: UInt64
+  /// A node was added since the last snapshot: the next one is taken at once (a new member
+  /// that catches up by snapshot refuses one whose configuration does not have it).
+  var nodeAdded = false
+  /// The newest snapshot handed to the log (saved or installed): an older one is never saved.
+  var savedSnapshotIndex: UInt64
+  /// The log is compacted through here (or a snapshot replaced it).
+  var compactedThrough: UInt64
+
+  /// A core over `rawNode`, whose storage recovered `hardState`, `confState` and a snapshot at
+  /// `snapshotIndex` (0: none); `rawNode` was made with `Config.applied == snapshotIndex` and
+  /// its `asyncStorageWrites` matching `configuration.readyHandling`.
+  public init(
+    configuration: Configuration, rawNode: RawNode, hardState: HardState, confState: ConfState,
+    snapshotIndex: UInt64
+  ) {
+    precondition(
+      rawNode.asyncStorageWrites == (configuration.readyHandling == .async),
+      "EngineCore: the RawNode's asyncStorageWrites does not match the Ready handling")
+    self.configuration = configuration
+    self.rawNode = rawNode
+    lastWrittenHardState = hardState
+    self.confState = confState
+    handedOutIndex = snapshotIndex
+    appliedIndex = snapshotIndex
+    snapshotPolicyIndex = snapshotIndex
+    savedSnapshotIndex = snapshotIndex
+    compactedThrough = snapshotIndex
+  }
+
+  /// Moves the pending actions to the caller (the buffer's capacity stays with the core when
+  /// `into` is empty, and the caller's comes back next time).
+  public mutating func takeActions(into out: inout [Action]) {
+    precondition(out.isEmpty, "EngineCore.takeActions: the caller's buffer is not empty")
+    swap(&out, &actions)
+  }
+
+  var id: UInt64 { configuration.id }
+  var isStopped: Bool { state == .stopped }
+
+  // MARK: Events
+
+  /// Proposes `payloads` as one batch: `completion` gets the indexes they were committed and
+  /// applied at on this node (in one range), or an error. The batches of one `processReady`
+  /// go to Raft as one message. Only the leader takes proposals.
+  public mutating func propose(_ payloads: [[UInt8]], completion: @escaping ProposalCompletion) {
+    guard state != .stopped else { return actions.append(.complete([refused(completion, .stopped)])) }
+    guard !payloads.isEmpty else { return actions.append(.complete([refused(completion, .dropped)])) }
+    for p in payloads { waitingEntries.append(Entry(data: p)) }
+    waitingBatches.append(WaitingBatch(count: payloads.count, completion: completion))
+  }
+
+  /// Proposes a configuration change, completed like a batch of one.
+  public mutating func proposeConfChange(
+    _ cc: AnyConfChange, completion: @escaping ProposalCompletion, nowNanoseconds now: UInt64
+  ) {
+    guard state != .stopped else { return actions.append(.complete([refused(completion, .stopped)])) }
+    guard rawNode.isLeader else { return actions.append(.complete([refused(completion, notLeader)])) }
+    let (type, data) = cc.entryPayload()
+    register(
+      proposing: [Entry(type: type, data: data)], as: [WaitingBatch(count: 1, completion: completion)],
+      isConfChange: true, now: now)
+  }
+
+  /// What `forward` hands to Raft.
+  public enum ForwardedProposal: Sendable {
+    case data([UInt8])
+    case confChange(AnyConfChange)
+  }
+
+  /// Hands `proposal` to Raft whatever this node's role (a follower forwards it to its
+  /// leader); nothing tracks it afterwards. `handedOff` learns whether Raft took it.
+  public mutating func forward(_ proposal: ForwardedProposal, handedOff: @escaping @Sendable (EngineError?) -> Void) {
+    guard state != .stopped else { return actions.append(.handOff(handedOff, .stopped)) }
+    do {
+      switch proposal {
+      case .data(let data): try rawNode.propose(data)
+      case .confChange(let cc): try rawNode.proposeConfChange(cc)
+      }
+      actions.append(.handOff(handedOff, nil))
+    } catch {
+      actions.append(.handOff(handedOff, .dropped))
+    }
+  }
+
+  /// Steps a message from a peer. Local message types (storage messages and their responses,
+  /// proposals' internal forms) are refused: only this node's own workers produce those.
+  public mutating func stepFromPeer(_ m: Message) {
+    guard !m.type.isLocal, m.from != localAppendThread, m.from != localApplyThread, m.from != id else { return }
+    step(m)
+  }
+
+  /// Steps a message: a local response (a write's or a worker's), or one from a peer that
+  /// `stepFromPeer` let through.
+  public mutating func step(_ m: Message) {
+    guard state != .stopped else { return }
+    if m.type == .msgStorageAppendResp, m.from == localAppendThread, let snapshot = m.snapshot {
+      // The leader's snapshot is durable: the state machine restores from it before Raft hands
+      // out any entry above it (they are queued behind the restore).
+      snapshotInstalled(snapshot)
+    }
+    // Stale or malformed messages are refused by RawNode; Raft retries.
+    try? rawNode.step(m)
+  }
+
+  /// The apply side applied a job or restored a snapshot.
+  public mutating func applied(_ outcome: ApplyOutcome) {
+    guard state != .stopped else { return }
+    precondition(outcome.appliedIndex >= appliedIndex, "EngineCore: the applied index went back")
+    precondition(outcome.appliedIndex <= handedOutIndex, "EngineCore: applied beyond what was handed out")
+    appliedIndex = outcome.appliedIndex
+    if let s = outcome.snapshot { saveSnapshot(index: s.index, confState: s.confState, data: s.data) }
+    for r in outcome.responses { step(r) }
+  }
+
+  /// Advances Raft's logical clock by one tick.
+  public mutating func tick() {
+    guard state != .stopped else { return }
+    rawNode.tick()
+  }
+
+  /// Requests a read index for `context` (unique among the requests in flight).
+  public mutating func readIndex(context: [UInt8], completion: ReadCompletion?) {
+    guard state != .stopped else {
+      if let completion { actions.append(.answerRead(completion, .failure(.stopped))) }
+      return
+    }
+    if configuration.faults.staleReads {
+      if let completion { actions.append(.answerRead(completion, .success(appliedIndex))) }
+      return
+    }
+    if let completion { readWaiters.append((context, completion)) }
+    rawNode.readIndex(context)
+  }
+
+  /// Gives up on the read index request of `context`: its completion gets `.timedOut`.
+  public mutating func cancelReadIndex(context: [UInt8]) {
+    if let waiter = takeReadWaiter(context) { actions.append(.answerRead(waiter, .failure(.timedOut))) }
+  }
+
+  public mutating func campaign() {
+    guard state != .stopped else { return }
+    try? rawNode.campaign()
+  }
+
+  public mutating func transferLeadership(to transferee: UInt64) {
+    guard state != .stopped else { return }
+    rawNode.transferLeader(to: transferee)
+  }
+
+  public mutating func forgetLeader() {
+    guard state != .stopped else { return }
+    try? rawNode.forgetLeader()
+  }
+
+  public mutating func reportUnreachable(_ peer: UInt64) {
+    guard state != .stopped else { return }
+    rawNode.reportUnreachable(peer)
+  }
+
+  public mutating func reportSnapshot(_ peer: UInt64, status: SnapshotStatus) {
+    guard state != .stopped else { return }
+    rawNode.reportSnapshot(peer, status: status)
+  }
+
+  public mutating func status(_ reply: @escaping @Sendable (Status) -> Void) {
+    actions.append(.reportStatus(reply, rawNode.status()))
+  }
+
+  /// Stops: every batch and read still waiting fails with `error` (the work already handed
+  /// out completes where it is performed).
+  public mutating func stop(_ error: EngineError) {
+    guard state != .stopped else { return }
+    state = .stopped
+    var out: [ProposalOutcome] = []
+    for b in waitingBatches { out.append(refused(b.completion, error)) }
+    waitingBatches = []
+    waitingEntries = []
+    proposals.failAll(error, into: &out)
+    if !out.isEmpty { actions.append(.complete(out)) }
+    failReads(error)
+  }
+
+  // MARK: Shared helpers
+
+  var notLeader: EngineError { .notLeader(leader: knownLeader == 0 ? nil : knownLeader) }
+
+  func refused(_ completion: @escaping ProposalCompletion, _ error: EngineError) -> ProposalOutcome {
+    ProposalOutcome(completion: completion, result: .failure(error), proposedAtNanoseconds: 0)
+  }
+
+  mutating func failReads(_ error: EngineError) {
+    guard !readWaiters.isEmpty else { return }
+    for w in readWaiters { actions.append(.answerRead(w.completion, .failure(error))) }
+    readWaiters = []
+  }
+
+  /// Removes and returns the waiter of `context`.
+  mutating func takeReadWaiter(_ context: [UInt8]) -> ReadCompletion? {
+    guard let k = readWaiters.firstIndex(where: { $0.context == context }) else { return nil }
+    return readWaiters.remove(at: k).completion
+  }
+}

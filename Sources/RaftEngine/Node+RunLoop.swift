@@ -1,0 +1,159 @@
+import Logging
+import Raft
+
+extension Node {
+  /// The run loop: drains the inbox, feeds the core, ticks, hands out the Readys and performs
+  /// the core's actions. Reads the clock once when it wakes and once after the Readys.
+  func run() {
+    let tickNanoseconds = UInt64(configuration.tickMicroseconds) * 1000
+    var now = EngineClock.nanoseconds()
+    var nextTick = now &+ tickNanoseconds
+    var inputs: [Input] = []
+    var work = Work()
+    var failure: String?
+    loop: while true {
+      inputs.removeAll(keepingCapacity: true)
+      inbox.take(into: &inputs, timeoutNanoseconds: nextTick > now ? nextTick - now : 0)
+      now = EngineClock.nanoseconds()
+      if !inputs.isEmpty { metrics.inboxDepth.record(inputs.count) }
+      for (k, input) in inputs.enumerated() {
+        switch feed(input, now: now) {
+        case .goOn: continue
+        case .stop: break
+        case .fail(let why): failure = why
+        }
+        abandon(inputs[(k + 1)...], failure.map { .storage($0) } ?? .stopped)
+        break loop
+      }
+      if now >= nextTick {
+        core.tick()
+        nextTick = max(nextTick &+ tickNanoseconds, now)
+      }
+      do {
+        let readies = try drive(&work, now: now)
+        if readies > 0 { metrics.readyHandling.recordNanoseconds(Int64(EngineClock.nanoseconds() &- now)) }
+      } catch {
+        failure = "\(error)"
+        break
+      }
+      if let why = core.failure {
+        failure = why
+        break
+      }
+    }
+    core.stop(failure.map { .storage($0) } ?? .stopped)
+    do {
+      _ = try drive(&work, now: now)
+    } catch {
+      logger.error("performing the last actions failed", metadata: ["error": "\(error)"])
+    }
+    if let failure {
+      logger.error("node stopped: storage failed", metadata: ["error": "\(failure)"])
+      failed.withLock { $0 = failure }
+      knownLeader.store(0, ordering: .relaxed)
+    }
+    loopEnded = true
+  }
+
+  /// What the loop does after an input.
+  private enum Next {
+    case goOn
+    case stop
+    /// Stop: the storage failed.
+    case fail(String)
+  }
+
+  /// Hands one input to the core.
+  private func feed(_ input: Input, now: UInt64) -> Next {
+    switch input {
+    case .propose(let payloads, let completion): core.propose(payloads, completion: completion)
+    case .proposeConfChange(let cc, let completion):
+      core.proposeConfChange(cc, completion: completion, nowNanoseconds: now)
+    case .forward(let proposal, let handedOff): core.forward(proposal, handedOff: handedOff)
+    case .peer(let m): core.stepFromPeer(m)
+    case .local(let responses): for m in responses { core.step(m) }
+    case .applied(let outcomes): for o in outcomes { core.applied(o) }
+    case .campaign: core.campaign()
+    case .transferLeader(let t): core.transferLeadership(to: t)
+    case .readIndex(let context, let completion): core.readIndex(context: context, completion: completion)
+    case .cancelReadIndex(let context): core.cancelReadIndex(context: context)
+    case .forgetLeader: core.forgetLeader()
+    case .reportUnreachable(let p): core.reportUnreachable(p)
+    case .reportSnapshot(let p, let st): core.reportSnapshot(p, status: st)
+    case .status(let reply): core.status(reply)
+    case .storageFailed(let why): return .fail(why)
+    case .stop: return .stop
+    }
+    return .goOn
+  }
+
+  /// Buffers the run loop reuses: the core's actions, and the jobs for the workers (handed
+  /// over in one push each per turn).
+  struct Work {
+    var actions: [EngineCore.Action] = []
+    var appendJobs: [AppendWorker.Job] = []
+    var applyJobs: [ApplyWorker.Job] = []
+  }
+
+  /// Performs the core's pending actions, then hands out every Ready; returns how many.
+  private func drive(_ work: inout Work, now: UInt64) throws -> Int {
+    try perform(&work, now: now)
+    var readies = 0
+    while core.hasReady() {
+      core.processReady(nowNanoseconds: now)
+      try perform(&work, now: now)
+      if core.awaitsAdvance { core.advance() }
+      readies += 1
+    }
+    if !work.appendJobs.isEmpty {
+      appendWorker!.queue.push(contentsOf: work.appendJobs)
+      work.appendJobs.removeAll(keepingCapacity: true)
+    }
+    if !work.applyJobs.isEmpty {
+      applyWorker!.queue.push(contentsOf: work.applyJobs)
+      work.applyJobs.removeAll(keepingCapacity: true)
+    }
+    return readies
+  }
+
+  /// Performs the core's actions in order, and those they lead to (sync mode: an apply outcome
+  /// fed back may ask for a snapshot save).
+  private func perform(_ work: inout Work, now: UInt64) throws {
+    let sync = configuration.readyHandling == .sync
+    while true {
+      core.takeActions(into: &work.actions)
+      if work.actions.isEmpty { return }
+      for action in work.actions {
+        switch action {
+        case .write(let w):
+          if sync { try AppendStage.writeNow(w, to: storage) } else { work.appendJobs.append(.write(w)) }
+        case .send(let messages):
+          transport.send(messages)
+        case .apply(let job):
+          if sync {
+            core.applied(applier.apply(job, now: EngineClock.nanoseconds))
+          } else {
+            work.applyJobs.append(.apply(job))
+          }
+        case .restore(let job):
+          if sync { core.applied(applier.restore(job)) } else { work.applyJobs.append(.restore(job)) }
+        case .saveSnapshot(let s):
+          if sync { try storage.save(s) } else { work.appendJobs.append(.save(s)) }
+          logger.debug("snapshot taken", metadata: ["index": "\(s.index)"])
+        case .complete(let outcomes):
+          for o in outcomes { o.deliver() }
+        case .answerRead(let completion, let result):
+          completion(result)
+        case .handOff(let handedOff, let error):
+          handedOff(error)
+        case .reportStatus(let reply, let status):
+          reply(status)
+        case .leaderChanged(let leader, let state):
+          knownLeader.store(leader ?? 0, ordering: .relaxed)
+          logger.info("leader changed", metadata: ["leader": "\(leader ?? 0)", "state": "\(state)"])
+        }
+      }
+      work.actions.removeAll(keepingCapacity: true)
+    }
+  }
+}
