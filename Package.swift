@@ -119,7 +119,7 @@ let package = Package(
       name: "RaftTests", dependencies: ["Raft", "RaftDataDriven"], exclude: ["testdata"], swiftSettings: strict),
     .executableTarget(
       name: "RaftBenchmarks",
-      dependencies: ["Raft", "RaftWAL", .product(name: "Benchmark", package: "benchmark")],
+      dependencies: ["Raft", "RaftWAL", "RaftEngine", .product(name: "Benchmark", package: "benchmark")],
       path: "Benchmarks/RaftBenchmarks",
       swiftSettings: strict,
       plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),

@@ -1,6 +1,7 @@
 import Benchmark
 import Foundation
 import Raft
+import RaftEngine
 import RaftWAL
 
 #if canImport(Glibc)
@@ -76,6 +77,50 @@ let benchmarks: @Sendable () -> Void = {
         }
         benchmark.stopMeasurement()
       }
+    }
+  }
+
+  // The engine core: a batch of 256 x 128 B entries from the proposal to its completion (the
+  // Ready, the write, its durable acknowledgement, the commit, the apply job, the completion),
+  // in memory, single voter, both Ready handling modes (`InMemoryEngine`). One iteration is one
+  // batch; figures per entry are the figures per iteration / 256. The client's side is counted
+  // too: the array of payload views (into a buffer the client keeps) and the completion.
+  // Allocation budget (issue: at most 0.05 per entry, 12.8 per batch): thresholds below fail
+  // `tools/bench` on a regression.
+  for mode in [NodeConfiguration.ReadyHandling.async, .sync] {
+    Benchmark(
+      "Core propose 256x128B batch, \(mode) (allocations)",
+      configuration: .init(
+        metrics: [.mallocCountTotal], scalingFactor: .one,
+        thresholds: [.mallocCountTotal: .init(absolute: [.p90: 12])])
+    ) { benchmark in
+      let engine = try InMemoryEngine(readyHandling: mode)
+      let buffer = [UInt8](repeating: 0x5A, count: 256 * 128)
+      let completion: ProposalCompletion = { result in
+        if case .failure(let e) = result { preconditionFailure("a batch failed: \(e)") }
+      }
+      benchmark.startMeasurement()
+      for _ in benchmark.scaledIterations {
+        let payloads = (0..<256).map { k in Payload(buffer, (k * 128)..<((k + 1) * 128)) }
+        try engine.proposeBatch(payloads, completion: completion)
+      }
+      benchmark.stopMeasurement()
+    }
+    Benchmark(
+      "Core propose 256x128B batch, \(mode)",
+      configuration: .init(metrics: [.wallClock, .throughput], scalingFactor: .one)
+    ) { benchmark in
+      let engine = try InMemoryEngine(readyHandling: mode)
+      let buffer = [UInt8](repeating: 0x5A, count: 256 * 128)
+      let completion: ProposalCompletion = { result in
+        if case .failure(let e) = result { preconditionFailure("a batch failed: \(e)") }
+      }
+      benchmark.startMeasurement()
+      for _ in benchmark.scaledIterations {
+        let payloads = (0..<256).map { k in Payload(buffer, (k * 128)..<((k + 1) * 128)) }
+        try engine.proposeBatch(payloads, completion: completion)
+      }
+      benchmark.stopMeasurement()
     }
   }
 

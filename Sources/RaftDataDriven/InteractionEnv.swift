@@ -229,7 +229,7 @@ public final class InteractionEnv {
         case .v2(let c): update = c.context
         }
       } else {
-        update = e.data
+        update = e.data.bytes
       }
       let last = n.storage.history[n.storage.history.count - 1]
       let snap = Snapshot(

@@ -17,7 +17,7 @@ public final class Node: @unchecked Sendable {
 
   /// What the run loop is asked to do.
   enum Input {
-    case propose([[UInt8]], ProposalCompletion)
+    case propose([Payload], ProposalCompletion)
     case proposeConfChange(AnyConfChange, ProposalCompletion)
     case forward(ForwardedProposal, @Sendable (EngineError?) -> Void)
     /// A message from a peer (the transport).
@@ -188,7 +188,11 @@ public final class Node: @unchecked Sendable {
   /// Proposes `payloads` as one batch (one input, one completion): `completion` gets the range
   /// of indexes they were committed and applied at on this node, or an error. Only the leader
   /// takes proposals; all the batches one wake of the run loop finds go to Raft as one message.
-  public func propose(batch payloads: [[UInt8]], completion: @escaping ProposalCompletion) {
+  ///
+  /// The payloads are views: payloads cut from one buffer (`Payload(buffer, a..<b)`) travel
+  /// through the log, the WAL's encoding and the state machine without a copy or an
+  /// allocation of their own.
+  public func propose(batch payloads: [Payload], completion: @escaping ProposalCompletion) {
     if stopping.load(ordering: .relaxed) { return completion(.failure(.stopped)) }
     if let why = failed.withLock({ $0 }) { return completion(.failure(.storage(why))) }
     let leader = knownLeader.load(ordering: .relaxed)
@@ -200,10 +204,15 @@ public final class Node: @unchecked Sendable {
     }
   }
 
+  /// Proposes `payloads` as one batch, each its own array.
+  public func propose(batch payloads: [[UInt8]], completion: @escaping ProposalCompletion) {
+    propose(batch: payloads.map(Payload.init), completion: completion)
+  }
+
   /// Proposes `data` (a batch of one); `completion` gets the entry's index once it is committed
   /// and applied on this node, or an error.
   public func propose(_ data: [UInt8], completion: @escaping Completion) {
-    propose(batch: [data]) { result in completion(result.map(\.lowerBound)) }
+    propose(batch: [Payload(data)]) { result in completion(result.map(\.lowerBound)) }
   }
 
   /// Proposes a configuration change, completed like `propose`.

@@ -6,7 +6,8 @@ import Synchronization
 public struct CommittedEntry: Sendable, Equatable {
   public var index: UInt64
   public var term: UInt64
-  public var data: [UInt8]
+  /// A view into the buffer the entry arrived in (copy what you keep for long).
+  public var data: Payload
 }
 
 /// The embedding API for a high-throughput replicated log: append bytes, get their index once
@@ -157,7 +158,7 @@ final class LogMachine: StateMachine, Sendable {
 
   func nextReadID() -> UInt64 { readIDs.add(1, ordering: .relaxed).newValue }
 
-  func apply(index: UInt64, term: UInt64, data: [UInt8]) {
+  func apply(index: UInt64, term: UInt64, data: Payload) {
     stream.yield(CommittedEntry(index: index, term: term, data: data))
   }
 

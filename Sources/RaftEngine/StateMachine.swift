@@ -4,8 +4,9 @@ import Raft
 /// apply worker in async mode, the run loop in sync mode).
 public protocol StateMachine: AnyObject {
   /// Applies the committed normal entry at `index` (entries arrive in index order, each once
-  /// per process lifetime after the last snapshot).
-  func apply(index: UInt64, term: UInt64, data: [UInt8])
+  /// per process lifetime after the last snapshot). `data` is a view into a buffer the
+  /// entry's batch or message shares: copy what you keep (`Array(data)`).
+  func apply(index: UInt64, term: UInt64, data: Payload)
   /// Replaces the state with a snapshot's data (installed from a leader or at restart).
   func restore(snapshot: Snapshot)
   /// Every entry up to `index` is applied (entries without data and conf changes included).

@@ -31,9 +31,9 @@ public final class KVBenchmarkStateMachine: StateMachine, @unchecked Sendable {
   /// Keys in the map so far.
   public var keyCount: Int { store.keyCount }
 
-  public func apply(index: UInt64, term: UInt64, data: [UInt8]) {
+  public func apply(index: UInt64, term: UInt64, data: Payload) {
     let key = keys[Int(random.next() % UInt64(keys.count))]
-    store.store(.put, key: key, value: data)
+    store.store(.put, key: key, value: Array(data))
   }
 
   public func applied(through index: UInt64) { store.applied(through: index) }

@@ -33,7 +33,10 @@ struct KVCommand: Equatable, Sendable {
   }
 
   /// Decodes an entry's data, or throws `KVFormatError` saying what is wrong.
-  init(decoding data: [UInt8]) throws(KVFormatError) {
+  init(decoding data: [UInt8]) throws(KVFormatError) { try self.init(decoding: Payload(data)) }
+
+  /// Decodes an entry's data in place, or throws `KVFormatError` saying what is wrong.
+  init(decoding data: Payload) throws(KVFormatError) {
     var r = ByteReader(data)
     guard try r.byte("version") == Self.version else { throw KVFormatError("unknown command version") }
     guard let op = Op(rawValue: try r.byte("op")) else { throw KVFormatError("unknown command op") }
@@ -87,10 +90,13 @@ struct KVFormatError: Error, Equatable, CustomStringConvertible {
 
 /// A cursor over bytes that throws instead of trapping.
 struct ByteReader {
-  private let bytes: [UInt8]
+  private let bytes: Payload
   private(set) var offset = 0
 
-  init(_ bytes: [UInt8]) { self.bytes = bytes }
+  init(_ bytes: [UInt8]) { self.bytes = Payload(bytes) }
+
+  /// Reads an entry's data in place.
+  init(_ bytes: Payload) { self.bytes = bytes }
 
   var isAtEnd: Bool { offset == bytes.count }
 
@@ -111,12 +117,12 @@ struct ByteReader {
   mutating func bytes(_ count: Int, _ what: String) throws(KVFormatError) -> [UInt8] {
     guard count <= bytes.count - offset else { throw KVFormatError("truncated \(what)") }
     offset += count
-    return Array(bytes[(offset - count)..<offset])
+    return Array(bytes.payload((offset - count)..<offset))
   }
 
   mutating func rest() -> [UInt8] {
     defer { offset = bytes.count }
-    return Array(bytes[offset...])
+    return Array(bytes.payload(offset..<bytes.count))
   }
 }
 

@@ -112,7 +112,7 @@ final class KVStore: StateMachine, Sendable {
 
   // MARK: StateMachine (the apply side)
 
-  func apply(index: UInt64, term: UInt64, data: [UInt8]) {
+  func apply(index: UInt64, term: UInt64, data: Payload) {
     let command: KVCommand
     do {
       command = try KVCommand(decoding: data)

@@ -42,7 +42,9 @@ struct SimCommand: Equatable {
     self.value = value
   }
 
-  init?(_ data: [UInt8]) {
+  init?(_ data: [UInt8]) { self.init(Payload(data)) }
+
+  init?(_ data: Payload) {
     guard data.count == 24 else { return nil }
     func word(_ k: Int) -> UInt64 { data[(8 * k)..<(8 * k + 8)].reversed().reduce(0) { $0 << 8 | UInt64($1) } }
     (opID, key, value) = (word(0), word(1), word(2))
@@ -64,7 +66,7 @@ final class SimKV: StateMachine {
     restore(snapshot: snapshot)
   }
 
-  func apply(index: UInt64, term: UInt64, data: [UInt8]) {
+  func apply(index: UInt64, term: UInt64, data: Payload) {
     if let c = SimCommand(data), appliedOps.insert(c.opID).inserted { kv[c.key] = c.value }
   }
 

@@ -84,7 +84,10 @@ import Raft
     case .hello:
       preconditionFailure("handled above")
     case .messages:
-      let messages = try body.withUnsafeReadableBytes { raw in try RaftCodec.decodeMessages(raw, limits: limits) }
+      // One copy of the frame; the entries' data are views into it (no copy or allocation per
+      // entry).
+      let frameBytes = body.readBytes(length: body.readableBytes) ?? []
+      let messages = try RaftCodec.decodeMessages(frameBytes, limits: limits)
       for m in messages { try check(m, from: from) }
       if !messages.isEmpty { delegate.deliver(messages) }
     case .snapshotBegin:

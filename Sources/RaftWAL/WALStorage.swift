@@ -37,6 +37,7 @@ public final class WALStorage: Storage, @unchecked Sendable {
   public func lastIndex() throws -> UInt64 { try memory.lastIndex() }
   public func firstIndex() throws -> UInt64 { try memory.firstIndex() }
   public func snapshot() throws -> Snapshot { try memory.snapshot() }
+  public var limitsEntriesBySize: Bool { memory.limitsEntriesBySize }
 
   // MARK: Writing (the WAL's owner thread)
 

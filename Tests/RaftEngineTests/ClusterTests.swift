@@ -9,7 +9,7 @@ import XCTest
 /// A state machine that records what it applies.
 final class RecordingStateMachine: StateMachine, Sendable {
   let log = Mutex<[(index: UInt64, data: [UInt8])]>([])
-  func apply(index: UInt64, term: UInt64, data: [UInt8]) { log.withLock { $0.append((index, data)) } }
+  func apply(index: UInt64, term: UInt64, data: Payload) { log.withLock { $0.append((index, Array(data))) } }
   func restore(snapshot: Snapshot) { log.withLock { $0 = [] } }
   var values: [[UInt8]] { log.withLock { $0.map(\.data) } }
   var indexes: [UInt64] { log.withLock { $0.map(\.index) } }

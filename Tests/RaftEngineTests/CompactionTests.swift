@@ -10,7 +10,7 @@ final class SnapshottingStateMachine: StateMachine, Sendable {
   let values = Mutex<[[UInt8]]>([])
   let restores = Atomic<Int>(0)
 
-  func apply(index: UInt64, term: UInt64, data: [UInt8]) { values.withLock { $0.append(data) } }
+  func apply(index: UInt64, term: UInt64, data: Payload) { values.withLock { $0.append(Array(data)) } }
 
   func snapshotData() -> [UInt8]? {
     values.withLock { vs in

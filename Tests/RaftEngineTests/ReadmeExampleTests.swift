@@ -26,7 +26,7 @@ final class EngineReadmeExampleTests: XCTestCase {
     let index = try await leader.append(Array("hello".utf8))  // committed and applied here
     _ = try await leader.readBarrier()  // local reads are linearizable from here on
     for await entry in logs[2].committed where entry.index == index {
-      received = entry.data  // every node applies the same entries in the same order
+      received = Array(entry.data)  // every node applies the same entries in the same order
       break
     }
     for log in logs { await log.shutdown() }

@@ -46,7 +46,7 @@ final class ReplicatedLogTests: XCTestCase {
         if streamed.count == 50 { break }
       }
       XCTAssertEqual(streamed.map(\.index), indexes)
-      XCTAssertEqual(streamed.last?.data, Array("v48".utf8))
+      XCTAssertEqual(streamed.last.map { Array($0.data) }, Array("v48".utf8))
       await log.shutdown()
       let late = await attempt(log, [1])
       XCTAssertEqual(late, .failure(.stopped))

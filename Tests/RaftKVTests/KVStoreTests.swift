@@ -27,8 +27,8 @@ final class KVStoreTests: XCTestCase {
     let store = KVStore(
       localID: 1, initialMembers: [1: "http://a:1"], logger: Logger(label: "t"),
       membersChanged: { changed.record($0) }, removedSelf: {})
-    store.apply(index: 1, term: 1, data: KVCommand(op: .put, requestID: 1, key: [1], value: [2]).encoded())
-    store.apply(index: 2, term: 1, data: KVCommand(op: .put, requestID: 2, key: [3], value: []).encoded())
+    store.apply(index: 1, term: 1, data: Payload(KVCommand(op: .put, requestID: 1, key: [1], value: [2]).encoded()))
+    store.apply(index: 2, term: 1, data: Payload(KVCommand(op: .put, requestID: 2, key: [3], value: []).encoded()))
     store.applyConfChange(
       .v1(ConfChange(type: .addNode, nodeID: 2, context: MemberContext(requestID: 3, url: "http://b:2").encoded())),
       index: 3, term: 1)

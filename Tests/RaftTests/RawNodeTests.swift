@@ -95,7 +95,7 @@ final class RawNodeTests: XCTestCase {
         let rd = node.ready()
         if !rd.hardState.isEmpty { try s.setHardState(rd.hardState) }
         try s.append(rd.entries)
-        applied += rd.committedEntries.filter { !$0.data.isEmpty }.map(\.data)
+        applied += rd.committedEntries.filter { !$0.data.isEmpty }.map { Array($0.data) }
         XCTAssertTrue(rd.messages.isEmpty, "a single node sends nothing")
         node.advance(rd)
       }

@@ -60,7 +60,7 @@ final class WALStorageTests: XCTestCase {
     XCTAssertEqual(try second.snapshot().metadata.confState.voters, [1])
     let tail = try second.entries(lo: snapIndex + 1, hi: last + 1, maxSize: noLimit)
     XCTAssertEqual(tail.map(\.index), Array((snapIndex + 1)...last))
-    XCTAssertEqual(tail.last?.data, Array("value 49".utf8))
+    XCTAssertEqual(tail.last?.data, Payload(Array("value 49".utf8)))
     // The restarted node keeps going from the recovered log.
     XCTAssertGreaterThanOrEqual(try runNode(second, proposals: 10), last + 10)
     try second.wal.close()

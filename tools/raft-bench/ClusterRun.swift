@@ -104,7 +104,7 @@ struct CPUTime {
 
 /// Applies nothing: the benchmark measures the write path.
 final class NullStateMachine: StateMachine, Sendable {
-  func apply(index: UInt64, term: UInt64, data: [UInt8]) {}
+  func apply(index: UInt64, term: UInt64, data: Payload) {}
   func restore(snapshot: Snapshot) {}
 }
 

@@ -225,13 +225,13 @@ extension CodecReader {
     let term = try varint("entry term")
     let index = try varint("entry index")
     guard h & EntryHeader.hasData != 0 else {
-      return Entry(term: term, index: index, type: type, data: [])
+      return Entry(term: term, index: index, type: type, data: Payload())
     }
     let lengthAt = pos
     let n = try count(
       "entry data length", limit: limits.maxBytesLength, limitName: "maxBytesLength", minElementSize: 1)
     guard n > 0 else { throw codecError(.nonCanonical, at: lengthAt, "entry data flagged present but empty") }
-    return Entry(term: term, index: index, type: type, data: raw(count: n))
+    return Entry(term: term, index: index, type: type, data: payload(count: n))
   }
 
   @inline(never)

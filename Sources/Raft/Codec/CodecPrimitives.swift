@@ -15,6 +15,12 @@ func codecBytesLength(_ b: [UInt8]) -> Int {
   codecVarintLength(UInt64(b.count)) + b.count
 }
 
+/// The encoded size of an entry's data as a byte string.
+@inline(__always)
+func codecBytesLength(_ b: Payload) -> Int {
+  codecVarintLength(UInt64(b.count)) + b.count
+}
+
 /// Writes into memory that the caller has sized exactly with the `encodedSize` functions.
 /// Every store is checked against the end, so a size miscalculation traps instead of corrupting
 /// memory.
@@ -66,6 +72,20 @@ struct CodecWriter {
   mutating func bytes(_ b: [UInt8]) {
     varint(UInt64(b.count))
     raw(b)
+  }
+
+  /// An entry's data as a byte string: varint length, then the bytes (the one copy they get on
+  /// their way to the disk or the network).
+  @inline(__always)
+  mutating func bytes(_ b: Payload) {
+    varint(UInt64(b.count))
+    b.withUnsafeBytes { src in
+      precondition(end - cursor >= src.count, "RaftCodec: encodedSize under-estimated the encoding")
+      if let base = src.baseAddress, src.count > 0 {
+        cursor.copyMemory(from: base, byteCount: src.count)
+        cursor += src.count
+      }
+    }
   }
 }
 
@@ -128,11 +148,15 @@ struct CodecReader {
   /// Next byte to read, an index into `buf`.
   var pos: Int
   let limits: CodecLimits
+  /// The array `buf` is the memory of, when known: entries' data are then views into it
+  /// (`Payload`) instead of copies. Invariant: `owner` and `buf` have the same base and count.
+  let owner: [UInt8]?
 
-  init(_ buf: UnsafeRawBufferPointer, offset: Int, limits: CodecLimits) {
+  init(_ buf: UnsafeRawBufferPointer, offset: Int, limits: CodecLimits, owner: [UInt8]? = nil) {
     self.buf = buf
     self.pos = offset
     self.limits = limits
+    self.owner = owner
   }
 
   /// Bytes left after the cursor.
@@ -238,6 +262,16 @@ struct CodecReader {
     // Measurably faster than `init(unsafeUninitializedCapacity:)`, which is not specialized and
     // looks up generic metadata on every call.
     return [UInt8](src)
+  }
+
+  /// `n` bytes (already checked to be available) as an entry's data: a view into `owner` when
+  /// there is one, else a copy.
+  @inline(__always)
+  mutating func payload(count n: Int) -> Payload {
+    precondition(n >= 0 && n <= remaining)
+    guard let owner else { return Payload(raw(count: n)) }
+    defer { pos += n }
+    return Payload(owner, pos..<(pos + n))
   }
 
   /// A byte string: varint length (within `maxBytesLength`), then the bytes.

@@ -88,10 +88,15 @@ public enum RaftCodec {
   }
 
   /// Decodes a list of entries written by `encode(entries:into:)`, at most `limits.maxEntries`.
+  /// The entries' data are views into `bytes` (no copy).
   public static func decodeEntries(
     _ bytes: [UInt8], offset: inout Int, limits: CodecLimits = .default
   ) throws(CodecError) -> [Entry] {
-    try withRaw(bytes) { (raw) throws(CodecError) in try decodeEntries(raw, offset: &offset, limits: limits) }
+    try withRaw(bytes) { (raw) throws(CodecError) in
+      try decodeBody(raw, offset: &offset, limits: limits, owner: bytes) { (r) throws(CodecError) in
+        try r.entryList(nonEmpty: false)
+      }
+    }
   }
 
   // MARK: - Versioned messages
@@ -122,9 +127,12 @@ public enum RaftCodec {
     try decodeWhole(bytes, limits: limits) { (r) throws(CodecError) in try r.message(depth: 0) }
   }
 
-  /// Decodes a whole buffer holding `encodeMessage`'s output (no trailing bytes allowed).
+  /// Decodes a whole buffer holding `encodeMessage`'s output (no trailing bytes allowed). The
+  /// entries' data are views into `bytes` (no copy).
   public static func decodeMessage(_ bytes: [UInt8], limits: CodecLimits = .default) throws(CodecError) -> Message {
-    try withRaw(bytes) { (raw) throws(CodecError) in try decodeMessage(raw, limits: limits) }
+    try withRaw(bytes) { (raw) throws(CodecError) in
+      try decodeWhole(raw, limits: limits, owner: bytes) { (r) throws(CodecError) in try r.message(depth: 0) }
+    }
   }
 
   /// The size of `encodeMessages(ms)`: version byte + count + bodies.
@@ -154,8 +162,13 @@ public enum RaftCodec {
   }
 
   /// Decodes a whole buffer holding `encodeMessages`'s output (at most `limits.maxMessages`).
+  /// The entries' data are views into `bytes` (no copy): one buffer for every entry of a frame.
   public static func decodeMessages(_ bytes: [UInt8], limits: CodecLimits = .default) throws(CodecError) -> [Message] {
-    try withRaw(bytes) { (raw) throws(CodecError) in try decodeMessages(raw, limits: limits) }
+    try withRaw(bytes) { (raw) throws(CodecError) in
+      try decodeWhole(raw, limits: limits, owner: bytes) { (r) throws(CodecError) in
+        try r.messageList("message count", depth: 0)
+      }
+    }
   }
 
   // MARK: - Versioned records
@@ -199,10 +212,10 @@ public enum RaftCodec {
   /// Runs `read` on a reader positioned at `offset`; advances `offset` only on success.
   @inline(__always)
   static func decodeBody<T>(
-    _ bytes: UnsafeRawBufferPointer, offset: inout Int, limits: CodecLimits,
+    _ bytes: UnsafeRawBufferPointer, offset: inout Int, limits: CodecLimits, owner: [UInt8]? = nil,
     _ read: (inout CodecReader) throws(CodecError) -> T
   ) throws(CodecError) -> T {
-    var r = CodecReader(bytes, offset: offset, limits: limits)
+    var r = CodecReader(bytes, offset: offset, limits: limits, owner: owner)
     try r.checkStart()
     let v = try read(&r)
     offset = r.pos
@@ -212,10 +225,10 @@ public enum RaftCodec {
   /// Reads a version byte, then `read`, then requires the end of the buffer.
   @inline(__always)
   static func decodeWhole<T>(
-    _ bytes: UnsafeRawBufferPointer, limits: CodecLimits,
+    _ bytes: UnsafeRawBufferPointer, limits: CodecLimits, owner: [UInt8]? = nil,
     _ read: (inout CodecReader) throws(CodecError) -> T
   ) throws(CodecError) -> T {
-    var r = CodecReader(bytes, offset: 0, limits: limits)
+    var r = CodecReader(bytes, offset: 0, limits: limits, owner: owner)
     try r.version()
     let v = try read(&r)
     try r.expectEnd()

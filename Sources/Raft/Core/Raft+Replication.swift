@@ -4,7 +4,7 @@ extension Raft {
   /// Appends proposed entries to the leader's log at the current term. The leader acks its own
   /// append through a self-addressed MsgAppResp released once the entries are durable.
   func appendEntry(_ entries: consuming [Entry]) -> Bool {
-    var es = entries
+    var es = consume entries
     let li = raftLog.lastIndex()
     for i in es.indices {
       es[i].term = term

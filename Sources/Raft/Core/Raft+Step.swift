@@ -78,8 +78,8 @@ extension Raft {
 
     case .msgStorageApplyResp:
       if let last = m.entries.last {
-        appliedTo(last.index, size: entriesSize(m.entries))
-        reduceUncommittedSize(payloadsSize(m.entries))
+        appliedTo(last.index, size: raftLog.countsApplyingSize ? entriesSize(m.entries) : 0)
+        if maxUncommittedSize != noLimit { reduceUncommittedSize(payloadsSize(m.entries)) }
       }
 
     case .msgVote, .msgPreVote:
@@ -110,7 +110,7 @@ extension Raft {
 
     default:
       switch state {
-      case .leader: try stepLeader(m)
+      case .leader: try stepLeader(consume m)
       case .candidate, .preCandidate: try stepCandidate(m)
       case .follower: try stepFollower(m)
       }
@@ -137,7 +137,7 @@ extension Raft {
       }
       return
     case .msgProp:
-      try leaderPropose(m)
+      try leaderPropose(consume m)
       return
     case .msgReadIndex:
       if tracker.isSingleton() {
@@ -244,7 +244,7 @@ extension Raft {
 
   /// A proposal reaching the leader: validate conf changes, append, replicate.
   func leaderPropose(_ message: consuming Message) throws {
-    var m = message
+    var m = consume message
     if m.entries.isEmpty { logger.panic("\(hx(id)) stepped empty MsgProp") }
     if tracker.progress(of: id) == nil {
       // We were removed from the configuration while leading: take no new proposals.
@@ -285,7 +285,7 @@ extension Raft {
     // stamps term and index in place.
     var ents: [Entry] = []
     swap(&ents, &m.entries)
-    if !appendEntry(ents) { throw RaftError.proposalDropped }
+    if !appendEntry(consume ents) { throw RaftError.proposalDropped }
     bcastAppend()
   }
 
@@ -392,7 +392,7 @@ extension Raft {
           "\(hx(id)) invalid format of MsgReadIndexResp from \(hx(m.from)), entries count: \(m.entries.count)")
         return
       }
-      readStates.append(ReadState(index: m.index, requestCtx: m.entries[0].data))
+      readStates.append(ReadState(index: m.index, requestCtx: m.entries[0].data.bytes))
     default:
       break
     }
@@ -410,7 +410,7 @@ extension Raft {
   /// or a MsgReadIndexResp for a follower's.
   func responseToReadIndexRequest(_ req: Message, readIndex: UInt64) -> Message? {
     if req.from == noNode || req.from == id {
-      readStates.append(ReadState(index: readIndex, requestCtx: req.entries[0].data))
+      readStates.append(ReadState(index: readIndex, requestCtx: req.entries[0].data.bytes))
       return nil
     }
     return Message(type: .msgReadIndexResp, to: req.from, index: readIndex, entries: req.entries)
@@ -432,8 +432,8 @@ extension Raft {
     case .safe:
       // Confirm leadership with a round of heartbeats carrying the request's context.
       readOnly.addRequest(index: raftLog.committed, m)
-      _ = readOnly.receiveAck(from: id, context: m.entries[0].data)
-      bcastHeartbeat(context: m.entries[0].data)
+      _ = readOnly.receiveAck(from: id, context: m.entries[0].data.bytes)
+      bcastHeartbeat(context: m.entries[0].data.bytes)
     case .leaseBased:
       if let resp = responseToReadIndexRequest(m, readIndex: raftLog.committed) { send(resp) }
     }
@@ -444,6 +444,8 @@ extension Raft {
   /// Accounts for proposed entries; false when they would push the uncommitted tail over the
   /// limit. Empty payloads are always accepted (a new leader's entry, leaving a joint config).
   func increaseUncommittedSize(_ ents: [Entry]) -> Bool {
+    // Without a limit nothing is counted (the sizes are never computed).
+    if maxUncommittedSize == noLimit { return true }
     let s = payloadsSize(ents)
     if uncommittedSize > 0 && s > 0 && uncommittedSize + s > maxUncommittedSize {
       return false

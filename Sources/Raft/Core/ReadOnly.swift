@@ -25,7 +25,7 @@ struct ReadOnly {
 
   /// Records a request read at `index`; a repeated context is ignored.
   mutating func addRequest(index: UInt64, _ m: Message) {
-    let ctx = m.entries[0].data
+    let ctx = m.entries[0].data.bytes
     if pending[ctx] != nil { return }
     pending[ctx] = ReadIndexStatus(request: m, index: index)
     queue.append(ctx)

@@ -118,16 +118,16 @@ public func describeEntry(_ e: Entry, formatter: EntryFormatter? = nil) -> Strin
   var payload: String
   switch e.type {
   case .normal:
-    payload = formatter?(e.data) ?? goQuote(e.data)
+    payload = formatter?(e.data.bytes) ?? goQuote(e.data.bytes)
   case .confChange:
     do {
-      payload = ConfChangeSingle.describe(AnyConfChange.v1(try ConfChange(decoding: e.data)).asV2.changes)
+      payload = ConfChangeSingle.describe(AnyConfChange.v1(try ConfChange(decoding: e.data.bytes)).asV2.changes)
     } catch {
       payload = "\(error)"
     }
   case .confChangeV2:
     do {
-      payload = ConfChangeSingle.describe(try ConfChangeV2(decoding: e.data).changes)
+      payload = ConfChangeSingle.describe(try ConfChangeV2(decoding: e.data.bytes).changes)
     } catch {
       payload = "\(error)"
     }

@@ -9,6 +9,20 @@ public let noLimit: UInt64 = .max
 @inlinable
 func limitCount<C: Collection>(_ ents: C, maxSize: UInt64) -> Int where C.Element == Entry {
   if maxSize == noLimit { return ents.count }
+  // In place: iterating copies of the entries would retain and release each one's payload.
+  if let n = ents.withContiguousStorageIfAvailable({ buf -> Int in
+    guard !buf.isEmpty else { return 0 }
+    var total = buf[0].size
+    var n = 1
+    while n < buf.count {
+      total += buf[n].size
+      if total > maxSize { break }
+      n += 1
+    }
+    return n
+  }) {
+    return n
+  }
   var it = ents.makeIterator()
   guard let first = it.next() else { return 0 }
   var total = first.size

@@ -51,12 +51,29 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
 
   private let lock = PThreadMutex()
 
+  /// A run of consecutive entries appended together (a Ready's entries, a message's): kept as
+  /// the array it came in, so that appending it and reading it back whole share that array
+  /// instead of copying each entry. Invariant: not empty, `entries[k].index == first + k`.
+  private struct Run {
+    var first: UInt64
+    var entries: [Entry]
+    var end: UInt64 { first + UInt64(entries.count) }
+  }
+
+  /// Runs of at most this many entries merge into the run before them when that one is small
+  /// too (a follower appending one entry at a time would otherwise leave one run per entry).
+  private static let smallRunEntries = 64
+
   // All state below is guarded by `lock`.
   private var hardState = HardState()
   private var snap = Snapshot()
-  /// The log. `ents[0]` is a dummy entry carrying the index and term of the latest snapshot
-  /// (0/0 for a fresh storage); `ents[k]` has index `ents[0].index + k`. Never empty.
-  private var ents: [Entry] = [Entry()]
+  /// The index and term of the entry just before the log (the latest snapshot's, or the last
+  /// compacted entry's; 0/0 for a fresh storage).
+  private var dummyIndex: UInt64 = 0
+  private var dummyTerm: UInt64 = 0
+  /// The log after the dummy. Invariant: consecutive runs, the first starting at
+  /// `dummyIndex + 1`.
+  private var runs: [Run] = []
   private var stats = CallStats()
 
   /// An empty storage: no hard state, the empty snapshot, no entries.
@@ -77,18 +94,48 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
 
   /// Entries in `[lo, hi)`, limited to `maxSize` bytes but at least one. Throws
   /// `RaftError.compacted` for `lo` at or below the snapshot index, `RaftError.unavailable` when
-  /// the log holds no entries. `hi` past the last index + 1 is a programmer error.
+  /// the log holds no entries. `hi` past the last index + 1 is a programmer error. A range that
+  /// is one whole appended run comes back without a copy.
   public func entries(lo: UInt64, hi: UInt64, maxSize: UInt64) throws -> [Entry] {
     try lock.withLock { () throws(RaftError) -> [Entry] in
       stats.entries += 1
-      let offset = ents[0].index
-      if lo <= offset { throw .compacted }
+      if lo <= dummyIndex { throw .compacted }
       let last = lastIndexLocked()
       precondition(hi <= last + 1, "entries' hi(\(hi)) is out of bound lastindex(\(last))")
       precondition(lo <= hi, "entries' lo(\(lo)) is greater than hi(\(hi))")
-      if ents.count == 1 { throw .unavailable }
-      let range = ents[Int(lo - offset)..<Int(hi - offset)]
-      return Array(range.prefix(limitCount(range, maxSize: maxSize)))
+      if runs.isEmpty { throw .unavailable }
+      if lo == hi { return [] }
+      var k = runIndex(containing: lo)
+      let run = runs[k]
+      if hi <= run.end {
+        // Within one run.
+        let range = run.entries[Int(lo - run.first)..<Int(hi - run.first)]
+        let n = limitCount(range, maxSize: maxSize)
+        if n == run.entries.count { return run.entries }
+        return Array(range.prefix(n))
+      }
+      // Across runs: gather, cut at the first entry that overflows the budget (the first entry
+      // always counts).
+      var out: [Entry] = []
+      out.reserveCapacity(Int(hi - lo))
+      var total: UInt64 = 0
+      var at = lo
+      while at < hi {
+        let r = runs[k]
+        let part = r.entries[Int(at - r.first)..<Int(min(hi, r.end) - r.first)]
+        if maxSize == noLimit {
+          out.append(contentsOf: part)
+        } else {
+          for e in part {
+            total += e.size
+            if !out.isEmpty && total > maxSize { return out }
+            out.append(e)
+          }
+        }
+        at = min(hi, r.end)
+        k += 1
+      }
+      return out
     }
   }
 
@@ -97,10 +144,9 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
   public func term(_ i: UInt64) throws -> UInt64 {
     try lock.withLock { () throws(RaftError) -> UInt64 in
       stats.term += 1
-      let offset = ents[0].index
-      if i < offset { throw .compacted }
-      if i - offset >= UInt64(ents.count) { throw .unavailable }
-      return ents[Int(i - offset)].term
+      if i < dummyIndex { throw .compacted }
+      if i > lastIndexLocked() { throw .unavailable }
+      return termLocked(i)
     }
   }
 
@@ -112,11 +158,14 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
     }
   }
 
+  /// `entries` cuts at `maxSize` as the log does.
+  public var limitsEntriesBySize: Bool { true }
+
   /// The index just after the snapshot.
   public func firstIndex() throws -> UInt64 {
     lock.withLock {
       stats.firstIndex += 1
-      return ents[0].index + 1
+      return dummyIndex + 1
     }
   }
 
@@ -144,7 +193,9 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
       let current = self.snap.metadata.index
       if current != 0 && current >= snap.metadata.index { throw .snapshotOutOfDate }
       self.snap = snap
-      ents = [Entry(term: snap.metadata.term, index: snap.metadata.index)]
+      dummyIndex = snap.metadata.index
+      dummyTerm = snap.metadata.term
+      runs = []
     }
   }
 
@@ -159,7 +210,7 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
       let last = lastIndexLocked()
       precondition(i <= last, "snapshot \(i) is out of bound lastindex(\(last))")
       snap.metadata.index = i
-      snap.metadata.term = ents[Int(i - ents[0].index)].term
+      snap.metadata.term = termLocked(i)
       if let confState { snap.metadata.confState = confState }
       snap.data = data
       return snap
@@ -172,24 +223,31 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
   /// application must not compact beyond what it has applied.
   public func compact(_ compactIndex: UInt64) throws {
     try lock.withLock { () throws(RaftError) in
-      let offset = ents[0].index
-      if compactIndex <= offset { throw .compacted }
+      if compactIndex <= dummyIndex { throw .compacted }
       let last = lastIndexLocked()
       precondition(compactIndex <= last, "compact \(compactIndex) is out of bound lastindex(\(last))")
-      let i = Int(compactIndex - offset)
-      let dummy = Entry(term: ents[i].term, index: ents[i].index)
-      ents.removeSubrange(0..<i)
-      ents[0] = dummy
+      dummyTerm = termLocked(compactIndex)
+      dummyIndex = compactIndex
+      var drop = 0
+      while drop < runs.count && runs[drop].end <= compactIndex + 1 { drop += 1 }
+      runs.removeFirst(drop)
+      if var first = runs.first, first.first <= compactIndex {
+        first.entries.removeFirst(Int(compactIndex + 1 - first.first))
+        first.first = compactIndex + 1
+        runs[0] = first
+      }
+      checkRunsLocked()
     }
   }
 
   /// Appends `entries` (consecutive indexes) as persisted. Entries already folded into the
   /// snapshot are skipped; existing entries from the first new index on are replaced (the
-  /// conflicting tail is truncated). A gap after the last entry is a programmer error.
+  /// conflicting tail is truncated). A gap after the last entry is a programmer error. The
+  /// array is kept as it is (not copied) when it is appended whole.
   public func append(_ entries: [Entry]) throws {
     guard let head = entries.first else { return }
     lock.withLock {
-      let first = ents[0].index + 1
+      let first = dummyIndex + 1
       let last = head.index + UInt64(entries.count) - 1
       // Everything is older than the snapshot: nothing to do.
       if last < first { return }
@@ -197,18 +255,65 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
       if first > head.index {
         incoming = incoming.dropFirst(Int(first - head.index))
       }
-      let at = incoming.first!.index - ents[0].index
-      let count = UInt64(ents.count)
-      if at < count {
-        ents.removeSubrange(Int(at)...)
-      } else if at > count {
-        preconditionFailure("missing log entry [last: \(lastIndexLocked()), append at: \(incoming.first!.index)]")
+      let at = incoming.first!.index
+      let end = lastIndexLocked() + 1
+      if at < end {
+        truncateLocked(from: at)
+      } else if at > end {
+        preconditionFailure("missing log entry [last: \(lastIndexLocked()), append at: \(at)]")
       }
-      ents.append(contentsOf: incoming)
+      if incoming.count <= Self.smallRunEntries, let previous = runs.last,
+        previous.entries.count <= Self.smallRunEntries
+      {
+        runs[runs.count - 1].entries.append(contentsOf: incoming)
+      } else {
+        runs.append(Run(first: at, entries: incoming.count == entries.count ? entries : Array(incoming)))
+      }
+      checkRunsLocked()
     }
   }
 
+  /// Drops the entries from index `at` on (`at` is within the log).
+  private func truncateLocked(from at: UInt64) {
+    while let r = runs.last, r.first >= at { runs.removeLast() }
+    if let r = runs.last, r.end > at {
+      runs[runs.count - 1].entries.removeSubrange(Int(at - r.first)...)
+    }
+  }
+
+  /// The run holding index `i` (which is in the log).
+  private func runIndex(containing i: UInt64) -> Int {
+    // Reads and appends happen mostly at the end.
+    if let r = runs.last, r.first <= i { return runs.count - 1 }
+    var lo = 0
+    var hi = runs.count - 1
+    while lo < hi {
+      let mid = (lo + hi + 1) / 2
+      if runs[mid].first <= i { lo = mid } else { hi = mid - 1 }
+    }
+    return lo
+  }
+
+  /// The term of `i`, which is the dummy or in the log.
+  private func termLocked(_ i: UInt64) -> UInt64 {
+    if i == dummyIndex { return dummyTerm }
+    let r = runs[runIndex(containing: i)]
+    return r.entries[Int(i - r.first)].term
+  }
+
+  private func checkRunsLocked() {
+    assert(
+      {
+        var next = dummyIndex + 1
+        for r in runs {
+          guard !r.entries.isEmpty, r.first == next, r.entries.first!.index == r.first else { return false }
+          next = r.end
+        }
+        return true
+      }(), "MemoryStorage: the runs are not consecutive from the dummy")
+  }
+
   private func lastIndexLocked() -> UInt64 {
-    ents[0].index + UInt64(ents.count) - 1
+    runs.last.map { $0.end - 1 } ?? dummyIndex
   }
 }

@@ -98,7 +98,13 @@ public final class RaftLog: CustomStringConvertible {
   /// Returns the new last index. Truncating below the commit index is a programmer error.
   @discardableResult
   func append(_ ents: [Entry]) -> UInt64 {
-    append(slice: ents[...])
+    guard let first = ents.first else { return lastIndex() }
+    if first.index - 1 < committed {
+      logger.panic("after(\(first.index - 1)) is out of range [committed(\(committed))]")
+    }
+    // The whole array: the unstable log may adopt it instead of copying its elements.
+    unstable.truncateAndAppend(ents)
+    return lastIndex()
   }
 
   /// `append` for a view of the caller's array.
@@ -173,7 +179,8 @@ public final class RaftLog: CustomStringConvertible {
     let lo = applying + 1
     let hi = maxAppliableIndex(allowUnstable: allowUnstable) + 1
     if lo >= hi { return [] }
-    let maxSize = maxApplyingEntsSize &- applyingEntsSize
+    // Without a budget nothing is measured.
+    let maxSize = maxApplyingEntsSize == noLimit ? noLimit : maxApplyingEntsSize &- applyingEntsSize
     if maxSize == 0 {
       logger.panic("applying entry size (\(maxApplyingEntsSize)-\(applyingEntsSize))=\(maxSize) not positive")
     }
@@ -269,6 +276,11 @@ public final class RaftLog: CustomStringConvertible {
     applyingEntsSize = applyingEntsSize > size ? applyingEntsSize - size : 0
     applyingEntsPaused = applyingEntsSize >= maxApplyingEntsSize
   }
+
+  /// Whether the bytes of the committed entries handed out are counted (only against a budget:
+  /// without one, `applyingEntsSize` stays 0 and the sizes are never computed).
+  @inlinable
+  public var countsApplyingSize: Bool { maxApplyingEntsSize != noLimit }
 
   /// Records that committed entries up to `i` totalling `size` bytes were handed to the
   /// application, and pauses further hand-outs when the budget is used up or when the hand-out
@@ -411,7 +423,7 @@ public final class RaftLog: CustomStringConvertible {
       if UInt64(stored.count) < storedHi - lo { return stored }
       if hi <= split {
         // Respect the limit even if the storage did not.
-        return limitSize(stored, maxSize: maxSize)
+        return storage.limitsEntriesBySize ? stored : limitSize(stored, maxSize: maxSize)
       }
     }
     // Some of the range is in the unstable log.

@@ -33,4 +33,14 @@ public protocol Storage: AnyObject {
   /// The most recent snapshot. Throws `RaftError.snapshotTemporarilyUnavailable` while one is
   /// being prepared.
   func snapshot() throws -> Snapshot
+
+  /// True when `entries(lo:hi:maxSize:)` always honours `maxSize` exactly as `RaftLog` would
+  /// (the first entry always, then entries while the total `Entry.size` stays within it):
+  /// the log then does not measure the entries again.
+  var limitsEntriesBySize: Bool { get }
+}
+
+extension Storage {
+  /// By default the log measures what a storage returns.
+  public var limitsEntriesBySize: Bool { false }
 }

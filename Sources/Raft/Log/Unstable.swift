@@ -161,8 +161,9 @@ public struct Unstable {
   mutating func dropPrefix(_ k: Int) {
     let live = entryCount - k
     if live == 0 {
-      // Release the entries; keep a modest array to append into next.
-      buffer.removeAll(keepingCapacity: buffer.capacity <= 1024)
+      // Release the entries (the next proposal's array is adopted whole; keeping this buffer
+      // would copy it while a Ready still shares it).
+      buffer = []
       head = 0
       return
     }
@@ -194,6 +195,14 @@ public struct Unstable {
   /// Appends `ents` (consecutive indexes), first dropping any unstable entries at or after
   /// `ents[0].index`. Entries replaced that were in progress stop being in progress.
   mutating func truncateAndAppend(_ ents: [Entry]) {
+    if entryCount == 0, let first = ents.first, first.index == offset {
+      // Nothing unstable: adopt the caller's array (a proposal's entries) instead of copying
+      // its elements; a Ready then hands the same array out.
+      buffer = ents
+      head = 0
+      checkInvariants()
+      return
+    }
     truncateAndAppend(slice: ents[...])
   }
 

@@ -66,13 +66,15 @@ public final class RawNode {
   /// here) in one message. Returns the indexes they were appended at when this node is the
   /// leader and took them; nil when nothing was appended here (a follower forwards the
   /// proposal to its leader). Throws `RaftError.proposalDropped` when Raft refuses them.
-  public func propose(entries: [Entry]) throws -> ClosedRange<UInt64>? {
-    guard !entries.isEmpty else { return nil }
+  public func propose(entries: consuming [Entry]) throws -> ClosedRange<UInt64>? {
+    let count = entries.count
+    guard count > 0 else { return nil }
     let before = raft.raftLog.lastIndex()
-    try raft.step(Message(type: .msgProp, from: raft.id, entries: entries))
+    // The message owns the only reference: Raft stamps term and index in place.
+    try raft.step(Message(type: .msgProp, from: raft.id, entries: consume entries))
     let after = raft.raftLog.lastIndex()
     guard after > before else { return nil }
-    assert(after - before == UInt64(entries.count), "RawNode: a proposal was appended in part")
+    assert(after - before == UInt64(count), "RawNode: a proposal was appended in part")
     return (before + 1)...after
   }
 
@@ -133,8 +135,12 @@ public final class RawNode {
     rd.mustSync = mustSync(hard, prevHardState, entryCount: rd.entries.count)
 
     if asyncStorageWrites {
-      if needStorageAppendMessage(rd) { rd.messages.append(storageAppendMessage(rd)) }
-      if !rd.committedEntries.isEmpty { rd.messages.append(storageApplyMessage(rd.committedEntries)) }
+      let append = needStorageAppendMessage(rd)
+      let apply = !rd.committedEntries.isEmpty
+      // One allocation for the messages, whatever joins them.
+      if append || apply { rd.messages.reserveCapacity(rd.messages.count + (append ? 1 : 0) + (apply ? 1 : 0)) }
+      if append { rd.messages.append(storageAppendMessage(rd)) }
+      if apply { rd.messages.append(storageApplyMessage(rd.committedEntries)) }
     } else {
       // The Ready contract already says messages go out only after the entries are durable,
       // so the held-back responses to other nodes can join the messages directly.
@@ -158,18 +164,22 @@ public final class RawNode {
   /// (the held-back responses first, then the MsgStorageAppendResp; on a leader the self
   /// MsgAppResp is thus handled while the entries are still in the unstable log).
   private func storageAppendMessage(_ rd: Ready) -> Message {
-    var m = Message(type: .msgStorageAppend, to: localAppendThread, from: raft.id, entries: rd.entries)
-    if !rd.hardState.isEmpty {
-      // Leave the fields zero without a hard state update, so that the receiver rebuilds an
-      // empty HardState.
-      m.term = rd.hardState.term
-      m.vote = rd.hardState.vote
-      m.commit = rd.hardState.commit
+    // The responses in one array of the right size (the held-back ones are copied: the
+    // buffer stays with Raft for the next ones), and the rare fields set once.
+    var responses: [Message] = []
+    let respond = needStorageAppendResponse(rd)
+    let count = raft.msgsAfterAppend.count + (respond ? 1 : 0)
+    if count > 0 {
+      responses.reserveCapacity(count)
+      responses.append(contentsOf: raft.msgsAfterAppend)
+      if respond { responses.append(storageAppendResponse(rd)) }
     }
-    if rd.hasSnapshot { m.snapshot = rd.snapshot }
-    m.responses = raft.msgsAfterAppend
-    if needStorageAppendResponse(rd) { m.responses.append(storageAppendResponse(rd)) }
-    return m
+    // Leave term, vote and commit zero without a hard state update, so that the receiver
+    // rebuilds an empty HardState.
+    let hs = rd.hardState
+    return Message(
+      type: .msgStorageAppend, to: localAppendThread, from: raft.id, term: hs.term, entries: rd.entries,
+      commit: hs.commit, vote: hs.vote, snapshot: rd.hasSnapshot ? rd.snapshot : nil, responses: responses)
   }
 
   /// The acknowledgement of an append, returned once everything handed out so far is durable.
@@ -223,7 +233,8 @@ public final class RawNode {
     raft.raftLog.acceptUnstable()
     if let last = rd.committedEntries.last {
       raft.raftLog.acceptApplying(
-        last.index, size: entriesSize(rd.committedEntries), allowUnstable: applyUnstableEntries)
+        last.index, size: raft.raftLog.countsApplyingSize ? entriesSize(rd.committedEntries) : 0,
+        allowUnstable: applyUnstableEntries)
     }
   }
 

@@ -172,8 +172,8 @@ extension Entry {
   public func decodedConfChange() throws -> AnyConfChange? {
     switch type {
     case .normal: return nil
-    case .confChange: return .v1(try ConfChange(decoding: data))
-    case .confChangeV2: return .v2(try ConfChangeV2(decoding: data))
+    case .confChange: return .v1(try ConfChange(decoding: data.bytes))
+    case .confChangeV2: return .v2(try ConfChangeV2(decoding: data.bytes))
     }
   }
 }

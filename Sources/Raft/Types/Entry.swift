@@ -4,13 +4,20 @@ public struct Entry: Sendable, Equatable, Hashable {
   public var term: UInt64
   public var index: UInt64
   public var type: EntryType
-  public var data: [UInt8]
+  /// A view into a buffer the entries of one batch or one message share: copying an entry
+  /// never copies its bytes.
+  public var data: Payload
 
-  public init(term: UInt64 = 0, index: UInt64 = 0, type: EntryType = .normal, data: [UInt8] = []) {
+  public init(term: UInt64 = 0, index: UInt64 = 0, type: EntryType = .normal, data: Payload = Payload()) {
     self.term = term
     self.index = index
     self.type = type
     self.data = data
+  }
+
+  /// An entry whose data is the whole of `data` (not copied).
+  public init(term: UInt64 = 0, index: UInt64 = 0, type: EntryType = .normal, data: [UInt8]) {
+    self.init(term: term, index: index, type: type, data: Payload(data))
   }
 
   /// The entry's size as etcd-raft counts it (the protobuf encoding of `raftpb.Entry`):
@@ -33,14 +40,25 @@ public struct Entry: Sendable, Equatable, Hashable {
 /// The number of bytes of `v` as a protobuf varint.
 @inlinable
 func varintSize(_ v: UInt64) -> UInt64 {
-  // ((bits.Len64(v|1) + 6) / 7)
-  let bits = 64 - (v | 1).leadingZeroBitCount
+  // ((bits.Len64(v|1) + 6) / 7); terms, types and most indexes and lengths take one or two
+  // bytes, so those are answered without the division.
+  if v < 0x80 { return 1 }
+  if v < 0x4000 { return 2 }
+  let bits = 64 - v.leadingZeroBitCount
   return UInt64((bits + 6) / 7)
 }
 
 /// Total `Entry.size` of a slice of entries.
 @inlinable
 func entriesSize<C: Collection>(_ entries: C) -> UInt64 where C.Element == Entry {
+  // In place: iterating copies of the entries would retain and release each one's payload.
+  if let n = entries.withContiguousStorageIfAvailable({ buf -> UInt64 in
+    var n: UInt64 = 0
+    for k in buf.indices { n += buf[k].size }
+    return n
+  }) {
+    return n
+  }
   var n: UInt64 = 0
   for e in entries { n += e.size }
   return n
@@ -49,6 +67,13 @@ func entriesSize<C: Collection>(_ entries: C) -> UInt64 where C.Element == Entry
 /// Total `Entry.payloadSize` of a slice of entries.
 @inlinable
 func payloadsSize<C: Collection>(_ entries: C) -> UInt64 where C.Element == Entry {
+  if let n = entries.withContiguousStorageIfAvailable({ buf -> UInt64 in
+    var n: UInt64 = 0
+    for k in buf.indices { n += buf[k].payloadSize }
+    return n
+  }) {
+    return n
+  }
   var n: UInt64 = 0
   for e in entries { n += e.payloadSize }
   return n

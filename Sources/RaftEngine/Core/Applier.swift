@@ -22,10 +22,17 @@ public struct Applier {
   public func apply(_ job: ApplyJob, now: () -> UInt64) -> ApplyOutcome {
     let sm = stateMachine
     var nextConfChange = 0
-    for e in job.entries {
-      if e.type == .normal {
-        if !e.data.isEmpty { sm.apply(index: e.index, term: e.term, data: e.data) }
-      } else if nextConfChange < job.confChanges.count, job.confChanges[nextConfChange].index == e.index {
+    let entries = job.entries
+    for k in entries.indices {
+      // (Fields are read in place: copying each entry out would touch its payload's count.)
+      if entries[k].type == .normal {
+        if !entries[k].data.isEmpty {
+          sm.apply(index: entries[k].index, term: entries[k].term, data: entries[k].data)
+        }
+        continue
+      }
+      let e = entries[k]
+      if nextConfChange < job.confChanges.count, job.confChanges[nextConfChange].index == e.index {
         let cc = job.confChanges[nextConfChange]
         sm.applyConfChange(cc.change, index: cc.index, term: cc.term)
         nextConfChange += 1

@@ -112,24 +112,27 @@ extension EngineCore {
   /// Proposes every waiting batch in one message; each batch waits on its own range.
   mutating func proposeWaiting(now: UInt64) {
     guard !waitingBatches.isEmpty else { return }
-    let batches = waitingBatches
-    waitingBatches.removeAll(keepingCapacity: true)
-    let entries = waitingEntries
-    waitingEntries.removeAll(keepingCapacity: true)
+    defer { waitingBatches.removeAll(keepingCapacity: true) }
+    // The entries go to Raft with their only reference (Raft stamps them in place and the
+    // unstable log adopts the array).
+    var entries: [Entry] = []
+    swap(&entries, &waitingEntries)
     guard rawNode.isLeader else {
       let error = notLeader
-      actions.append(.complete(batches.map { refused($0.completion, error) }))
+      actions.append(.complete(waitingBatches.map { refused($0.completion, error) }))
       return
     }
-    register(proposing: entries, as: batches, isConfChange: false, now: now)
+    register(proposing: consume entries, as: waitingBatches, isConfChange: false, now: now)
   }
 
   /// Proposes `entries` as one message and registers one record per batch, each taking its
   /// `count` entries in order; when Raft refuses them, every batch fails.
-  mutating func register(proposing entries: [Entry], as batches: [WaitingBatch], isConfChange: Bool, now: UInt64) {
+  mutating func register(
+    proposing entries: consuming [Entry], as batches: [WaitingBatch], isConfChange: Bool, now: UInt64
+  ) {
     let range: ClosedRange<UInt64>?
     do {
-      range = try rawNode.propose(entries: entries)
+      range = try rawNode.propose(entries: consume entries)
     } catch {
       range = nil
     }
@@ -162,7 +165,10 @@ extension EngineCore {
     precondition(first.index == handedOutIndex + 1, "EngineCore: committed entries handed out with a gap or twice")
     handedOutIndex = last.index
     var confChanges: [CommittedConfChange] = []
-    for e in entries where e.type != .normal {
+    // Looked for in place: copying each entry out would retain and release its payload.
+    let confChangeAt = entries.withUnsafeBufferPointer { buf in buf.indices.filter { buf[$0].type != .normal } }
+    for k in confChangeAt {
+      let e = entries[k]
       let decoded: AnyConfChange?
       do {
         decoded = try e.decodedConfChange()

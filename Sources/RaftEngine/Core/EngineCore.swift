@@ -163,9 +163,10 @@ public struct EngineCore {
   /// Proposes `payloads` as one batch: `completion` gets the indexes they were committed and
   /// applied at on this node (in one range), or an error. The batches of one `processReady`
   /// go to Raft as one message. Only the leader takes proposals.
-  public mutating func propose(_ payloads: [[UInt8]], completion: @escaping ProposalCompletion) {
+  public mutating func propose(_ payloads: [Payload], completion: @escaping ProposalCompletion) {
     guard state != .stopped else { return actions.append(.complete([refused(completion, .stopped)])) }
     guard !payloads.isEmpty else { return actions.append(.complete([refused(completion, .dropped)])) }
+    waitingEntries.reserveCapacity(waitingEntries.count + payloads.count)
     for p in payloads { waitingEntries.append(Entry(data: p)) }
     waitingBatches.append(WaitingBatch(count: payloads.count, completion: completion))
   }
