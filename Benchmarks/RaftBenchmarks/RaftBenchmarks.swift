@@ -85,14 +85,17 @@ let benchmarks: @Sendable () -> Void = {
   // in memory, single voter, both Ready handling modes (`InMemoryEngine`). One iteration is one
   // batch; figures per entry are the figures per iteration / 256. The client's side is counted
   // too: the array of payload views (into a buffer the client keeps) and the completion.
-  // Allocation budget (issue: at most 0.05 per entry, 12.8 per batch): thresholds below fail
-  // `tools/bench` on a regression.
+  // Allocation budget: at most 0.05 per entry (12.8 per batch). The counts are checked against
+  // the static thresholds in Thresholds/ with no tolerance: one allocation more fails
+  // `tools/bench` (`benchmark thresholds check`).
   for mode in [NodeConfiguration.ReadyHandling.async, .sync] {
     Benchmark(
-      "Core propose 256x128B batch, \(mode) (allocations)",
+      // (No spaces: the plugin writes threshold files with them replaced and reads them back
+      // without.)
+      "CoreProposeBatch256x128B-\(mode)-allocations",
       configuration: .init(
         metrics: [.mallocCountTotal], scalingFactor: .one,
-        thresholds: [.mallocCountTotal: .init(absolute: [.p90: 12])])
+        thresholds: [.mallocCountTotal: .init(absolute: [.p90: 0])])
     ) { benchmark in
       let engine = try InMemoryEngine(readyHandling: mode)
       let buffer = [UInt8](repeating: 0x5A, count: 256 * 128)

@@ -124,7 +124,8 @@ final class SimNode {
   let disk = SimDisk()
   /// False while crashed.
   private(set) var up = false
-  private var core: EngineCore!
+  /// Nil while crashed.
+  private var core: EngineCore?
   private var log: SimLog!
   private(set) var machine: SimKV!
   private var applier: Applier!
@@ -133,11 +134,14 @@ final class SimNode {
   private let hooks: SimHooks
 
   /// The node's Raft state, for the checks (read only).
-  var raw: RawNode { core.rawNode }
+  var raw: RawNode { inspect { $0.rawNode } }
   var kv: [UInt64: UInt64] { machine.kv }
   var applied: UInt64 { machine.applied }
   /// The configuration as Raft has it.
-  var confState: ConfState { core.confState }
+  var confState: ConfState { inspect { $0.confState } }
+
+  /// Reads the (running) core in place: it is never copied.
+  private func inspect<R>(_ read: (inout EngineCore) -> R) -> R { read(&core!) }
 
   // The async workers' queues (cleared by a crash).
   enum AppendJob {
@@ -235,17 +239,17 @@ final class SimNode {
 
   // MARK: Events (the run loop)
 
-  func tick() { core.tick() }
-  func hasReady() -> Bool { core.hasReady() }
+  func tick() { core!.tick() }
+  func hasReady() -> Bool { core!.hasReady() }
 
   /// Steps a message from the network.
   func step(_ m: Message, now: UInt64) throws {
-    core.stepFromPeer(m)
+    core!.stepFromPeer(m)
     try perform(now: now)
   }
 
   func reportSnapshot(_ peer: UInt64, status: SnapshotStatus, now: UInt64) throws {
-    core.reportSnapshot(peer, status: status)
+    core!.reportSnapshot(peer, status: status)
     try perform(now: now)
   }
 
@@ -253,34 +257,34 @@ final class SimNode {
   /// took it.
   func forward(_ data: [UInt8], now: UInt64) throws -> Bool {
     let taken = SimBox(false)
-    core.forward(.data(data)) { error in taken.value = error == nil }
+    core!.forward(.data(data)) { error in taken.value = error == nil }
     try perform(now: now)
     return taken.value
   }
 
   func proposeConfChange(_ cc: AnyConfChange, now: UInt64) throws {
-    core.proposeConfChange(cc, completion: { _ in }, nowNanoseconds: now)
+    core!.proposeConfChange(cc, completion: { _ in }, nowNanoseconds: now)
     try perform(now: now)
   }
 
   func readIndex(_ context: [UInt8], now: UInt64, completion: @escaping ReadCompletion) throws {
-    core.readIndex(context: context, completion: completion)
+    core!.readIndex(context: context, completion: completion)
     try perform(now: now)
   }
 
   /// Hands out one Ready (sync mode: performs it and advances). Throws `SimulatedCrash` when
   /// the machine dies before a sync: the caller crashes it.
   func processReady(now: UInt64) throws {
-    core.processReady(nowNanoseconds: now)
+    core!.processReady(nowNanoseconds: now)
     try perform(now: now)
-    if core.awaitsAdvance { core.advance() }
+    if inspect({ $0.awaitsAdvance }) { core!.advance() }
   }
 
   /// Takes the next item waiting in the inbox.
   func stepInbox(now: UInt64) throws {
     switch inbox.removeFirst() {
-    case .local(let m): core.step(m)
-    case .applied(let o): core.applied(o)
+    case .local(let m): core!.step(m)
+    case .applied(let o): core!.applied(o)
     }
     try perform(now: now)
   }
@@ -288,7 +292,7 @@ final class SimNode {
   /// Performs the core's actions: sync mode at once, async mode into the workers' queues.
   private func perform(now: UInt64) throws {
     while true {
-      core.takeActions(into: &actions)
+      core!.takeActions(into: &actions)
       if actions.isEmpty { return }
       let taken = actions
       actions.removeAll(keepingCapacity: true)
@@ -299,9 +303,9 @@ final class SimNode {
         case .send(let messages):
           hooks.send(messages)
         case .apply(let job):
-          if mode == .sync { core.applied(apply(job)) } else { applyQueue.append(.apply(job)) }
+          if mode == .sync { core!.applied(apply(job)) } else { applyQueue.append(.apply(job)) }
         case .restore(let job):
-          if mode == .sync { core.applied(applier.restore(job)) } else { applyQueue.append(.restore(job)) }
+          if mode == .sync { core!.applied(applier.restore(job)) } else { applyQueue.append(.restore(job)) }
         case .saveSnapshot(let s):
           if mode == .sync { try log.save(s) } else { appendQueue.append(.save(s)) }
         case .complete(let outcomes):

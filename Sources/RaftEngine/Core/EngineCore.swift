@@ -19,7 +19,7 @@ import Raft
 /// **Async mode**: `processReady` turns each Ready's `MsgStorageAppend` into a `write` for the
 /// append worker and its `MsgStorageApply` into an `apply` job for the apply worker; their
 /// responses come back through `step` and `applied`, in any interleaving with everything else.
-public struct EngineCore {
+public struct EngineCore: ~Copyable {
   /// What the driver must do.
   public enum Action {
     /// Persist; deliver `responses` once it is as durable as its `durability` says.
