@@ -103,10 +103,10 @@ public final class WAL {
   /// The I/O path in use: `.posix` when io_uring was asked for but could not be set up.
   public let io: WALOptions.IO
   /// What `open` rebuilt; `releaseRecovered()` frees it once the caller has taken it over.
-  public private(set) var recovered: WALState
+  public internal(set) var recovered: WALState
   /// What the scan at open found (segments, a torn tail that was cut).
   public let inspection: WALInspection
-  @exclusivity(unchecked) public private(set) var stats = WALStats()
+  @exclusivity(unchecked) public internal(set) var stats = WALStats()
 
   /// What one acknowledged batch cost, for metrics.
   public struct BatchReport: Sendable {
@@ -121,56 +121,56 @@ public final class WAL {
   /// Called on the owner thread for every batch as it is acknowledged, in order.
   public var batchObserver: ((BatchReport) -> Void)?
 
-  private let logger: RaftLogger
-  private let backend: BatchIO
-  private let spare: SparePreparer
+  let logger: RaftLogger
+  let backend: BatchIO
+  let spare: SparePreparer
 
-  @exclusivity(unchecked) private var segments: [SegmentInfo]
+  @exclusivity(unchecked) var segments: [SegmentInfo]
   /// The segment being written (the last of `segments`).
   /// One descriptor of the current segment per batch slot: every sync in flight has its own
   /// open file, so a writeback error is reported to each sync it concerns (Linux reports an
   /// error once per open file, to the first sync that looks).
-  private var fds: [Int32] = []
+  var fds: [Int32] = []
   /// Keeps a second WAL from opening the directory (`flock` on `LOCK`).
-  private var lockFD: Int32 = -1
-  private var path: String
-  private var capacity: Int
+  var lockFD: Int32 = -1
+  var path: String
+  var capacity: Int
   /// Where the next submitted batch starts in the current segment.
   /// Invariant: `writeOffset + open.used <= capacity`.
   ///
   /// (The mutable state is `@exclusivity(unchecked)`: a WAL has one owner thread by contract,
   /// and the dynamic checks cost more than the encoding on the append path.)
-  @exclusivity(unchecked) private var writeOffset: Int
+  @exclusivity(unchecked) var writeOffset: Int
   /// True until the current segment's header and state prologue are in a batch.
-  @exclusivity(unchecked) private var needsPrologue: Bool
+  @exclusivity(unchecked) var needsPrologue: Bool
 
-  @exclusivity(unchecked) private var slots: [Batch]
-  @exclusivity(unchecked) private var openSlot: Int
-  @exclusivity(unchecked) private var freeSlots: [Int]
+  @exclusivity(unchecked) var slots: [Batch]
+  @exclusivity(unchecked) var openSlot: Int
+  @exclusivity(unchecked) var freeSlots: [Int]
   /// Submitted batches in submission order; the front is the oldest not yet acknowledged.
-  @exclusivity(unchecked) private var inFlight: [Int] = []
-  @exclusivity(unchecked) private var completed: [Int] = []
+  @exclusivity(unchecked) var inFlight: [Int] = []
+  @exclusivity(unchecked) var completed: [Int] = []
   /// Scratch: the encoded size of each entry of the write being appended.
-  @exclusivity(unchecked) private var sizes: [Int] = []
+  @exclusivity(unchecked) var sizes: [Int] = []
 
-  @exclusivity(unchecked) private var nextSequence: UInt64 = 1
+  @exclusivity(unchecked) var nextSequence: UInt64 = 1
   /// The highest write sequence that is durable, together with every write before it.
-  @exclusivity(unchecked) public private(set) var durableSequence: UInt64 = 0
+  @exclusivity(unchecked) public internal(set) var durableSequence: UInt64 = 0
 
   /// The log as written so far (durable or not): what segment prologues and names record.
-  @exclusivity(unchecked) private var lastIndex: UInt64
+  @exclusivity(unchecked) var lastIndex: UInt64
   /// The last hard state written (or recovered).
-  @exclusivity(unchecked) public private(set) var hardState: HardState
-  @exclusivity(unchecked) private var snapshot: SnapshotMetadata
+  @exclusivity(unchecked) public internal(set) var hardState: HardState
+  @exclusivity(unchecked) var snapshot: SnapshotMetadata
   /// The first error; once set, the WAL refuses everything (it must be reopened).
-  @exclusivity(unchecked) private var failure: WALError? = nil
-  @exclusivity(unchecked) private var closed = false
+  @exclusivity(unchecked) var failure: WALError? = nil
+  @exclusivity(unchecked) var closed = false
   /// Batches and bytes written before the current segment, and into the previous one: what
   /// `.auto` segment preparation decides on.
-  private var segmentBatchesAtStart: UInt64 = 0
-  private var segmentBytesAtStart: UInt64 = 0
-  private var lastSegmentBatches: UInt64 = 0
-  private var lastSegmentBytes: UInt64 = 0
+  var segmentBatchesAtStart: UInt64 = 0
+  var segmentBytesAtStart: UInt64 = 0
+  var lastSegmentBatches: UInt64 = 0
+  var lastSegmentBytes: UInt64 = 0
 
   /// Opens (or creates) the WAL in `directory`: scans every segment, cuts a torn tail of the
   /// last one, and refuses to open on corruption anywhere else.
@@ -284,7 +284,7 @@ public final class WAL {
   }
 
   /// Waits for the ring, then closes the files and releases the directory lock.
-  private func shutDown() {
+  func shutDown() {
     closed = true
     if !backend.quiesce() {
       for b in slots { b.leak() }  // the kernel may still read them
@@ -296,7 +296,7 @@ public final class WAL {
   }
 
   /// Zeroes a torn tail (and extends a file cut short back to its segment size), then syncs.
-  private static func cut(_ t: WALInspection.TornTail, fileBytes: Int, capacity: Int) throws(WALError) {
+  static func cut(_ t: WALInspection.TornTail, fileBytes: Int, capacity: Int) throws(WALError) {
     let fd = try FileIO.open(t.file, O_RDWR)
     defer { FileIO.close(fd) }
     try FileIO.writeZeros(fd, from: t.offset, to: t.offset + t.bytes, file: t.file)
@@ -304,206 +304,6 @@ public final class WAL {
       try FileIO.writeZeros(fd, from: max(fileBytes, t.offset + t.bytes), to: capacity, file: t.file)
     }
     try FileIO.sync(fd, .fsync, file: t.file)
-  }
-
-  // MARK: - Writing
-
-  /// The sequence number the next `append` gets.
-  public var nextWriteSequence: UInt64 { nextSequence }
-  /// Entries in the open (not yet submitted) batch.
-  public var openBatchEntries: Int { slots[openSlot].entries }
-  /// Bytes in the open batch.
-  public var openBatchBytes: Int { slots[openSlot].used }
-  /// Batches submitted and not yet acknowledged.
-  public var batchesInFlight: Int { inFlight.count }
-  /// The names of the live segment files, oldest first.
-  public var segmentNames: [String] { segments.map(\.name) }
-
-  /// Adds one write to the open batch: the snapshot (installed from a leader: it replaces the
-  /// log), then the entries, then the hard state. Returns the write's sequence number, which
-  /// `durableSequence` reaches once the write is durable.
-  ///
-  /// The entries must be consecutive and start at most one past the last index written; a
-  /// lower start replaces the log from there on. A snapshot's data file is written and synced
-  /// before this returns.
-  @discardableResult
-  public func append(entries: [Entry], hardState hs: HardState? = nil, snapshot snap: Snapshot? = nil)
-    throws(WALError) -> UInt64
-  {
-    try checkUsable()
-    var expected = snap.map { $0.metadata.index + 1 } ?? (lastIndex + 1)
-    if let first = entries.first {
-      let floor = snap?.metadata.index ?? snapshot.index
-      guard first.index <= expected, first.index > floor else {
-        throw .invalidRequest(
-          "entries start at \(first.index); the log ends at \(expected - 1) and its snapshot is at \(floor)")
-      }
-      expected = first.index
-    }
-    sizes.removeAll(keepingCapacity: true)
-    var total = 0
-    for e in entries {
-      guard e.index == expected else {
-        throw .invalidRequest("entries are not consecutive: \(e.index) follows \(expected - 1)")
-      }
-      expected += 1
-      let size = RaftCodec.encodedSize(e)
-      guard size <= options.recordBytesMax else {
-        throw .invalidRequest("entry \(e.index) is \(size) bytes, more than recordBytesMax \(options.recordBytesMax)")
-      }
-      sizes.append(size)
-      total += size + RecordFraming.overheadBytes
-    }
-    if let hs, RaftCodec.encodedSize(hs) > options.recordBytesMax {
-      throw .invalidRequest("the hard state record is larger than recordBytesMax \(options.recordBytesMax)")
-    }
-    if let snap, SnapshotRecord.payloadBytes(snap.metadata) > options.recordBytesMax {
-      throw .invalidRequest("the snapshot metadata is larger than recordBytesMax \(options.recordBytesMax)")
-    }
-    if let snap {
-      guard snap.metadata.index >= snapshot.index else {
-        throw .invalidRequest("snapshot \(snap.metadata.index) is older than the saved snapshot \(snapshot.index)")
-      }
-      try guarded { () throws(WALError) in
-        try SnapshotFiles.save(snap, directory: directory, fsync: options.fsync)
-        try putSnapshotRecord(snap.metadata, replacesLog: true)
-      }
-      snapshot = snap.metadata
-      lastIndex = snap.metadata.index
-    }
-    if !entries.isEmpty && !needsPrologue && writeOffset + slots[openSlot].used + total <= capacity
-      && slots[openSlot].used + total <= options.batchBytesMax
-    {
-      putEntries(entries, bytes: total)
-    } else {
-      try guarded { () throws(WALError) in
-        for (k, e) in entries.enumerated() { try putEntry(e, size: sizes[k]) }
-      }
-    }
-    if let hs { try guarded { () throws(WALError) in try putHardState(hs) } }
-    if let hs { hardState = hs }
-    let seq = finishWrite()
-    let open = slots[openSlot]
-    if open.entries >= options.batchEntriesMax || open.used >= options.batchBytesMax {
-      try submit()
-    }
-    return seq
-  }
-
-  /// Records a snapshot the application took of its own state: the data file, then a record
-  /// that moves the log's base to the snapshot (the entries above it stay). Returns the write's
-  /// sequence number. Make it durable (`sync()`) before compacting up to it.
-  @discardableResult
-  public func saveSnapshot(_ snap: Snapshot) throws(WALError) -> UInt64 {
-    try checkUsable()
-    guard SnapshotRecord.payloadBytes(snap.metadata) <= options.recordBytesMax else {
-      throw .invalidRequest("the snapshot metadata is larger than recordBytesMax \(options.recordBytesMax)")
-    }
-    guard snap.metadata.index >= snapshot.index, snap.metadata.index <= lastIndex else {
-      throw .invalidRequest(
-        "snapshot \(snap.metadata.index) is outside [\(snapshot.index), \(lastIndex)] (saved snapshot, last index)")
-    }
-    try guarded { () throws(WALError) in
-      try SnapshotFiles.save(snap, directory: directory, fsync: options.fsync)
-      try putSnapshotRecord(snap.metadata, replacesLog: false)
-    }
-    snapshot = snap.metadata
-    return finishWrite()
-  }
-
-  /// Adds a hard state that nobody waits for (etcd's `MustSync` is false: only the commit
-  /// index moved, and a lost commit index is recomputed after a restart). The record rides in
-  /// the open batch with the next write that is submitted; it never makes a batch due by
-  /// itself. Returns the sequence of the write before it: the content is as durable as it
-  /// needs to be once every earlier write is.
-  @discardableResult
-  public func appendDeferred(hardState hs: HardState) throws(WALError) -> UInt64 {
-    try checkUsable()
-    guard RaftCodec.encodedSize(hs) <= options.recordBytesMax else {
-      throw .invalidRequest("the hard state record is larger than recordBytesMax \(options.recordBytesMax)")
-    }
-    try guarded { () throws(WALError) in try putHardState(hs) }
-    hardState = hs
-    let open = slots[openSlot]
-    if !open.needsSync { open.openedAtNanoseconds = 0 }  // linger counts from the first write that waits
-    return nextSequence - 1
-  }
-
-  /// Gives the write just added its sequence number. A write with no records (nothing to
-  /// persist) is durable as soon as every write before it is.
-  private func finishWrite() -> UInt64 {
-    let seq = nextSequence
-    nextSequence += 1
-    let open = slots[openSlot]
-    if open.used > 0 && !open.needsSync {
-      open.needsSync = true
-      if open.openedAtNanoseconds == 0 { open.openedAtNanoseconds = monotonicNanoseconds() }
-    }
-    if open.used == 0 {
-      if let newest = inFlight.last {
-        slots[newest].lastSequence = seq
-      } else {
-        durableSequence = seq
-      }
-    }
-    open.lastSequence = seq
-    return seq
-  }
-
-  /// Submits the open batch, if it holds anything. Waits for the oldest batch in flight first
-  /// when `batchesInFlightMax` are in flight.
-  public func submit() throws(WALError) {
-    try checkUsable()
-    try guarded { () throws(WALError) in try submitOpen() }
-  }
-
-  /// Submits the open batch when it is due: full, or older than the linger time, or at once
-  /// when the linger time is 0 (a batch of deferred records only is never due). Returns the
-  /// nanoseconds until it will be due (0 when it was submitted or is empty), for the caller's
-  /// wait.
-  @discardableResult
-  public func submitIfDue(nowNanoseconds now: UInt64) throws(WALError) -> UInt64 {
-    let open = slots[openSlot]
-    guard open.used > 0, open.needsSync else { return 0 }
-    let linger = UInt64(options.lingerMicroseconds) * 1000
-    let age = now &- open.openedAtNanoseconds
-    if linger == 0 || age >= linger || open.entries >= options.batchEntriesMax
-      || open.used >= options.batchBytesMax
-    {
-      try submit()
-      return 0
-    }
-    return linger - age
-  }
-
-  /// Collects completions without waiting; returns `durableSequence`.
-  @discardableResult
-  public func poll() throws(WALError) -> UInt64 {
-    try checkUsable()
-    if !inFlight.isEmpty { try guarded { () throws(WALError) in try reap(wait: false) } }
-    return durableSequence
-  }
-
-  /// Waits until at least one more batch is acknowledged (or returns at once when none is in
-  /// flight); returns `durableSequence`.
-  @discardableResult
-  public func waitForCompletion() throws(WALError) -> UInt64 {
-    try checkUsable()
-    let before = durableSequence
-    try guarded { () throws(WALError) in
-      while !inFlight.isEmpty && durableSequence == before { try reap(wait: true) }
-    }
-    return durableSequence
-  }
-
-  /// Submits the open batch and waits until every write so far is durable.
-  public func sync() throws(WALError) {
-    try checkUsable()
-    try guarded { () throws(WALError) in
-      try submitOpen()
-      try drain()
-    }
-    assert(durableSequence == nextSequence - 1, "WAL: sync left writes unacknowledged")
   }
 
   // MARK: - Compaction
@@ -544,13 +344,13 @@ public final class WAL {
 
   // MARK: - Internals
 
-  private func checkUsable() throws(WALError) {
+  func checkUsable() throws(WALError) {
     if let failure { throw .failed(failure.description) }
     if closed { throw .invalidRequest("the WAL is closed") }
   }
 
   /// Runs `body`; an error it throws makes the WAL unusable.
-  private func guarded(_ body: () throws(WALError) -> Void) throws(WALError) {
+  func guarded(_ body: () throws(WALError) -> Void) throws(WALError) {
     do {
       try body()
     } catch {
@@ -562,205 +362,4 @@ public final class WAL {
     }
   }
 
-  /// The append fast path: all of `entries` (`bytes` of records, sizes in `sizes`) fit in the
-  /// current segment, so the open batch grows once and the records are written back to back.
-  private func putEntries(_ entries: [Entry], bytes: Int) {
-    let open = slots[openSlot]
-    if open.used == 0 { open.openedAtNanoseconds = monotonicNanoseconds() }
-    open.reserve(bytes)
-    let base = open.buffer.baseAddress!
-    var at = base + open.used
-    sizes.withUnsafeBufferPointer { sizes in
-      for k in entries.indices {
-        let e = entries[k]
-        at += RecordFraming.write(.entry, payloadBytes: sizes[k], at: at) { b in RaftCodec.encode(e, to: b) }
-      }
-    }
-    precondition(at - base == open.used + bytes, "WAL: record sizes changed while encoding")
-    open.used += bytes
-    open.entries += entries.count
-    stats.entries += UInt64(entries.count)
-    let lastEntry = entries[entries.count - 1].index
-    lastIndex = lastEntry
-    let k = segments.count - 1
-    if lastEntry > segments[k].maxEntryIndex { segments[k].maxEntryIndex = lastEntry }
-  }
-
-  private func putEntry(_ e: Entry, size: Int) throws(WALError) {
-    let open = try room(for: size)
-    open.used += RecordFraming.write(.entry, payloadBytes: size, at: open.buffer.baseAddress! + open.used) { b in
-      RaftCodec.encode(e, to: b)
-    }
-    open.entries += 1
-    stats.entries += 1
-    lastIndex = e.index
-    let k = segments.count - 1
-    if e.index > segments[k].maxEntryIndex { segments[k].maxEntryIndex = e.index }
-  }
-
-  private func putHardState(_ hs: HardState) throws(WALError) {
-    let size = RaftCodec.encodedSize(hs)
-    let open = try room(for: size)
-    open.used += RecordFraming.write(.hardState, payloadBytes: size, at: open.buffer.baseAddress! + open.used) { b in
-      RaftCodec.encode(hs, to: b)
-    }
-  }
-
-  private func putSnapshotRecord(_ md: SnapshotMetadata, replacesLog: Bool) throws(WALError) {
-    let size = SnapshotRecord.payloadBytes(md)
-    let open = try room(for: size)
-    open.used += RecordFraming.write(.snapshot, payloadBytes: size, at: open.buffer.baseAddress! + open.used) { b in
-      SnapshotRecord.write(md, replacesLog: replacesLog, to: b)
-    }
-  }
-
-  /// The open batch with room for a record of `payloadBytes`, rolling to a new segment (and
-  /// writing its prologue) when the current one cannot take it.
-  @inline(__always)
-  private func room(for payloadBytes: Int) throws(WALError) -> Batch {
-    let size = payloadBytes + RecordFraming.overheadBytes
-    if needsPrologue { try putPrologue() }
-    if slots[openSlot].used > 0 && slots[openSlot].used + size > options.batchBytesMax {
-      try submitOpen()  // a batch stays within batchBytesMax (plus one record): see unsyncedBytesMax
-    }
-    if writeOffset + slots[openSlot].used + size > capacity {
-      try roll()
-      try putPrologue()
-    }
-    let open = slots[openSlot]
-    if open.used == 0 { open.openedAtNanoseconds = monotonicNanoseconds() }
-    open.reserve(size)
-    return open
-  }
-
-  /// The segment header (when the segment is empty), then the current hard state and snapshot:
-  /// every segment can be read without the ones before it (which compaction removes), and after
-  /// a restart the state is written again even if a torn tail took part of the first prologue.
-  private func putPrologue() throws(WALError) {
-    needsPrologue = false
-    let open = slots[openSlot]
-    if open.used == 0 { open.openedAtNanoseconds = monotonicNanoseconds() }
-    let k = segments.count - 1
-    let header = SegmentHeader(
-      sequence: segments[k].sequence, firstIndex: SegmentNames.parse(segments[k].name)!.firstIndex,
-      segmentBytes: UInt64(capacity), unsyncedBytesMax: UInt64(options.unsyncedBytesMax))
-    let withHeader = writeOffset + open.used == 0
-    let hsSize = RaftCodec.encodedSize(hardState)
-    let snapSize = SnapshotRecord.payloadBytes(snapshot)
-    let prologueBytes = SegmentHeader.payloadBytes + hsSize + snapSize + 3 * RecordFraming.overheadBytes
-    if writeOffset + open.used + prologueBytes > capacity {
-      precondition(!withHeader, "WAL: a segment prologue does not fit in an empty segment")
-      try roll()
-      return try putPrologue()
-    }
-    open.reserve(prologueBytes)
-    let hs = hardState
-    let md = snapshot
-    if withHeader {
-      open.used += RecordFraming.write(
-        .segmentHeader, payloadBytes: SegmentHeader.payloadBytes, at: open.buffer.baseAddress! + open.used
-      ) { b in header.write(to: b) }
-    }
-    open.used += RecordFraming.write(.hardState, payloadBytes: hsSize, at: open.buffer.baseAddress! + open.used) { b in
-      RaftCodec.encode(hs, to: b)
-    }
-    if md.index > 0 {
-      open.used += RecordFraming.write(.snapshot, payloadBytes: snapSize, at: open.buffer.baseAddress! + open.used) {
-        b in SnapshotRecord.write(md, replacesLog: false, to: b)
-      }
-    }
-    precondition(writeOffset + open.used <= capacity, "WAL: a segment prologue does not fit in the segment")
-  }
-
-  /// How to prepare the next spare: `.auto` picks fallocate once the batches written into the
-  /// previous segment averaged `autoFallocateBatchBytes` or more (bandwidth-bound), zero-fill
-  /// otherwise (sync-bound).
-  private func nextPreparation() -> WALOptions.SegmentPreparation {
-    switch options.segmentPreparation {
-    case .zeroFill, .fallocate: return options.segmentPreparation
-    case .auto:
-      let batches = lastSegmentBatches
-      guard batches > 0 else { return .zeroFill }
-      return lastSegmentBytes / batches >= UInt64(options.autoFallocateBatchBytes) ? .fallocate : .zeroFill
-    }
-  }
-
-  /// Makes every batch so far durable, then continues in a fresh segment: the only segment that
-  /// may ever hold unsynced bytes is the last one.
-  private func roll() throws(WALError) {
-    try submitOpen()
-    try drain()
-    lastSegmentBatches = stats.batches - segmentBatchesAtStart
-    lastSegmentBytes = stats.bytes - segmentBytesAtStart
-    let next = segments[segments.count - 1].sequence + 1
-    let name = SegmentNames.name(sequence: next, firstIndex: lastIndex + 1)
-    let newPath = FileIO.path(directory, name)
-    let sparePath = try spare.take()
-    try FileIO.rename(sparePath, newPath)
-    if options.fsync != .none { try FileIO.syncDirectory(directory) }
-    let newFDs = try slots.indices.map { _ throws(WALError) in try FileIO.open(newPath, O_RDWR) }
-    for fd in fds { FileIO.close(fd) }
-    fds = newFDs
-    path = newPath
-    capacity = options.segmentBytes
-    writeOffset = 0
-    segments.append(SegmentInfo(name: name, sequence: next, maxEntryIndex: 0))
-    stats.segmentsStarted += 1
-    segmentBatchesAtStart = stats.batches
-    segmentBytesAtStart = stats.bytes
-    spare.start(nextPreparation())
-    logger.debug("wal: started segment \(name)")
-  }
-
-  private func submitOpen() throws(WALError) {
-    let open = slots[openSlot]
-    guard open.used > 0 else { return }
-    while inFlight.count >= options.batchesInFlightMax { try reap(wait: true) }
-    precondition(writeOffset + open.used <= capacity, "WAL: a batch runs past the end of its segment")
-    open.submittedAtNanoseconds = monotonicNanoseconds()
-    open.durable = false
-    try backend.start(
-      slot: openSlot, fd: fds[openSlot], file: path,
-      bytes: UnsafeRawBufferPointer(rebasing: open.buffer[0..<open.used]),
-      offset: writeOffset)
-    try backend.submit()
-    writeOffset += open.used
-    spare.writerProgress(bytes: writeOffset, of: capacity)
-    stats.batches += 1
-    stats.bytes += UInt64(open.used)
-    inFlight.append(openSlot)
-    let carried = open.lastSequence
-    openSlot = freeSlots.removeLast()
-    let fresh = slots[openSlot]
-    fresh.used = 0
-    fresh.entries = 0
-    fresh.needsSync = false
-    fresh.lastSequence = carried
-    if backend.kind == .posix { try reap(wait: false) }
-  }
-
-  private func drain() throws(WALError) {
-    while !inFlight.isEmpty { try reap(wait: true) }
-  }
-
-  /// Collects completions and acknowledges the batches at the front that are durable.
-  private func reap(wait: Bool) throws(WALError) {
-    completed.removeAll(keepingCapacity: true)
-    try backend.reap(wait: wait, into: &completed)
-    for slot in completed { slots[slot].durable = true }
-    stats.syncs = backend.syncs
-    while let first = inFlight.first, slots[first].durable {
-      inFlight.removeFirst()
-      let b = slots[first]
-      assert(b.lastSequence >= durableSequence, "WAL: acknowledgements went backwards")
-      durableSequence = b.lastSequence
-      b.durable = false
-      if let batchObserver {
-        batchObserver(
-          BatchReport(
-            entries: b.entries, bytes: b.used, syncNanoseconds: monotonicNanoseconds() &- b.submittedAtNanoseconds))
-      }
-      freeSlots.append(first)
-    }
-  }
 }

@@ -68,6 +68,8 @@ public struct AppendStage {
   public mutating func release<Log: EngineLog>(
     durableThrough durable: UInt64, log: Log, local: inout [Message], remote: inout [Message]
   ) throws {
+    // Nothing is acknowledged before the log says it is durable.
+    precondition(durable <= log.durableSequence, "AppendStage: releasing writes the log has not made durable")
     while let first = waiting.first, first.sequence <= durable {
       waiting.removeFirst()
       try release(first.write, log: log, local: &local, remote: &remote)

@@ -1,0 +1,301 @@
+import Raft
+import Synchronization
+import XCTest
+
+@testable import RaftEngine
+
+/// The engine core on its own: events in, actions out, each scenario read as a transcript of
+/// what the core asks its driver to do. No threads, no disk: the test is the driver.
+final class EngineCoreTests: XCTestCase {
+  /// Outcomes the completions saw, in the order they ran.
+  final class Outcomes: @unchecked Sendable {
+    let seen = Mutex<[String]>([])
+    func record(_ name: String) -> ProposalCompletion {
+      { result in
+        let text: String
+        switch result {
+        case .success(let r): text = "\(name) ok \(r.lowerBound)...\(r.upperBound)"
+        case .failure(let e): text = "\(name) \(e)"
+        }
+        self.seen.withLock { $0.append(text) }
+      }
+    }
+    var all: [String] { seen.withLock { $0 } }
+  }
+
+  /// The test's driver: a core over a fresh `MemoryStorage` holding a snapshot of `voters` at
+  /// index 1 (node 1 is this node).
+  final class Harness {
+    var core: EngineCore
+    let storage = MemoryStorage()
+
+    init(
+      _ mode: NodeConfiguration.ReadyHandling, voters: [UInt64] = [1], snapshotEntries: UInt64 = 0,
+      retain: UInt64 = 0, faults: EngineFaults = EngineFaults()
+    ) throws {
+      try storage.applySnapshot(
+        Snapshot(metadata: SnapshotMetadata(confState: ConfState(voters: voters), index: 1, term: 1)))
+      var config = Config(id: 1, electionTick: 10, heartbeatTick: 1, storage: storage)
+      config.applied = 1
+      config.asyncStorageWrites = mode == .async
+      config.randomSeed = 1
+      core = EngineCore(
+        configuration: EngineCore.Configuration(
+          id: 1, readyHandling: mode, snapshotEntries: snapshotEntries, compactionRetainEntries: retain,
+          faults: faults),
+        rawNode: try RawNode(config: config), hardState: HardState(), confState: ConfState(voters: voters),
+        snapshotIndex: 1)
+    }
+
+    /// Takes the core's pending actions.
+    func take() -> [EngineCore.Action] {
+      var out: [EngineCore.Action] = []
+      core.takeActions(into: &out)
+      return out
+    }
+  }
+
+  /// One line per action, as the driver sees it.
+  func describe(_ actions: [EngineCore.Action]) -> [String] {
+    actions.map { a in
+      switch a {
+      case .write(let w):
+        var s = "write"
+        if let f = w.entries.first, let l = w.entries.last { s += " \(f.index)...\(l.index)" }
+        if let hs = w.hardState { s += " " + describeHardState(hs) }
+        if let snap = w.snapshot { s += " snapshot \(snap.metadata.index)" }
+        s += " \(w.durability)"
+        if !w.responses.isEmpty {
+          s += " then [" + w.responses.map { "\($0.to):\($0.type)" }.joined(separator: " ") + "]"
+        }
+        return s
+      case .send(let ms): return "send [" + ms.map { "\($0.to):\($0.type)" }.joined(separator: " ") + "]"
+      case .apply(let job):
+        var s = "apply \(job.entries.first!.index)...\(job.lastIndex)"
+        if !job.completions.isEmpty { s += " completing \(job.completions.count)" }
+        if job.snapshotConfState != nil { s += " then snapshot" }
+        return s
+      case .restore(let job): return "restore \(job.snapshot.metadata.index) failing \(job.completions.count)"
+      case .saveSnapshot(let s): return "save snapshot \(s.index) compact \(s.compactThrough.map(String.init) ?? "-")"
+      case .complete(let os): return "complete \(os.count)"
+      case .answerRead(_, let r): return "answer read \(r)"
+      case .handOff(_, let e): return "hand off \(e.map { "\($0)" } ?? "ok")"
+      case .reportStatus: return "status"
+      case .leaderChanged(let l, let st): return "leader \(l.map(String.init) ?? "none") \(st)"
+      }
+    }
+  }
+
+  /// A driver step of async mode: the writes become durable at once (their content goes to
+  /// `storage`, their local responses are stepped), the apply jobs are applied at once (their
+  /// completions run, their outcomes are fed back). Returns what the core asked, in order.
+  @discardableResult
+  func runAsync(_ h: Harness, applied: (ApplyJob) -> Void = { _ in }) throws -> [String] {
+    var transcript: [String] = []
+    let storage = h.storage
+    while true {
+      if h.core.hasReady() { h.core.processReady(nowNanoseconds: 0) }
+      let actions = h.take()
+      if actions.isEmpty { return transcript }
+      transcript += describe(actions)
+      for a in actions {
+        switch a {
+        case .write(let w):
+          if let s = w.snapshot { try storage.applySnapshot(s) }
+          try storage.append(w.entries)
+          if let hs = w.hardState { try storage.setHardState(hs) }
+          for r in w.responses where r.to == 1 { h.core.step(r) }
+        case .apply(let job):
+          applied(job)
+          for o in job.completions { o.deliver() }
+          h.core.applied(ApplyOutcome(appliedIndex: job.lastIndex, responses: job.responses))
+        case .restore(let job):
+          for o in job.completions { o.deliver() }
+          h.core.applied(ApplyOutcome(appliedIndex: job.snapshot.metadata.index))
+        case .complete(let os):
+          for o in os { o.deliver() }
+        default:
+          break
+        }
+      }
+    }
+  }
+
+  /// A single voter that leads (its election and first entry handled).
+  func leader(_ mode: NodeConfiguration.ReadyHandling, snapshotEntries: UInt64 = 0, retain: UInt64 = 0) throws
+    -> Harness
+  {
+    let h = try Harness(mode, snapshotEntries: snapshotEntries, retain: retain)
+    h.core.campaign()
+    if mode == .async {
+      try runAsync(h)
+    } else {
+      while h.core.hasReady() {
+        h.core.processReady(nowNanoseconds: 0)
+        for a in h.take() {
+          if case .write(let w) = a { try AppendStage.writeNow(w, to: InMemoryLog(storage: h.storage)) }
+          if case .apply(let job) = a { h.core.applied(ApplyOutcome(appliedIndex: job.lastIndex)) }
+        }
+        h.core.advance()
+      }
+    }
+    XCTAssertTrue(h.core.rawNode.isLeader)
+    return h
+  }
+
+  func testAsyncABatchIsWrittenAcknowledgedCommittedAppliedAndCompletedOnce() throws {
+    let h = try leader(.async)
+    let outcomes = Outcomes()
+    h.core.propose([[1], [2], [3]].map(Payload.init), completion: outcomes.record("a"))
+    h.core.propose([[4]].map(Payload.init), completion: outcomes.record("b"))
+    let transcript = try runAsync(h)
+    XCTAssertEqual(
+      transcript,
+      [
+        // Both batches in one message: one write for the four entries, the leader's own
+        // acknowledgement and the append response released once it is durable.
+        "write 3...6 sync then [1:MsgAppResp 1:MsgStorageAppendResp]",
+        // Committed by the quorum of one: the commit index alone rides with the next synced
+        // write, and the entries go to the apply side with the two completions.
+        "write Term:1 Vote:1 Commit:6 deferred",
+        "apply 3...6 completing 2",
+      ])
+    XCTAssertEqual(outcomes.all, ["a ok 3...5", "b ok 6...6"])
+    XCTAssertEqual(h.core.appliedIndex, 6)
+    XCTAssertFalse(h.core.hasReady())
+  }
+
+  func testSyncAReadyIsWrittenThenSentThenAppliedThenAdvanced() throws {
+    let h = try leader(.sync)
+    let outcomes = Outcomes()
+    h.core.propose([Payload([7])], completion: outcomes.record("a"))
+    h.core.processReady(nowNanoseconds: 0)
+    let first = h.take()
+    XCTAssertEqual(describe(first), ["write 3...3 sync"])
+    XCTAssertTrue(h.core.awaitsAdvance)
+    for a in first { if case .write(let w) = a { try AppendStage.writeNow(w, to: InMemoryLog(storage: h.storage)) } }
+    h.core.advance()
+    h.core.processReady(nowNanoseconds: 0)
+    let second = h.take()
+    XCTAssertEqual(describe(second), ["write Term:1 Vote:1 Commit:3 deferred", "apply 3...3 completing 1"])
+    for a in second {
+      if case .apply(let job) = a {
+        for o in job.completions { o.deliver() }
+        h.core.applied(ApplyOutcome(appliedIndex: job.lastIndex))
+      }
+    }
+    h.core.advance()
+    XCTAssertEqual(outcomes.all, ["a ok 3...3"])
+    XCTAssertFalse(h.core.hasReady())
+  }
+
+  func testAFollowerRefusesProposalsAtOnce() throws {
+    let h = try Harness(.async, voters: [1, 2, 3])
+    let outcomes = Outcomes()
+    h.core.propose([Payload([1])], completion: outcomes.record("a"))
+    h.core.processReady(nowNanoseconds: 0)
+    for a in h.take() { if case .complete(let os) = a { os.forEach { $0.deliver() } } }
+    XCTAssertEqual(outcomes.all, ["a not the leader (no leader is known)"])
+  }
+
+  func testBatchesOfAnEarlierTermFailWhenALaterLeaderCommitsBelowThem() throws {
+    // Node 1 leads term 2 and appends a batch that never reaches a quorum; node 2 then leads
+    // term 3 and its entry is committed at the same index: the batch fails, at the hand-out.
+    let h = try Harness(.async, voters: [1, 2, 3])
+    h.core.campaign()
+    try runAsync(h)
+    for _ in 0..<2 where !h.core.rawNode.isLeader {
+      // Node 2 grants whichever vote node 1 asks for.
+      let st = h.core.rawNode.basicStatus()
+      let pre = st.softState.raftState == .preCandidate
+      h.core.step(
+        Message(
+          type: pre ? .msgPreVoteResp : .msgVoteResp, to: 1, from: 2, term: st.hardState.term + (pre ? 1 : 0)))
+      try runAsync(h)
+    }
+    XCTAssertTrue(h.core.rawNode.isLeader)
+    let outcomes = Outcomes()
+    h.core.propose([Payload([9])], completion: outcomes.record("lost"))
+    try runAsync(h)
+    let lastIndex = h.core.rawNode.lastIndex
+    let term = h.core.rawNode.term
+    // Node 2 wins the next term with its own entry at that index, committed through nodes 2
+    // and 3 (the entry before it, node 1's empty entry of its term, is kept).
+    let overwrite = Entry(term: term + 1, index: lastIndex, data: [7])
+    h.core.step(
+      Message(
+        type: .msgApp, to: 1, from: 2, term: term + 1, logTerm: term, index: lastIndex - 1, entries: [overwrite],
+        commit: lastIndex))
+    try runAsync(h)
+    XCTAssertEqual(outcomes.all, ["lost proposal dropped"])
+  }
+
+  func testALeadersSnapshotOvertakesWaitingBatchesAndRestoresTheStateMachine() throws {
+    let h = try Harness(.async, voters: [1, 2, 3])
+    let snapshot = Snapshot(
+      data: [42], metadata: SnapshotMetadata(confState: ConfState(voters: [1, 2, 3]), index: 50, term: 4))
+    h.core.step(Message(type: .msgSnap, to: 1, from: 2, term: 4, snapshot: snapshot))
+    let transcript = try runAsync(h)
+    XCTAssertTrue(
+      transcript.contains("write Term:4 Commit:50 snapshot 50 sync then [2:MsgAppResp 1:MsgStorageAppendResp]"),
+      "\(transcript)")
+    XCTAssertTrue(transcript.contains("restore 50 failing 0"), "\(transcript)")
+    XCTAssertEqual(h.core.appliedIndex, 50)
+    XCTAssertEqual(try h.storage.firstIndex(), 51)
+  }
+
+  func testASnapshotIsTakenOnCadenceAndTheLogCompactedBehindIt() throws {
+    let h = try leader(.async, snapshotEntries: 4, retain: 2)
+    var asked: [UInt64] = []
+    h.core.propose([[1], [2], [3], [4], [5]].map(Payload.init), completion: { _ in })
+    let transcript = try runAsync(h) { job in
+      if job.snapshotConfState != nil { asked.append(job.lastIndex) }
+    }
+    XCTAssertEqual(asked, [7], "\(transcript)")
+    // The apply side hands the snapshot's data back; the WAL's owner saves it and compacts.
+    h.core.applied(ApplyOutcome(appliedIndex: 7, snapshot: (7, ConfState(voters: [1]), [0xAB])))
+    XCTAssertEqual(describe(h.take()), ["save snapshot 7 compact 5"])
+    // An older one coming late is never saved.
+    h.core.applied(ApplyOutcome(appliedIndex: 7, snapshot: (6, ConfState(voters: [1]), [0xAC])))
+    XCTAssertEqual(describe(h.take()), [])
+  }
+
+  func testPeerMessagesOfLocalTypesAreRefused() throws {
+    let h = try Harness(.async, voters: [1, 2, 3])
+    // A forged append response carrying a snapshot would make the state machine restore it.
+    let forged = Message(
+      type: .msgStorageAppendResp, to: 1, from: localAppendThread, term: 1,
+      snapshot: Snapshot(data: [1], metadata: SnapshotMetadata(index: 99, term: 9)))
+    h.core.stepFromPeer(forged)
+    h.core.stepFromPeer(Message(type: .msgHeartbeat, to: 1, from: 1, term: 5))
+    XCTAssertEqual(try runAsync(h), [])
+    XCTAssertEqual(h.core.rawNode.term, 0)
+  }
+
+  func testPlantedFaultsAreDecidedInTheCore() throws {
+    let h = try Harness(.async, faults: EngineFaults(acknowledgeBeforeSync: true, staleReads: true))
+    h.core.campaign()
+    let transcript = try runAsync(h)
+    XCTAssertTrue(transcript.contains { $0.hasPrefix("write") && $0.contains("unsynced") }, "\(transcript)")
+    XCTAssertFalse(transcript.contains { $0.hasPrefix("write") && $0.contains(" sync") }, "\(transcript)")
+    h.core.readIndex(context: [1], completion: { _ in })
+    XCTAssertEqual(describe(h.take()), ["answer read success(\(h.core.appliedIndex))"])
+  }
+
+  func testStopFailsEverythingStillWaiting() throws {
+    let h = try leader(.async)
+    let outcomes = Outcomes()
+    h.core.propose([Payload([1])], completion: outcomes.record("queued"))
+    h.core.readIndex(context: [5], completion: { r in outcomes.seen.withLock { $0.append("read \(r)") } })
+    h.core.stop(.stopped)
+    for a in h.take() {
+      switch a {
+      case .complete(let os): os.forEach { $0.deliver() }
+      case .answerRead(let c, let r): c(r)
+      default: break
+      }
+    }
+    XCTAssertEqual(outcomes.all, ["queued node stopped", "read failure(node stopped)"])
+    XCTAssertFalse(h.core.hasReady())
+  }
+}
