@@ -51,18 +51,23 @@ struct SimCommand: Equatable {
   }
 }
 
-/// The simulated state machine: a key-value map, driven by the engine's `Applier`.
+/// The simulated state machine: a key-value map, and the members removed from the cluster (as
+/// raftkv keeps its members: in the state, and so in its snapshots), driven by the engine's
+/// `Applier`.
 final class SimKV: StateMachine {
   private(set) var kv: [UInt64: UInt64] = [:]
   /// The op ids applied so far: a write applied twice (a duplicated MsgProp: Raft does not
   /// deduplicate proposals) takes effect once, as with client sessions (Raft thesis, 6.3).
   private(set) var appliedOps: Set<UInt64> = []
+  /// Members removed by the conf changes applied so far (a node that catches up by snapshot
+  /// learns the removals folded into it).
+  private(set) var removed: Set<UInt64> = []
   private(set) var applied: UInt64 = 0
-  /// Called for every conf change applied (the simulation keeps the removed members on disk).
-  private let confChangeApplied: (AnyConfChange) -> Void
+  /// Called whenever members are found removed (the simulation keeps them on disk).
+  private let membersRemoved: (Set<UInt64>) -> Void
 
-  init(snapshot: Snapshot, confChangeApplied: @escaping (AnyConfChange) -> Void) {
-    self.confChangeApplied = confChangeApplied
+  init(snapshot: Snapshot, membersRemoved: @escaping (Set<UInt64>) -> Void) {
+    self.membersRemoved = membersRemoved
     restore(snapshot: snapshot)
   }
 
@@ -70,36 +75,53 @@ final class SimKV: StateMachine {
     if let c = SimCommand(data), appliedOps.insert(c.opID).inserted { kv[c.key] = c.value }
   }
 
-  func applyConfChange(_ change: AnyConfChange, index: UInt64, term: UInt64) { confChangeApplied(change) }
+  func applyConfChange(_ change: AnyConfChange, index: UInt64, term: UInt64) {
+    let gone = change.asV2.changes.filter { $0.type == .removeNode }.map(\.nodeID)
+    guard !gone.isEmpty else { return }
+    removed.formUnion(gone)
+    membersRemoved(Set(gone))
+  }
 
   func applied(through index: UInt64) { applied = index }
 
   func restore(snapshot: Snapshot) {
-    (kv, appliedOps) = Self.decodeState(snapshot.data)
+    (kv, appliedOps, removed) = Self.decodeState(snapshot.data)
     applied = snapshot.metadata.index
+    if !removed.isEmpty { membersRemoved(removed) }
   }
 
-  func snapshotData() -> [UInt8]? { Self.encodeState(kv, appliedOps) }
+  func snapshotData() -> [UInt8]? { Self.encodeState(kv, appliedOps, removed) }
+
+  /// Marks a removed member's record in a snapshot.
+  static let removedMarker = UInt64.max
 
   /// The state in a snapshot: one 24-byte record per key (op id 0), then one per applied op
-  /// (key and value 0), sorted.
-  static func encodeState(_ kv: [UInt64: UInt64], _ ops: Set<UInt64>) -> [UInt8] {
+  /// (key and value 0), then one per removed member (op id `removedMarker`), sorted.
+  static func encodeState(_ kv: [UInt64: UInt64], _ ops: Set<UInt64>, _ removed: Set<UInt64>) -> [UInt8] {
     var out: [UInt8] = []
     for (k, v) in kv.sorted(by: { $0.key < $1.key }) { out += SimCommand(opID: 0, key: k, value: v).encoded }
     for op in ops.sorted() { out += SimCommand(opID: op, key: 0, value: 0).encoded }
+    for id in removed.sorted() { out += SimCommand(opID: removedMarker, key: id, value: 0).encoded }
     return out
   }
 
-  static func decodeState(_ data: [UInt8]) -> ([UInt64: UInt64], Set<UInt64>) {
+  static func decodeState(_ data: [UInt8]) -> ([UInt64: UInt64], Set<UInt64>, Set<UInt64>) {
     var kv: [UInt64: UInt64] = [:]
     var ops: Set<UInt64> = []
+    var removed: Set<UInt64> = []
     var k = 0
     while k + 24 <= data.count {
       let c = SimCommand(Array(data[k..<(k + 24)]))!
-      if c.opID == 0 { kv[c.key] = c.value } else { ops.insert(c.opID) }
+      if c.opID == 0 {
+        kv[c.key] = c.value
+      } else if c.opID == removedMarker {
+        removed.insert(c.key)
+      } else {
+        ops.insert(c.opID)
+      }
       k += 24
     }
-    return (kv, ops)
+    return (kv, ops, removed)
   }
 }
 
@@ -198,9 +220,7 @@ final class SimNode {
     try storage.append(disk.entries)
     log = SimLog(disk: disk, storage: storage, crashesBeforeSync: hooks.crashesBeforeSync)
     let disk = self.disk
-    machine = SimKV(snapshot: disk.snapshot) { cc in
-      for c in cc.asV2.changes where c.type == .removeNode { disk.removedMembers.insert(c.nodeID) }
-    }
+    machine = SimKV(snapshot: disk.snapshot) { gone in disk.removedMembers.formUnion(gone) }
     applier = Applier(stateMachine: machine)
     var c = Config(id: id, electionTick: raftConfig.electionTick, heartbeatTick: 1, storage: storage)
     c.applied = disk.snapshot.metadata.index

@@ -378,6 +378,9 @@ public final class Simulation: @unchecked Sendable {
         return
       }
       expected += 1
+      if trace && e.type != .normal, let cc = try? e.decodedConfChange() {
+        print("step \(step): node \(n.id) applies conf change at \(e.index) term \(e.term): \(cc.asV2.changes)")
+      }
       applied(n, e)
     }
   }
