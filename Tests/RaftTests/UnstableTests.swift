@@ -232,7 +232,7 @@ final class LogUnstableTests: XCTestCase {
     XCTAssertEqual(
       logger.lines,
       [
-        "INFO entry at index 9 missing from unstable log; ignoring",
+        "DEBUG entry at index 9 missing from unstable log; ignoring",
         "INFO entry at index 5 matched unstable snapshot; ignoring",
         "INFO entry at (index,term)=(7,1) mismatched with entry at (7,2) in unstable log; ignoring",
       ])

@@ -137,7 +137,7 @@ public struct Unstable {
   /// that are no longer ours (the ABA case) and nothing may be dropped.
   mutating func stableTo(index: UInt64, term: UInt64) {
     guard let ourTerm = maybeTerm(index) else {
-      logger.info("entry at index \(index) missing from unstable log; ignoring")
+      logger.debug("entry at index \(index) missing from unstable log; ignoring")
       return
     }
     if index < offset {
