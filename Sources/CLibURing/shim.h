@@ -9,6 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/eventfd.h>
+
+/// An eventfd (Glibc's Swift overlay does not export `eventfd`), close-on-exec.
+static inline int swift_raft_eventfd(void) { return eventfd(0, EFD_CLOEXEC); }
+
 /// `IOSQE_IO_LINK` as a value (the macro form does not import into Swift).
 static inline uint8_t swift_raft_sqe_flag_io_link(void) { return (uint8_t)(1U << IOSQE_IO_LINK_BIT); }
 

@@ -17,21 +17,26 @@ final class AppendWorker: @unchecked Sendable {
   private let nodeID: UInt64
   private let transport: Transport
   private let toRunLoop: @Sendable (Node.Input) -> Void
+  /// Signalled by the queue's producers when the worker waits: the worker's one wait point is
+  /// the WAL's ring, for disk completions and new work together.
+  private let wake: WakeEvent
   private var thread: OSThread?
 
   init(
-    storage: WALStorage, nodeID: UInt64, transport: Transport, spinNanoseconds: UInt64,
-    yieldingPollNanoseconds: UInt64, toRunLoop: @escaping @Sendable (Node.Input) -> Void
-  ) {
+    storage: WALStorage, nodeID: UInt64, transport: Transport,
+    toRunLoop: @escaping @Sendable (Node.Input) -> Void
+  ) throws {
     self.storage = storage
     self.nodeID = nodeID
     self.transport = transport
     self.toRunLoop = toRunLoop
-    queue = BatchQueue(spinNanoseconds: spinNanoseconds, yieldingPollNanoseconds: yieldingPollNanoseconds)
+    let wake = try WakeEvent()
+    self.wake = wake
+    queue = BatchQueue(spinNanoseconds: 0, engineThread: true, wake: { wake.signal() })
   }
 
   func start() {
-    thread = OSThread(name: "raft-append") { [self] in run() }
+    thread = OSThread(name: "raft-append", engineThread: true) { [self] in run() }
   }
 
   func stop() {
@@ -42,6 +47,12 @@ final class AppendWorker: @unchecked Sendable {
   /// True when called on the worker's thread.
   var isCurrentThread: Bool { thread?.isCurrent ?? false }
 
+  /// Times the worker waited (for the disk, new work, or both).
+  var wakeups: UInt64 { queue.wakeupCount }
+
+  /// Takes every queued job, writes them into the open WAL batch, submits what is due, and
+  /// releases what is durable; with nothing new, waits in one place for the disk or new work.
+  /// New writes are taken while syncs are in flight: they go into the next batch.
   private func run() {
     let wal = storage.wal
     var stage = AppendStage(nodeID: nodeID)
@@ -51,21 +62,31 @@ final class AppendWorker: @unchecked Sendable {
     do {
       while true {
         jobs.removeAll(keepingCapacity: true)
-        let idle = stage.pendingCount == 0
-        queue.take(into: &jobs, timeoutNanoseconds: idle ? 100_000_000 : 0)
-        if jobs.isEmpty && idle && queue.closed { return }
-        for job in jobs {
-          switch job {
-          case .write(let w): try stage.write(w, to: storage, local: &local, remote: &remote)
-          case .save(let s): try storage.save(s)
+        queue.takeNow(into: &jobs)
+        var durable: UInt64
+        if jobs.isEmpty {
+          if stage.pendingCount == 0 && queue.closed { return }
+          // What waits for durability must be on its way to the disk before the wait.
+          if stage.pendingCount > 0 && wal.batchesInFlight == 0 { try wal.submit() }
+          // Waiting for new work alone frees the core; waiting for the disk keeps it counted
+          // (the completion wakes this thread, and nothing else would count it back).
+          if queue.beginExternalWait(parks: wal.batchesInFlight == 0) {
+            durable = try wal.waitForCompletion(orWake: wake)
+            queue.endExternalWait()
+          } else if queue.closed {
+            durable = try wal.waitForCompletion()  // the last writes, before the worker ends
+          } else {
+            continue  // work arrived meanwhile
           }
-        }
-        try wal.submitIfDue(nowNanoseconds: EngineClock.nanoseconds())
-        var durable = try wal.poll()
-        if let oldest = stage.oldestPendingSequence, durable < oldest, queue.count == 0 {
-          // Nothing new to batch: wait for the disk.
-          if wal.batchesInFlight == 0 { try wal.submit() }
-          durable = try wal.waitForCompletion()
+        } else {
+          for job in jobs {
+            switch job {
+            case .write(let w): try stage.write(w, to: storage, local: &local, remote: &remote)
+            case .save(let s): try storage.save(s)
+            }
+          }
+          try wal.submitIfDue(nowNanoseconds: EngineClock.nanoseconds())
+          durable = try wal.poll()
         }
         try stage.release(durableThrough: durable, log: storage, local: &local, remote: &remote)
         if !remote.isEmpty {

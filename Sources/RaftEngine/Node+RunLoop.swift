@@ -5,6 +5,12 @@ extension Node {
   /// The run loop: drains the inbox, feeds the core, ticks, hands out the Readys and performs
   /// the core's actions. Reads the clock once when it wakes and once after the Readys.
   func run() {
+    // Inputs this thread produces itself (completions that propose again) skip the inbox.
+    let local = LocalInputs(node: ObjectIdentifier(threadsToken))
+    LocalInputs.installed(local) { runLoop(local) }
+  }
+
+  private func runLoop(_ local: LocalInputs) {
     let tickNanoseconds = UInt64(configuration.tickMicroseconds) * 1000
     var now = EngineClock.nanoseconds()
     var nextTick = now &+ tickNanoseconds
@@ -13,7 +19,14 @@ extension Node {
     var failure: String?
     loop: while true {
       inputs.removeAll(keepingCapacity: true)
-      inbox.take(into: &inputs, timeoutNanoseconds: nextTick > now ? nextTick - now : 0)
+      if !local.inputs.isEmpty { swap(&inputs, &local.inputs) }
+      // Inputs of our own already: take what else is queued, without waiting.
+      let timeout = !inputs.isEmpty ? 0 : (nextTick > now ? nextTick - now : 0)
+      // A worker's answer is due within a disk sync: poll for it rather than park (when a core
+      // is free); with nothing outstanding, park at once.
+      inbox.take(
+        into: &inputs, timeoutNanoseconds: timeout,
+        spinNanoseconds: core.awaitsWorkers ? configuration.spinNanoseconds : 0)
       now = EngineClock.nanoseconds()
       if !inputs.isEmpty { metrics.inboxDepth.record(inputs.count) }
       for (k, input) in inputs.enumerated() {
@@ -50,6 +63,7 @@ extension Node {
     if let failure {
       logger.error("node stopped: storage failed", metadata: ["error": "\(failure)"])
       failed.withLock { $0 = failure }
+      hasFailed.store(true, ordering: .releasing)
       knownLeader.store(0, ordering: .relaxed)
     }
     loopEnded = true
@@ -67,6 +81,7 @@ extension Node {
   private func feed(_ input: Input, now: UInt64) -> Next {
     switch input {
     case .propose(let payloads, let completion): core.propose(payloads, completion: completion)
+    case .proposeOne(let payload, let completion): core.propose(entry: payload, completion: completion)
     case .proposeConfChange(let cc, let completion):
       core.proposeConfChange(cc, completion: completion, nowNanoseconds: now)
     case .forward(let proposal, let handedOff): core.forward(proposal, handedOff: handedOff)

@@ -18,6 +18,8 @@ public final class Node: @unchecked Sendable {
   /// What the run loop is asked to do.
   enum Input {
     case propose([Payload], ProposalCompletion)
+    /// A batch of one, without an array or a wrapping closure.
+    case proposeOne(Payload, EntryCompletion)
     case proposeConfChange(AnyConfChange, ProposalCompletion)
     case forward(ForwardedProposal, @Sendable (EngineError?) -> Void)
     /// A message from a peer (the transport).
@@ -50,14 +52,18 @@ public final class Node: @unchecked Sendable {
   let applier: Applier
   /// Run loop only (and `stop`, once the loop ended).
   var core: EngineCore
-  var applyWorker: ApplyWorker?
-  var appendWorker: AppendWorker?
+  let applyWorker: ApplyWorker?
+  let appendWorker: AppendWorker?
   private var loop: OSThread?
   /// The leader as last seen by the run loop (0: none), for callers' errors.
   let knownLeader = Atomic<UInt64>(0)
   let stopping = Atomic<Bool>(false)
   /// Set when the run loop stopped on a storage failure (new proposals fail with it).
   let failed = Mutex<String?>(nil)
+  /// Identifies this node's engine threads' `LocalInputs` (set before anything else).
+  let threadsToken = ThreadsToken()
+  /// Mirrors `failed != nil`, read without the lock on every proposal.
+  let hasFailed = Atomic<Bool>(false)
   /// True once the run loop returned (set by it, read by `stop` after the join).
   var loopEnded = false
 
@@ -117,9 +123,19 @@ public final class Node: @unchecked Sendable {
         snapshotEntries: configuration.snapshotEntries,
         compactionRetainEntries: configuration.compactionRetainEntries, faults: faults),
       rawNode: rawNode, hardState: hs, confState: cs, snapshotIndex: snapshot.metadata.index)
-    inbox = BatchQueue(
-      capacity: configuration.inboxCapacity, spinNanoseconds: configuration.spinNanoseconds,
-      yieldingPollNanoseconds: configuration.yieldingPollNanoseconds)
+    let inbox = BatchQueue<Input>(
+      capacity: configuration.inboxCapacity, spinNanoseconds: configuration.spinNanoseconds, engineThread: true)
+    self.inbox = inbox
+    if configuration.readyHandling == .async {
+      let toRunLoop: @Sendable (Input) -> Void = { input in inbox.push(input) }
+      applyWorker = ApplyWorker(
+        applier: applier, node: ObjectIdentifier(threadsToken), spinNanoseconds: configuration.spinNanoseconds,
+        toRunLoop: { inputs in inbox.push(contentsOf: inputs) })
+      appendWorker = try AppendWorker(storage: storage, nodeID: id, transport: transport, toRunLoop: toRunLoop)
+    } else {
+      applyWorker = nil
+      appendWorker = nil
+    }
   }
 
   /// Where the transport delivers this node's messages.
@@ -130,21 +146,9 @@ public final class Node: @unchecked Sendable {
   /// Starts the run loop (and the workers in async mode).
   public func start() {
     precondition(loop == nil, "Node.start called twice")
-    if configuration.readyHandling == .async {
-      let inbox = self.inbox
-      let toRunLoop: @Sendable (Input) -> Void = { input in inbox.push(input) }
-      let apply = ApplyWorker(
-        applier: applier, spinNanoseconds: configuration.spinNanoseconds,
-        yieldingPollNanoseconds: configuration.yieldingPollNanoseconds, toRunLoop: toRunLoop)
-      let append = AppendWorker(
-        storage: storage, nodeID: id, transport: transport, spinNanoseconds: configuration.spinNanoseconds,
-        yieldingPollNanoseconds: configuration.yieldingPollNanoseconds, toRunLoop: toRunLoop)
-      applyWorker = apply
-      appendWorker = append
-      apply.start()
-      append.start()
-    }
-    loop = OSThread(name: "raft-node-\(id)") { [self] in run() }
+    applyWorker?.start()
+    appendWorker?.start()
+    loop = OSThread(name: "raft-node-\(id)", engineThread: true) { [self] in run() }
     logger.info(
       "node started",
       metadata: [
@@ -193,14 +197,34 @@ public final class Node: @unchecked Sendable {
   /// through the log, the WAL's encoding and the state machine without a copy or an
   /// allocation of their own.
   public func propose(batch payloads: [Payload], completion: @escaping ProposalCompletion) {
-    if stopping.load(ordering: .relaxed) { return completion(.failure(.stopped)) }
-    if let why = failed.withLock({ $0 }) { return completion(.failure(.storage(why))) }
+    if let refusal = proposalRefusal() { return completion(.failure(refusal)) }
+    enqueue(.propose(payloads, completion)) { completion(.failure($0)) }
+  }
+
+  /// Why a proposal is refused at once (stopping, failed, not the leader), or nil.
+  @inline(__always)
+  private func proposalRefusal() -> EngineError? {
+    if stopping.load(ordering: .relaxed) { return .stopped }
+    if hasFailed.load(ordering: .acquiring), let why = failed.withLock({ $0 }) { return .storage(why) }
     let leader = knownLeader.load(ordering: .relaxed)
-    if leader != id { return completion(.failure(.notLeader(leader: leader == 0 ? nil : leader))) }
-    switch inbox.tryPush(.propose(payloads, completion)) {
+    if leader != id { return .notLeader(leader: leader == 0 ? nil : leader) }
+    return nil
+  }
+
+  /// Hands `input` to the run loop: on one of the node's own threads (a completion proposing
+  /// again) into that thread's `LocalInputs`, else into the inbox; `refuse` gets `.busy` when
+  /// the inbox is full, `.stopped` when it is closed.
+  @inline(__always)
+  private func enqueue(_ input: Input, refuse: (EngineError) -> Void) {
+    if let local = LocalInputs.current, local.node == ObjectIdentifier(threadsToken) {
+      if inbox.count + local.inputs.count >= inbox.capacity { return refuse(.busy) }
+      local.inputs.append(input)
+      return
+    }
+    switch inbox.tryPush(input) {
     case .enqueued: break
-    case .full: completion(.failure(.busy))
-    case .closed: completion(.failure(.stopped))
+    case .full: refuse(.busy)
+    case .closed: refuse(.stopped)
     }
   }
 
@@ -212,21 +236,15 @@ public final class Node: @unchecked Sendable {
   /// Proposes `data` (a batch of one); `completion` gets the entry's index once it is committed
   /// and applied on this node, or an error.
   public func propose(_ data: [UInt8], completion: @escaping Completion) {
-    propose(batch: [Payload(data)]) { result in completion(result.map(\.lowerBound)) }
+    if let refusal = proposalRefusal() { return completion(.failure(refusal)) }
+    enqueue(.proposeOne(Payload(data), completion)) { completion(.failure($0)) }
   }
 
   /// Proposes a configuration change, completed like `propose`.
   public func proposeConfChange(_ cc: AnyConfChange, completion: @escaping Completion) {
     let done: ProposalCompletion = { result in completion(result.map(\.lowerBound)) }
-    if stopping.load(ordering: .relaxed) { return done(.failure(.stopped)) }
-    if let why = failed.withLock({ $0 }) { return done(.failure(.storage(why))) }
-    let leader = knownLeader.load(ordering: .relaxed)
-    if leader != id { return done(.failure(.notLeader(leader: leader == 0 ? nil : leader))) }
-    switch inbox.tryPush(.proposeConfChange(cc, done)) {
-    case .enqueued: break
-    case .full: done(.failure(.busy))
-    case .closed: done(.failure(.stopped))
-    }
+    if let refusal = proposalRefusal() { return done(.failure(refusal)) }
+    enqueue(.proposeConfChange(cc, done)) { done(.failure($0)) }
   }
 
   /// What `forward` hands to Raft.
@@ -240,12 +258,8 @@ public final class Node: @unchecked Sendable {
   /// took the proposal, else why not (`.dropped`: no leader known; `.stopped`).
   public func forward(_ proposal: ForwardedProposal, handedOff: @escaping @Sendable (EngineError?) -> Void) {
     if stopping.load(ordering: .relaxed) { return handedOff(.stopped) }
-    if let why = failed.withLock({ $0 }) { return handedOff(.storage(why)) }
-    switch inbox.tryPush(.forward(proposal, handedOff)) {
-    case .enqueued: break
-    case .full: handedOff(.busy)
-    case .closed: handedOff(.stopped)
-    }
+    if hasFailed.load(ordering: .acquiring), let why = failed.withLock({ $0 }) { return handedOff(.storage(why)) }
+    enqueue(.forward(proposal, handedOff)) { handedOff($0) }
   }
 
   /// Steps a message from a peer.
@@ -282,6 +296,28 @@ public final class Node: @unchecked Sendable {
     inbox.push(.status(reply))
   }
 
+  /// How many times each engine thread found nothing to do and waited (parked, or waited in the
+  /// WAL's ring), since the node was made: divided by the WAL's batches, the wake-ups a batch
+  /// costs.
+  public struct Wakeups: Sendable, Equatable {
+    public var runLoop: UInt64
+    public var appendWorker: UInt64
+    public var applyWorker: UInt64
+    public var total: UInt64 { runLoop + appendWorker + applyWorker }
+
+    public init(runLoop: UInt64, appendWorker: UInt64, applyWorker: UInt64) {
+      self.runLoop = runLoop
+      self.appendWorker = appendWorker
+      self.applyWorker = applyWorker
+    }
+  }
+
+  /// The engine threads' wake-ups so far.
+  public var wakeups: Wakeups {
+    Wakeups(
+      runLoop: inbox.wakeupCount, appendWorker: appendWorker?.wakeups ?? 0, applyWorker: applyWorker?.wakeups ?? 0)
+  }
+
   /// The leader this node knows of (nil when none).
   public var leader: UInt64? {
     let l = knownLeader.load(ordering: .relaxed)
@@ -294,6 +330,7 @@ public final class Node: @unchecked Sendable {
     for input in inputs {
       switch input {
       case .propose(_, let c), .proposeConfChange(_, let c): c(.failure(error))
+      case .proposeOne(_, let c): c(.failure(error))
       case .forward(_, let c): c(error)
       case .readIndex(_, let c): c?(.failure(error))
       case .status(let reply): if stopping.load(ordering: .relaxed) && loopEnded { reply(core.rawNode.status()) }

@@ -40,13 +40,13 @@ public struct NodeConfiguration: Sendable {
   public var compactionRetainEntries: UInt64 = 5_000
   /// Proposals queued on the run loop at most (beyond it `propose` fails with `.busy`).
   public var inboxCapacity = 1 << 16
-  /// How long each engine thread polls its queue in a busy loop before it parks, in
-  /// nanoseconds.
-  public var spinNanoseconds: UInt64 = 20_000
-  /// How long each engine thread goes on polling after the busy part, yielding the CPU between
-  /// polls, before it parks, in nanoseconds: long enough to catch a worker's response that
-  /// comes after one disk sync without the cost of a wake-up.
-  public var yieldingPollNanoseconds: UInt64 = 200_000
+  /// How long the run loop may poll its inbox before it parks, in nanoseconds, while a worker's
+  /// answer is due (a write's durable acknowledgement, an apply outcome) and `SpinBudget`
+  /// grants it one of its slots (one fewer than the processors: on 2 cores one thread spins at
+  /// a time); with nothing outstanding it parks at once. The apply worker polls as long when a
+  /// slot is free. The append worker never polls: it waits in the WAL's ring for the disk and
+  /// new work together. Long enough to cover one disk sync.
+  public var spinNanoseconds: UInt64 = 300_000
   /// Where the node, Raft and the WAL log (swift-log); Raft's own lines at `.debug`/`.info`
   /// show only when the level allows.
   public var logger = Logger(label: "swift-raft")

@@ -13,9 +13,20 @@ final class OSThread: @unchecked Sendable {
     init(_ body: @escaping () -> Void) { self.body = body }
   }
 
-  /// Starts `body` on a new thread (`name` is for error messages).
-  init(name: String, _ body: @escaping @Sendable () -> Void) {
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+  /// Starts `body` on a new thread (`name` is for error messages). An engine thread counts
+  /// itself in `SpinBudget` while it runs.
+  init(name: String, engineThread: Bool = false, _ body: @escaping @Sendable () -> Void) {
+    let run: @Sendable () -> Void
+    if engineThread {
+      run = {
+        SpinBudget.threadStarted()
+        body()
+        SpinBudget.threadEnded()
+      }
+    } else {
+      run = body
+    }
+    let box = Unmanaged.passRetained(Box(run)).toOpaque()
     let rc = pthread_create(
       &thread, nil,
       { arg in

@@ -39,10 +39,11 @@ public struct EngineKnobs: ParsableArguments {
   public var maxInflightMsgs = 256
   @Option(help: "Raft: bytes of committed entries in one Ready at most (0: no limit).")
   public var maxCommittedSizePerReady: UInt64 = 0
-  @Option(help: "Engine threads: busy polling before parking, in microseconds.")
+  @Option(
+    help:
+      "Engine threads: polling before parking, in microseconds, for the run loop and the apply worker when a core is free (at most processors - 1 threads spin at once)."
+  )
   public var spinUs = Int(NodeConfiguration(id: 1, peers: [1], directory: "").spinNanoseconds / 1000)
-  @Option(help: "Engine threads: polling while yielding the CPU, after the busy part, in microseconds.")
-  public var yieldUs = Int(NodeConfiguration(id: 1, peers: [1], directory: "").yieldingPollNanoseconds / 1000)
 
   public init() {}
 
@@ -57,7 +58,6 @@ public struct EngineKnobs: ParsableArguments {
       throw ValidationError("--max-inflight-msgs must be between 1 and 1048576")
     }
     guard (0...1_000_000).contains(spinUs) else { throw ValidationError("--spin-us must be between 0 and 1000000") }
-    guard (0...1_000_000).contains(yieldUs) else { throw ValidationError("--yield-us must be between 0 and 1000000") }
   }
 
   /// The WAL options, with room for records of `payload` bytes.
@@ -85,6 +85,5 @@ public struct EngineKnobs: ParsableArguments {
     c.maxInflightMsgs = maxInflightMsgs
     c.maxCommittedSizePerReady = maxCommittedSizePerReady
     c.spinNanoseconds = UInt64(spinUs) * 1000
-    c.yieldingPollNanoseconds = UInt64(yieldUs) * 1000
   }
 }

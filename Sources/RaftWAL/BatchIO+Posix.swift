@@ -27,6 +27,12 @@ final class PosixBatchIO: BatchIO {
     completed.removeAll(keepingCapacity: true)
   }
 
+  func wait(orWake wakeFD: Int32, into done: inout [Int]) throws(WALError) {
+    // Batches are durable when `start` returns: only new work can end the wait.
+    if !completed.isEmpty { return try reap(wait: false, into: &done) }
+    try FileIO.readEventFD(wakeFD)
+  }
+
   func quiesce() -> Bool {
     completed.removeAll()
     return true

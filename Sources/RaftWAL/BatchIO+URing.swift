@@ -42,6 +42,8 @@ final class URingBatchIO: BatchIO {
     case sync = 1
     /// An inline-mode sync covering every batch written before it was queued.
     case groupSync = 2
+    /// The read of the owner's wake eventfd (`wait(orWake:)`): new work arrived.
+    case wake = 3
   }
 
   /// The ring, on the heap so that its address never moves; set up before anything else, so a
@@ -67,6 +69,10 @@ final class URingBatchIO: BatchIO {
   private var nextGroupSync: UInt64 = 0
   /// Syncs that completed successfully.
   private(set) var syncs: UInt64 = 0
+  /// The wake eventfd's read in flight (at most one), and where the kernel puts its counter.
+  private var wakeArmed = false
+  private var woken = false
+  private let wakeBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
 
   /// Sets up a ring; throws `WALError.io` carrying the kernel's errno when it cannot.
   init(
@@ -106,6 +112,7 @@ final class URingBatchIO: BatchIO {
     // Otherwise the kernel may still read the iovecs and batch buffers: leak them (and the
     // ring) rather than free memory under it.
     cqes.deallocate()
+    if !wakeArmed { wakeBuffer.deallocate() }
   }
 
   var kind: WALOptions.IO { .uring }
@@ -196,6 +203,18 @@ final class URingBatchIO: BatchIO {
     }
   }
 
+  func wait(orWake wakeFD: Int32, into done: inout [Int]) throws(WALError) {
+    if !wakeArmed {
+      let read = try sqe()
+      io_uring_prep_read(read, wakeFD, wakeBuffer, 8, 0)
+      io_uring_sqe_set_data64(read, Kind.wake.rawValue)
+      wakeArmed = true
+    }
+    try submit()
+    woken = false
+    try reap(wait: true, into: &done)
+  }
+
   func reap(wait: Bool, into done: inout [Int]) throws(WALError) {
     var waitNext = wait
     while true {
@@ -217,7 +236,7 @@ final class URingBatchIO: BatchIO {
       if let failure { throw failure }
       try queueGroupSyncs()
       try submit()  // resubmitted short writes, the next group sync
-      if !done.isEmpty { waitNext = false }
+      if !done.isEmpty || woken { waitNext = false }
       if n < cqeBatch && !waitNext { return }
     }
   }
@@ -225,6 +244,14 @@ final class URingBatchIO: BatchIO {
   /// Applies one completion; returns the error it carries, if any.
   private func complete(userData: UInt64, result: Int32, into done: inout [Int]) -> WALError? {
     let kind = Kind(rawValue: userData & 3)!
+    if kind == .wake {
+      wakeArmed = false
+      woken = true
+      if result < 0 && result != -EINTR && result != -ECANCELED {
+        return .io(operation: "read (wake eventfd)", file: "-", errno: -result)
+      }
+      return nil
+    }
     if kind == .groupSync {
       let covered = groupSyncs.removeValue(forKey: userData >> 2)!
       var failure: WALError? = nil
@@ -270,8 +297,8 @@ final class URingBatchIO: BatchIO {
       assert(ops[slot].written == ops[slot].count, "io_uring: a linked sync ran after a short write")
       syncs += 1
       ops[slot].synced = true
-    case .groupSync:
-      preconditionFailure("io_uring: group syncs are handled above")
+    case .groupSync, .wake:
+      preconditionFailure("io_uring: group syncs and wakes are handled above")
     }
     if ops[slot].synced && ops[slot].written == ops[slot].count && ops[slot].outstanding == 0 {
       ops[slot].active = false

@@ -15,6 +15,10 @@ protocol BatchIO: AnyObject {
   /// Appends the slots whose batch is durable (every byte written, the sync completed) to
   /// `done`; waits for at least one when `wait` and nothing is ready.
   func reap(wait: Bool, into done: inout [Int]) throws(WALError)
+  /// Waits until a batch becomes durable (appended to `done`) or the eventfd `wakeFD` is
+  /// signalled (its counter is then consumed): the owner's one wait point for disk completions
+  /// and new work together. With nothing in flight, it waits for `wakeFD` alone.
+  func wait(orWake wakeFD: Int32, into done: inout [Int]) throws(WALError)
   /// Waits for every started operation to finish, ignoring their errors (for close after a
   /// failure: the kernel may still read the buffers). Returns false when it could not, in
   /// which case the buffers must not be freed.

@@ -19,6 +19,17 @@ enum FileIO {
 
   static func close(_ fd: Int32) { _ = Glibc.close(fd) }
 
+  /// Blocks until the eventfd `fd` is signalled, and consumes its counter.
+  static func readEventFD(_ fd: Int32) throws(WALError) {
+    var value: UInt64 = 0
+    while true {
+      let n = read(fd, &value, 8)
+      if n == 8 { return }
+      if n < 0 && errno == EINTR { continue }
+      throw .io(operation: "read (wake eventfd)", file: "-", errno: n < 0 ? errno : EIO)
+    }
+  }
+
   /// Writes all of `bytes` at `offset`, resuming short writes.
   static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, offset: Int, file: String) throws(WALError) {
     var done = 0

@@ -51,6 +51,21 @@ extension WAL {
     return durableSequence
   }
 
+  /// The owner's one wait point: waits until at least one more batch is acknowledged or `wake`
+  /// is signalled (new work for the owner; its counter is consumed), and
+  /// returns `durableSequence`. With io_uring both arrive through the ring; with posix, batches
+  /// are durable when submitted, so only `wake` can end the wait.
+  @discardableResult
+  public func waitForCompletion(orWake wake: WakeEvent) throws(WALError) -> UInt64 {
+    try checkUsable()
+    try guarded { () throws(WALError) in
+      completed.removeAll(keepingCapacity: true)
+      try backend.wait(orWake: wake.fd, into: &completed)
+      acknowledge(completed)
+    }
+    return durableSequence
+  }
+
   /// Submits the open batch and waits until every write so far is durable.
   public func sync() throws(WALError) {
     try checkUsable()
@@ -96,7 +111,12 @@ extension WAL {
   func reap(wait: Bool) throws(WALError) {
     completed.removeAll(keepingCapacity: true)
     try backend.reap(wait: wait, into: &completed)
-    for slot in completed { slots[slot].durable = true }
+    acknowledge(completed)
+  }
+
+  /// Marks `done` durable and acknowledges the batches at the front that are.
+  func acknowledge(_ done: [Int]) {
+    for slot in done { slots[slot].durable = true }
     stats.syncs = backend.syncs
     while let first = inFlight.first, slots[first].durable {
       inFlight.removeFirst()

@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 import XCTest
 
 @testable import RaftEngine
@@ -86,5 +87,26 @@ final class BatchQueueTests: XCTestCase {
     XCTAssertEqual(queue.take(into: &out, timeoutNanoseconds: 0), 3)
     XCTAssertEqual(out, [0, 1, 2, 3])
     XCTAssertEqual(queue.tryPush(4), .enqueued)
+  }
+
+  func testAnExternalWaiterIsWokenOnceAndOnlyWhenItWaits() {
+    let wakes = Atomic<Int>(0)
+    let queue = BatchQueue<Int>(spinNanoseconds: 0, wake: { wakes.add(1, ordering: .relaxed) })
+    queue.push(1)
+    XCTAssertEqual(wakes.load(ordering: .relaxed), 0, "nobody waits: no wake")
+    XCTAssertFalse(queue.beginExternalWait(parks: false), "something is queued: take it first")
+    var out: [Int] = []
+    XCTAssertEqual(queue.takeNow(into: &out), 1)
+    XCTAssertTrue(queue.beginExternalWait(parks: false))
+    queue.push(2)
+    queue.push(3)
+    XCTAssertEqual(wakes.load(ordering: .relaxed), 1, "the first push wakes the waiter, once")
+    queue.endExternalWait()
+    XCTAssertEqual(queue.takeNow(into: &out), 2)
+    XCTAssertEqual(out, [1, 2, 3])
+    XCTAssertTrue(queue.beginExternalWait(parks: false))
+    queue.close()
+    XCTAssertEqual(wakes.load(ordering: .relaxed), 2, "close wakes a waiter")
+    XCTAssertEqual(queue.wakeupCount, 2)
   }
 }

@@ -152,17 +152,52 @@ final class EngineCoreTests: XCTestCase {
     XCTAssertEqual(
       transcript,
       [
-        // Both batches in one message: one write for the four entries, the leader's own
-        // acknowledgement and the append response released once it is durable.
-        "write 3...6 sync then [1:MsgAppResp 1:MsgStorageAppendResp]",
-        // Committed by the quorum of one: the commit index alone rides with the next synced
-        // write, and the entries go to the apply side with the two completions.
-        "write Term:1 Vote:1 Commit:6 deferred",
+        // Both batches in one message: one write for the four entries (with the commit index
+        // of the election's entry, held since), the leader's own acknowledgement and the append
+        // response released once it is durable.
+        "write 3...6 Term:1 Vote:1 Commit:2 sync then [1:MsgAppResp 1:MsgStorageAppendResp]",
+        // Committed by the quorum of one: the entries go to the apply side with the two
+        // completions; the commit index alone is not written now (nobody waits for it).
         "apply 3...6 completing 2",
       ])
     XCTAssertEqual(outcomes.all, ["a ok 3...5", "b ok 6...6"])
     XCTAssertEqual(h.core.appliedIndex, 6)
     XCTAssertFalse(h.core.hasReady())
+    // It rides with the next write.
+    h.core.propose([Payload([5])], completion: { _ in })
+    XCTAssertEqual(
+      try runAsync(h),
+      [
+        "write 7...7 Term:1 Vote:1 Commit:6 sync then [1:MsgAppResp 1:MsgStorageAppendResp]",
+        "apply 7...7 completing 1",
+      ])
+  }
+
+  func testAHeldCommitIndexIsReplacedByANewerHardState() throws {
+    // Node 1 leads term 1 of three voters, and its commit index moves with a follower's ack.
+    let h = try Harness(.async, voters: [1, 2, 3])
+    h.core.campaign()
+    try runAsync(h)
+    for _ in 0..<2 where !h.core.rawNode.isLeader {
+      let st = h.core.rawNode.basicStatus()
+      let pre = st.softState.raftState == .preCandidate
+      h.core.step(
+        Message(
+          type: pre ? .msgPreVoteResp : .msgVoteResp, to: 1, from: 2, term: st.hardState.term + (pre ? 1 : 0)))
+      try runAsync(h)
+    }
+    let term = h.core.rawNode.term
+    let last = h.core.rawNode.lastIndex
+    let acked =
+      try runAsync(h)
+      + {
+        h.core.step(Message(type: .msgAppResp, to: 1, from: 2, term: term, index: last)); return try runAsync(h)
+      }()
+    XCTAssertFalse(acked.contains { $0.hasPrefix("write") }, "a commit-only hard state is held: \(acked)")
+    // A new term's hard state (a higher term and no vote) replaces it: written, and synced.
+    h.core.step(Message(type: .msgHeartbeat, to: 1, from: 3, term: term + 1))
+    let next = try runAsync(h)
+    XCTAssertTrue(next.contains { $0.hasPrefix("write Term:\(term + 1) Commit:\(last) sync") }, "\(next)")
   }
 
   func testSyncAReadyIsWrittenThenSentThenAppliedThenAdvanced() throws {
@@ -171,13 +206,13 @@ final class EngineCoreTests: XCTestCase {
     h.core.propose([Payload([7])], completion: outcomes.record("a"))
     h.core.processReady(nowNanoseconds: 0)
     let first = h.take()
-    XCTAssertEqual(describe(first), ["write 3...3 sync"])
+    XCTAssertEqual(describe(first), ["write 3...3 Term:1 Vote:1 Commit:2 sync"])
     XCTAssertTrue(h.core.awaitsAdvance)
     for a in first { if case .write(let w) = a { try AppendStage.writeNow(w, to: InMemoryLog(storage: h.storage)) } }
     h.core.advance()
     h.core.processReady(nowNanoseconds: 0)
     let second = h.take()
-    XCTAssertEqual(describe(second), ["write Term:1 Vote:1 Commit:3 deferred", "apply 3...3 completing 1"])
+    XCTAssertEqual(describe(second), ["apply 3...3 completing 1"], "the commit index alone waits for the next write")
     for a in second {
       if case .apply(let job) = a {
         for o in job.completions { o.deliver() }

@@ -71,6 +71,14 @@ struct RunOutcome {
   var cpu: CPUTime
   /// Propose calls that failed in the measured window (refused, dropped, busy).
   var failures: Int
+  /// The leader's WAL batches, and its engine threads' wake-ups, in the measured window.
+  var batches: UInt64
+  var wakeups: UInt64
+  /// The same, by thread: run loop, append worker, apply worker.
+  var wakeupsByThread: Node.Wakeups
+
+  /// Wake-ups of the leader's engine threads per WAL batch.
+  var wakeupsPerBatch: Double { batches > 0 ? Double(wakeups) / Double(batches) : 0 }
 
   /// CPU seconds (user + system, the whole process) per acknowledged entry, in microseconds.
   var cpuMicrosecondsPerEntry: Double { entries > 0 ? (cpu.user + cpu.system) / Double(entries) * 1e6 : 0 }
@@ -163,7 +171,7 @@ func runCluster(_ plan: RunPlan, root: String, progress: Progress) throws -> Run
   progress.phase(plan.label + ": warming up")
   usleep(UInt32(plan.warmupSeconds * 1e6))
   let wal = leader.storage.wal
-  let statsBefore = (wal.stats.syncs, wal.stats.entries)
+  let statsBefore = (wal.stats.syncs, wal.stats.entries, wal.stats.batches, leader.wakeups)
   let cpuBefore = CPUTime.now()
   load.shared.withLock { $0.measuring = true }
   let t0 = monotonicNanoseconds()
@@ -196,6 +204,12 @@ func runCluster(_ plan: RunPlan, root: String, progress: Progress) throws -> Run
   let cpu = CPUTime.now() - cpuBefore
   let fsyncs = wal.stats.syncs - statsBefore.0
   let walEntries = wal.stats.entries - statsBefore.1
+  let batches = wal.stats.batches - statsBefore.2
+  let wakeupsAfter = leader.wakeups
+  let byThread = Node.Wakeups(
+    runLoop: wakeupsAfter.runLoop - statsBefore.3.runLoop,
+    appendWorker: wakeupsAfter.appendWorker - statsBefore.3.appendWorker,
+    applyWorker: wakeupsAfter.applyWorker - statsBefore.3.applyWorker)
   if !load.stop(timeoutSeconds: 30) {
     throw BenchError("\(plan.label): proposals still unanswered 30 s after the clients stopped")
   }
@@ -205,7 +219,7 @@ func runCluster(_ plan: RunPlan, root: String, progress: Progress) throws -> Run
   }
   return RunOutcome(
     plan: plan, entries: entries, seconds: seconds, latency: latency, fsyncs: fsyncs, walEntries: walEntries, cpu: cpu,
-    failures: failures)
+    failures: failures, batches: batches, wakeups: byThread.total, wakeupsByThread: byThread)
 }
 
 /// What the floor measured: one write + fdatasync of `entriesPerBatch` payloads at a time.

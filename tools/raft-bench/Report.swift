@@ -48,14 +48,19 @@ struct Report {
     var rate: Int
     /// Propose calls that failed in the measured window.
     var failures: Int
+    /// Wake-ups of the leader's engine threads (run loop, append and apply workers) per WAL
+    /// batch.
+    var wakeups_per_batch: Double
+    /// The same by thread: run loop, append worker, apply worker.
+    var wakeups_per_batch_by_thread: [Double]
   }
 
-  private static let columnWidths = [36, 11, 7, 8, 8, 8, 9, 9, 9, 9, 7, 7, 7, 8]
+  private static let columnWidths = [36, 11, 7, 8, 8, 8, 9, 9, 9, 9, 7, 7, 7, 6, 8]
 
   func columns() -> String {
     row([
       "configuration", "entries/s", "MB/s", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us", "fsyncs/s",
-      "ent/fsync", "usr s", "sys s", "cpu/e", "of floor",
+      "ent/fsync", "usr s", "sys s", "cpu/e", "wk/b", "of floor",
     ])
   }
 
@@ -91,7 +96,10 @@ struct Report {
         of_floor: floor.map { o.entriesPerSecond / max($0.entriesPerSecond, 1e-9) },
         cpu_us_per_entry: o.cpuMicrosecondsPerEntry, net_delay_us: o.plan.netDelayUs,
         net_jitter_us: o.plan.netJitterUs, state_machine: o.plan.stateMachine.rawValue, batch: o.plan.batch,
-        rate: o.plan.rate, failures: o.failures)
+        rate: o.plan.rate, failures: o.failures, wakeups_per_batch: o.wakeupsPerBatch,
+        wakeups_per_batch_by_thread: [
+          o.wakeupsByThread.runLoop, o.wakeupsByThread.appendWorker, o.wakeupsByThread.applyWorker,
+        ].map { o.batches > 0 ? Double($0) / Double(o.batches) : 0 })
     case .floor(let f):
       let eps = f.entriesPerSecond
       label = "floor \(f.entriesPerBatch) x \(f.payload) B"
@@ -104,7 +112,8 @@ struct Report {
         cpu_sys_s: f.cpu.system, io: "posix", fsync: f.fsync.rawValue, batch_max_entries: f.entriesPerBatch,
         batch_max_bytes: f.entriesPerBatch * f.payload, batch_linger_us: 0, of_floor: 1,
         cpu_us_per_entry: f.entries > 0 ? (f.cpu.user + f.cpu.system) / Double(f.entries) * 1e6 : 0, net_delay_us: 0,
-        net_jitter_us: 0, state_machine: "none", batch: f.entriesPerBatch, rate: 0, failures: 0)
+        net_jitter_us: 0, state_machine: "none", batch: f.entriesPerBatch, rate: 0, failures: 0,
+        wakeups_per_batch: 0, wakeups_per_batch_by_thread: [])
     }
     if !json {
       print(
@@ -113,7 +122,9 @@ struct Report {
           fixed(line.latency_us.p90, 0), fixed(line.latency_us.p99, 0), fixed(line.latency_us.p999, 0),
           fixed(line.latency_us.max, 0), grouped(line.fsyncs_per_sec),
           line.fsyncs > 0 ? fixed(line.entries_per_fsync, 1) : "-", fixed(line.cpu_user_s, 2),
-          fixed(line.cpu_sys_s, 2), fixed(line.cpu_us_per_entry, 2), line.of_floor.map { fixed($0, 2) } ?? "-",
+          fixed(line.cpu_sys_s, 2), fixed(line.cpu_us_per_entry, 2),
+          line.ready_handling == "floor" ? "-" : fixed(line.wakeups_per_batch, 1),
+          line.of_floor.map { fixed($0, 2) } ?? "-",
         ]))
     }
     if json {

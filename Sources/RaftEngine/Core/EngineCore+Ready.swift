@@ -98,7 +98,23 @@ extension EngineCore {
 
   private mutating func emitWrite(_ write: StorageWrite) {
     var w = write
+    if w.durability == .deferred && w.responses.isEmpty {
+      // Only the commit index moved and nobody waits for it: nothing to hand the log now (a
+      // write and a wake-up of the append side for a record that needs no sync). It rides
+      // with the next write; a newer hard state replaces it.
+      precondition(w.entries.isEmpty && w.snapshot == nil, "EngineCore: only a lone hard state is deferred")
+      heldHardState = w.hardState
+      lastWrittenHardState = w.hardState!
+      return
+    }
+    if let held = heldHardState {
+      heldHardState = nil
+      if w.hardState == nil { w.hardState = held }
+    }
     if let hs = w.hardState { lastWrittenHardState = hs }
+    if w.responses.contains(where: { $0.type == .msgStorageAppendResp && $0.to == id }) {
+      appendResponsesAwaited += 1
+    }
     if let s = w.snapshot {
       savedSnapshotIndex = max(savedSnapshotIndex, s.metadata.index)
       compactedThrough = max(compactedThrough, s.metadata.index)

@@ -77,7 +77,7 @@ public struct EngineCore: ~Copyable {
   /// in one message.
   struct WaitingBatch {
     var count: Int
-    var completion: ProposalCompletion
+    var completion: ProposalCallback
   }
 
   /// Why the core stopped on its own: a committed entry it cannot apply (nil: it did not).
@@ -104,12 +104,18 @@ public struct EngineCore: ~Copyable {
   var knownLeader: UInt64 = 0
 
   // Storage and apply bookkeeping.
-  /// The hard state of the last write that carried one (or the recovered one): whether the
-  /// next one must be synced depends on it.
+  /// The hard state of the last write that carried one (or the recovered one, or the one
+  /// held): whether the next one must be synced depends on it.
   var lastWrittenHardState: HardState
+  /// A commit-only hard state nobody waits for, not handed to the log yet: it joins the next
+  /// write (or is replaced by a newer one). Losing it loses only a commit index, which Raft
+  /// recomputes after a restart (etcd's MustSync rule).
+  var heldHardState: HardState?
   /// The last committed index handed out for applying (or restored). Invariant: hand-outs are
   /// consecutive from here.
   var handedOutIndex: UInt64
+  /// Writes handed out whose `MsgStorageAppendResp` has not come back yet.
+  var appendResponsesAwaited = 0
   /// The last index the apply side reported applied. Invariant: never goes back.
   public internal(set) var appliedIndex: UInt64
 
@@ -156,6 +162,11 @@ public struct EngineCore: ~Copyable {
   }
 
   var id: UInt64 { configuration.id }
+
+  /// Whether the core waits for its workers: a write's append response or an apply outcome is
+  /// due. The driver may then poll for it a while (it comes within a disk sync) instead of
+  /// parking at once.
+  public var awaitsWorkers: Bool { appendResponsesAwaited > 0 || appliedIndex < handedOutIndex }
   var isStopped: Bool { state == .stopped }
 
   // MARK: Events
@@ -164,17 +175,33 @@ public struct EngineCore: ~Copyable {
   /// applied at on this node (in one range), or an error. The batches of one `processReady`
   /// go to Raft as one message. Only the leader takes proposals.
   public mutating func propose(_ payloads: [Payload], completion: @escaping ProposalCompletion) {
+    let completion = ProposalCallback.batch(completion)
     guard state != .stopped else { return actions.append(.complete([refused(completion, .stopped)])) }
     guard !payloads.isEmpty else { return actions.append(.complete([refused(completion, .dropped)])) }
-    waitingEntries.reserveCapacity(waitingEntries.count + payloads.count)
+    // Room for the whole batch at once, growing geometrically (one-entry batches must not
+    // reallocate on every call).
+    let needed = waitingEntries.count + payloads.count
+    if needed > waitingEntries.capacity { waitingEntries.reserveCapacity(max(needed, 2 * waitingEntries.capacity)) }
     for p in payloads { waitingEntries.append(Entry(data: p)) }
     waitingBatches.append(WaitingBatch(count: payloads.count, completion: completion))
+  }
+
+  /// Proposes one entry (a batch of one, without an array): `completion` gets its index once
+  /// it is committed and applied on this node, or an error.
+  public mutating func propose(entry payload: Payload, completion: @escaping EntryCompletion) {
+    guard state != .stopped else { return actions.append(.complete([refused(.entry(completion), .stopped)])) }
+    if waitingEntries.count == waitingEntries.capacity {
+      waitingEntries.reserveCapacity(max(16, 2 * waitingEntries.capacity))
+    }
+    waitingEntries.append(Entry(data: payload))
+    waitingBatches.append(WaitingBatch(count: 1, completion: .entry(completion)))
   }
 
   /// Proposes a configuration change, completed like a batch of one.
   public mutating func proposeConfChange(
     _ cc: AnyConfChange, completion: @escaping ProposalCompletion, nowNanoseconds now: UInt64
   ) {
+    let completion = ProposalCallback.batch(completion)
     guard state != .stopped else { return actions.append(.complete([refused(completion, .stopped)])) }
     guard rawNode.isLeader else { return actions.append(.complete([refused(completion, notLeader)])) }
     let (type, data) = cc.entryPayload()
@@ -215,10 +242,13 @@ public struct EngineCore: ~Copyable {
   /// `stepFromPeer` let through.
   public mutating func step(_ m: Message) {
     guard state != .stopped else { return }
-    if m.type == .msgStorageAppendResp, m.from == localAppendThread, let snapshot = m.snapshot {
-      // The leader's snapshot is durable: the state machine restores from it before Raft hands
-      // out any entry above it (they are queued behind the restore).
-      snapshotInstalled(snapshot)
+    if m.type == .msgStorageAppendResp, m.from == localAppendThread {
+      if appendResponsesAwaited > 0 { appendResponsesAwaited -= 1 }
+      if let snapshot = m.snapshot {
+        // The leader's snapshot is durable: the state machine restores from it before Raft
+        // hands out any entry above it (they are queued behind the restore).
+        snapshotInstalled(snapshot)
+      }
     }
     // Stale or malformed messages are refused by RawNode; Raft retries.
     try? rawNode.step(m)
@@ -306,7 +336,7 @@ public struct EngineCore: ~Copyable {
 
   var notLeader: EngineError { .notLeader(leader: knownLeader == 0 ? nil : knownLeader) }
 
-  func refused(_ completion: @escaping ProposalCompletion, _ error: EngineError) -> ProposalOutcome {
+  func refused(_ completion: ProposalCallback, _ error: EngineError) -> ProposalOutcome {
     ProposalOutcome(completion: completion, result: .failure(error), proposedAtNanoseconds: 0)
   }
 

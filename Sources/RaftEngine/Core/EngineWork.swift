@@ -4,6 +4,27 @@ import Raft
 /// applied at, or why they were not.
 public typealias ProposalCompletion = @Sendable (Result<ClosedRange<UInt64>, EngineError>) -> Void
 
+/// What a single-entry proposal's completion gets: the entry's index, or why it was not
+/// committed.
+public typealias EntryCompletion = @Sendable (Result<UInt64, EngineError>) -> Void
+
+/// Who learns a proposal's outcome: a batch's completion (its index range), or a single
+/// entry's (its index), kept as given so that a single-entry proposal costs no wrapping
+/// closure.
+public enum ProposalCallback: Sendable {
+  case batch(ProposalCompletion)
+  case entry(EntryCompletion)
+
+  /// Calls the completion with `result`.
+  @inlinable
+  public func callAsFunction(_ result: Result<ClosedRange<UInt64>, EngineError>) {
+    switch self {
+    case .batch(let c): c(result)
+    case .entry(let c): c(result.map(\.lowerBound))
+    }
+  }
+}
+
 /// What a read index request's completion gets: the commit index the leader confirmed with a
 /// quorum (a read is linearizable once the local state machine applied it), or why not.
 public typealias ReadCompletion = @Sendable (Result<UInt64, EngineError>) -> Void
@@ -11,7 +32,7 @@ public typealias ReadCompletion = @Sendable (Result<UInt64, EngineError>) -> Voi
 /// A proposal batch's outcome, decided by the core, delivered by whoever performs the action
 /// that carries it (after applying, for the batches that committed).
 public struct ProposalOutcome: Sendable {
-  public var completion: ProposalCompletion
+  public var completion: ProposalCallback
   public var result: Result<ClosedRange<UInt64>, EngineError>
   /// When the batch entered the log on this node (for the proposal-to-commit metric; 0: never).
   public var proposedAtNanoseconds: UInt64

@@ -21,7 +21,7 @@ struct ProposalRing {
     /// A conf change proposal succeeds only if a conf change entry is committed at its index
     /// (a leader that refuses one appends an empty normal entry instead, same index and term).
     var isConfChange: Bool
-    var completion: ProposalCompletion
+    var completion: ProposalCallback
     var proposedAtNanoseconds: UInt64
   }
 
