@@ -35,7 +35,7 @@ final class KVStore: StateMachine, Sendable {
   typealias Waiter = @Sendable (Result<UInt64, KVError>) -> Void
 
   private struct State {
-    var data: [[UInt8]: [UInt8]] = [:]
+    var data: [KVKey: [UInt8]] = [:]
     var members: [UInt64: String] = [:]
     /// Invariant: every waiter's index is above `applied` (or it would have been woken).
     var readWaiters: [(index: UInt64, waiter: Waiter)] = []
@@ -67,7 +67,7 @@ final class KVStore: StateMachine, Sendable {
 
   // MARK: Reads (any thread)
 
-  func value(of key: [UInt8]) -> [UInt8]? { state.withLock { $0.data[key] } }
+  func value(of key: [UInt8]) -> [UInt8]? { state.withLock { $0.data[KVKey(key)] } }
 
   var members: [UInt64: String] { state.withLock { $0.members } }
 
@@ -129,8 +129,8 @@ final class KVStore: StateMachine, Sendable {
   func store(_ op: KVCommand.Op, key: [UInt8], value: [UInt8]) {
     state.withLock { s in
       switch op {
-      case .put: s.data[key] = value
-      case .delete: s.data.removeValue(forKey: key)
+      case .put: s.data[KVKey(key)] = value
+      case .delete: s.data.removeValue(forKey: KVKey(key))
       }
     }
   }
@@ -167,7 +167,7 @@ final class KVStore: StateMachine, Sendable {
   func applied(through index: UInt64) { advance(to: index) }
 
   func restore(snapshot: Snapshot) {
-    let decoded: (data: [[UInt8]: [UInt8]], members: [UInt64: String])
+    let decoded: (data: [KVKey: [UInt8]], members: [UInt64: String])
     do {
       decoded = try Self.decodeSnapshot(snapshot.data)
     } catch {
@@ -213,7 +213,7 @@ final class KVStore: StateMachine, Sendable {
   /// `version u8 | member count | (id, url length, url)... | key count | (key length, key, value
   /// length, value)...`, lengths and counts as varints; keys in sorted order, so that equal
   /// states give equal bytes.
-  static func encodeSnapshot(data: [[UInt8]: [UInt8]], members: [UInt64: String]) -> [UInt8] {
+  static func encodeSnapshot(data: [KVKey: [UInt8]], members: [UInt64: String]) -> [UInt8] {
     var out: [UInt8] = [KVCommand.version]
     RaftCodec.appendVarint(UInt64(members.count), into: &out)
     for (id, url) in members.sorted(by: { $0.key < $1.key }) {
@@ -222,9 +222,9 @@ final class KVStore: StateMachine, Sendable {
       out += Array(url.utf8)
     }
     RaftCodec.appendVarint(UInt64(data.count), into: &out)
-    for (key, value) in data.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-      RaftCodec.appendVarint(UInt64(key.count), into: &out)
-      out += key
+    for (key, value) in data.sorted(by: { $0.key.bytes.lexicographicallyPrecedes($1.key.bytes) }) {
+      RaftCodec.appendVarint(UInt64(key.bytes.count), into: &out)
+      out += key.bytes
       RaftCodec.appendVarint(UInt64(value.count), into: &out)
       out += value
     }
@@ -232,7 +232,7 @@ final class KVStore: StateMachine, Sendable {
   }
 
   static func decodeSnapshot(_ bytes: [UInt8]) throws(KVFormatError) -> (
-    data: [[UInt8]: [UInt8]], members: [UInt64: String]
+    data: [KVKey: [UInt8]], members: [UInt64: String]
   ) {
     var r = ByteReader(bytes)
     guard try r.byte("version") == KVCommand.version else { throw KVFormatError("unknown snapshot version") }
@@ -242,15 +242,30 @@ final class KVStore: StateMachine, Sendable {
       let url = try r.bytes(Int(clamping: try r.varint("url length")), "url")
       members[id] = String(decoding: url, as: UTF8.self)
     }
-    var data: [[UInt8]: [UInt8]] = [:]
+    var data: [KVKey: [UInt8]] = [:]
     let count = try r.varint("key count")
     guard count <= UInt64(bytes.count) else { throw KVFormatError("key count \(count) beyond the snapshot's size") }
     data.reserveCapacity(Int(count))
     for _ in 0..<count {
       let key = try r.bytes(Int(clamping: try r.varint("key length")), "key")
-      data[key] = try r.bytes(Int(clamping: try r.varint("value length")), "value")
+      data[KVKey(key)] = try r.bytes(Int(clamping: try r.varint("value length")), "value")
     }
     guard r.isAtEnd else { throw KVFormatError("trailing bytes after the snapshot") }
     return (data, members)
   }
+}
+
+/// A key of the store: its bytes, hashed in one call (an array of bytes hashes them one by
+/// one, which costs more than the lookup itself for short keys).
+struct KVKey: Hashable, Sendable, ExpressibleByArrayLiteral {
+  let bytes: [UInt8]
+
+  init(_ bytes: [UInt8]) { self.bytes = bytes }
+  init(arrayLiteral elements: UInt8...) { bytes = elements }
+
+  func hash(into hasher: inout Hasher) {
+    bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+  }
+
+  static func == (a: KVKey, b: KVKey) -> Bool { a.bytes == b.bytes }
 }
