@@ -1,34 +1,53 @@
 import Raft
 import RaftWAL
 
+/// The work the run loop hands to its storage threads, in the order the core asked for it.
+enum StorageJob {
+  case write(StorageWrite)
+  case save(SnapshotSave)
+  case apply(ApplyJob)
+  case restore(RestoreJob)
+}
+
 /// etcd's LocalAppendThread: writes every queued `StorageWrite` into one WAL batch (group
 /// commit), and as batches become durable releases the writes in order (`AppendStage`): their
 /// content becomes visible to Raft and their responses go out, to the run loop in one push and
 /// to peers in one send (a follower's MsgAppResp goes straight to the leader). It also saves
 /// the state machine's snapshots and compacts the log (the WAL's owner does both).
+///
+/// With an `Applier` it is etcd's LocalApplyThread as well (`NodeConfiguration.storageThreads`
+/// `.one`, the choice on machines of two cores or fewer): after writing and submitting what
+/// is queued, it performs the apply and restore jobs while the syncs run, and hands their
+/// outcomes back in the same push as the write responses. Jobs of each kind keep their order;
+/// a restore is queued by the core only after the snapshot's write is durable.
 final class AppendWorker: @unchecked Sendable {
-  enum Job {
-    case write(StorageWrite)
-    case save(SnapshotSave)
-  }
-
-  let queue: BatchQueue<Job>
+  let queue: BatchQueue<StorageJob>
   private let storage: WALStorage
   private let nodeID: UInt64
   private let transport: Transport
-  private let toRunLoop: @Sendable (Node.Input) -> Void
+  private let toRunLoop: @Sendable ([Node.Input]) -> Void
+  /// Set when this worker applies too.
+  private let applier: Applier?
+  /// The node's engine threads' identity (for the inputs its completions produce).
+  private let threads: ObjectIdentifier
+  /// How long the worker may poll for new work before it waits (only when it applies too, and
+  /// `SpinBudget` allows).
+  private let spinNanoseconds: UInt64
   /// Signalled by the queue's producers when the worker waits: the worker's one wait point is
   /// the WAL's ring, for disk completions and new work together.
   private let wake: WakeEvent
   private var thread: OSThread?
 
   init(
-    storage: WALStorage, nodeID: UInt64, transport: Transport,
-    toRunLoop: @escaping @Sendable (Node.Input) -> Void
+    storage: WALStorage, nodeID: UInt64, transport: Transport, applier: Applier?, threads: ObjectIdentifier,
+    spinNanoseconds: UInt64, toRunLoop: @escaping @Sendable ([Node.Input]) -> Void
   ) throws {
     self.storage = storage
     self.nodeID = nodeID
     self.transport = transport
+    self.applier = applier
+    self.threads = threads
+    self.spinNanoseconds = applier == nil ? 0 : spinNanoseconds
     self.toRunLoop = toRunLoop
     let wake = try WakeEvent()
     self.wake = wake
@@ -36,9 +55,13 @@ final class AppendWorker: @unchecked Sendable {
   }
 
   func start() {
-    thread = OSThread(name: "raft-append", engineThread: true) { [self] in run() }
+    thread = OSThread(name: applier == nil ? "raft-append" : "raft-storage", engineThread: true) { [self] in
+      let local = LocalInputs(node: threads)
+      LocalInputs.installed(local) { run(local) }
+    }
   }
 
+  /// Stops once every queued job is done and every write durable.
   func stop() {
     queue.close()
     thread?.join()
@@ -50,15 +73,17 @@ final class AppendWorker: @unchecked Sendable {
   /// Times the worker waited (for the disk, new work, or both).
   var wakeups: UInt64 { queue.wakeupCount }
 
-  /// Takes every queued job, writes them into the open WAL batch, submits what is due, and
-  /// releases what is durable; with nothing new, waits in one place for the disk or new work.
-  /// New writes are taken while syncs are in flight: they go into the next batch.
-  private func run() {
+  /// Takes every queued job, writes them into the open WAL batch, submits what is due, applies
+  /// (when it applies), and releases what is durable; with nothing new, waits in one place for
+  /// the disk or new work. New writes are taken while syncs are in flight: they go into the
+  /// next batch.
+  private func run(_ local: LocalInputs) {
     let wal = storage.wal
     var stage = AppendStage(nodeID: nodeID)
-    var jobs: [Job] = []
-    var local: [Message] = []
+    var jobs: [StorageJob] = []
+    var responses: [Message] = []
     var remote: [Message] = []
+    var outcomes: [ApplyOutcome] = []
     do {
       while true {
         jobs.removeAll(keepingCapacity: true)
@@ -68,6 +93,7 @@ final class AppendWorker: @unchecked Sendable {
           if stage.pendingCount == 0 && queue.closed { return }
           // What waits for durability must be on its way to the disk before the wait.
           if stage.pendingCount > 0 && wal.batchesInFlight == 0 { try wal.submit() }
+          if wal.batchesInFlight == 0 && pollForWork() { continue }
           // Waiting for new work alone frees the core; waiting for the disk keeps it counted
           // (the completion wakes this thread, and nothing else would count it back).
           if queue.beginExternalWait(parks: wal.batchesInFlight == 0) {
@@ -79,27 +105,66 @@ final class AppendWorker: @unchecked Sendable {
             continue  // work arrived meanwhile
           }
         } else {
+          // Writes first, so that their syncs run while the apply jobs are performed.
           for job in jobs {
             switch job {
-            case .write(let w): try stage.write(w, to: storage, local: &local, remote: &remote)
+            case .write(let w): try stage.write(w, to: storage, local: &responses, remote: &remote)
             case .save(let s): try storage.save(s)
+            case .apply, .restore: continue
             }
           }
           try wal.submitIfDue(nowNanoseconds: EngineClock.nanoseconds())
+          if let applier {
+            for job in jobs {
+              switch job {
+              case .apply(let j): outcomes.append(applier.apply(j, now: EngineClock.nanoseconds))
+              case .restore(let j): outcomes.append(applier.restore(j))
+              case .write, .save: continue
+              }
+            }
+          }
           durable = try wal.poll()
         }
-        try stage.release(durableThrough: durable, log: storage, local: &local, remote: &remote)
+        try stage.release(durableThrough: durable, log: storage, local: &responses, remote: &remote)
         if !remote.isEmpty {
           transport.send(remote)
           remote.removeAll(keepingCapacity: true)
         }
-        if !local.isEmpty {
-          toRunLoop(.local(local))
-          local = []
+        // One push to the run loop: the write responses, the apply outcomes, and what the
+        // completions proposed again.
+        if !responses.isEmpty || !outcomes.isEmpty || !local.inputs.isEmpty {
+          var inputs: [Node.Input] = []
+          inputs.reserveCapacity(2 + local.inputs.count)
+          if !responses.isEmpty {
+            inputs.append(.local(responses))
+            responses = []
+          }
+          if !outcomes.isEmpty {
+            inputs.append(.applied(outcomes))
+            outcomes = []
+          }
+          inputs.append(contentsOf: local.inputs)
+          local.inputs.removeAll(keepingCapacity: true)
+          toRunLoop(inputs)
         }
       }
     } catch {
-      toRunLoop(.storageFailed("\(error)"))
+      toRunLoop([.storageFailed("\(error)")])
     }
+  }
+
+  /// When this worker applies too and a core is free: polls for new work for a while (the next
+  /// write or apply job follows within a few microseconds of the last answer); true when some
+  /// arrived.
+  private func pollForWork() -> Bool {
+    let budget = SpinBudget.shared
+    guard spinNanoseconds > 0, budget.mayPoll else { return false }
+    let deadline = EngineClock.nanoseconds() &+ spinNanoseconds
+    var polls = 0
+    while queue.count == 0 && !queue.closed && budget.mayPoll {
+      polls &+= 1
+      if polls & 63 == 0 && EngineClock.nanoseconds() >= deadline { return false }
+    }
+    return queue.count > 0
   }
 }

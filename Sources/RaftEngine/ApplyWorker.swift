@@ -4,12 +4,7 @@ import Raft
 /// machine (`Applier`: the completions of the batches they settle run here, after applying),
 /// and hands the outcomes back to the run loop in one push per wake.
 final class ApplyWorker: @unchecked Sendable {
-  enum Job {
-    case apply(ApplyJob)
-    case restore(RestoreJob)
-  }
-
-  let queue: BatchQueue<Job>
+  let queue: BatchQueue<StorageJob>
   private let applier: Applier
   private let toRunLoop: @Sendable ([Node.Input]) -> Void
   /// The node this worker serves (its `LocalInputs` are the node's).
@@ -47,7 +42,7 @@ final class ApplyWorker: @unchecked Sendable {
     // outcomes, in one push.
     let local = LocalInputs(node: node)
     LocalInputs.installed(local) {
-      var jobs: [Job] = []
+      var jobs: [StorageJob] = []
       while true {
         jobs.removeAll(keepingCapacity: true)
         queue.take(into: &jobs, timeoutNanoseconds: 100_000_000)
@@ -58,6 +53,7 @@ final class ApplyWorker: @unchecked Sendable {
           switch job {
           case .apply(let j): outcomes.append(applier.apply(j, now: EngineClock.nanoseconds))
           case .restore(let j): outcomes.append(applier.restore(j))
+          case .write, .save: preconditionFailure("ApplyWorker: a write job on the apply side")
           }
         }
         var inputs: [Node.Input] = [.applied(outcomes)]

@@ -12,24 +12,35 @@ import Synchronization
 /// client the run loop polls through a disk sync (nothing else wants the cores); under load,
 /// when the other threads have work, a poller sees them and parks at once, giving its core
 /// away. No thread polls with `sched_yield`, and none polls with nothing due.
-public enum SpinBudget {
+///
+/// (One shared instance; hot loops keep a reference to it, since every access to a static
+/// property goes through a lazy-initialization check.)
+public final class SpinBudget: Sendable {
+  /// The process's budget.
+  public static let shared = SpinBudget(processors: max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+
   /// Processors online (`sysconf`), read once.
-  public static let processors = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+  public let processors: Int
   /// Engine threads on a core now (started, and not parked or blocked in a wait).
-  private static let occupied = Atomic<Int>(0)
+  private let occupied = Atomic<Int>(0)
+
+  init(processors: Int) { self.processors = processors }
+
+  /// Processors online.
+  public static var processors: Int { shared.processors }
 
   /// An engine thread starts (it is on a core).
-  public static func threadStarted() { occupied.add(1, ordering: .relaxed) }
+  public func threadStarted() { occupied.add(1, ordering: .relaxed) }
   /// An engine thread ends.
-  public static func threadEnded() { occupied.subtract(1, ordering: .relaxed) }
+  public func threadEnded() { occupied.subtract(1, ordering: .relaxed) }
   /// An engine thread is about to park (or block in a wait): its core is free.
-  public static func parking() { occupied.subtract(1, ordering: .relaxed) }
+  public func parking() { occupied.subtract(1, ordering: .relaxed) }
   /// A parked engine thread is made runnable (by its waker, before the signal; or by itself
   /// when its wait timed out).
-  public static func unparked() { occupied.add(1, ordering: .relaxed) }
+  public func unparked() { occupied.add(1, ordering: .relaxed) }
   /// Whether a thread on a core may keep polling: no other engine thread waits for a core.
   @inline(__always)
-  public static var mayPoll: Bool { processors > 1 && occupied.load(ordering: .relaxed) <= processors }
+  public var mayPoll: Bool { processors > 1 && occupied.load(ordering: .relaxed) <= processors }
 }
 
 /// A multi-producer, single-consumer queue handed over in batches: producers append under a
@@ -62,6 +73,7 @@ public final class BatchQueue<Element>: @unchecked Sendable {
   public let spinNanoseconds: UInt64
   /// Whether the consumer is one of the engine's threads, counted by `SpinBudget`.
   private let engineThread: Bool
+  private let spinBudget = SpinBudget.shared
   /// Called (outside the lock) by the producer that finds an external waiter.
   private let wake: (@Sendable () -> Void)?
 
@@ -167,7 +179,7 @@ public final class BatchQueue<Element>: @unchecked Sendable {
     waiting = false
     if mustWake && consumerParked {
       consumerParked = false
-      SpinBudget.unparked()
+      spinBudget.unparked()
     }
     if mustWake && wake == nil { pthread_cond_signal(condition) }
     pthread_mutex_unlock(mutex)
@@ -201,7 +213,7 @@ public final class BatchQueue<Element>: @unchecked Sendable {
       var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
       wakeups.add(1, ordering: .relaxed)
       if engineThread {
-        SpinBudget.parking()
+        spinBudget.parking()
         consumerParked = true
       }
       while items.isEmpty && !isClosed && EngineClock.nanoseconds() < deadline {
@@ -212,7 +224,7 @@ public final class BatchQueue<Element>: @unchecked Sendable {
       if consumerParked {
         // Timed out (or closed): nobody counted us back.
         consumerParked = false
-        SpinBudget.unparked()
+        spinBudget.unparked()
       }
     }
     return moveAll(into: &out)
@@ -222,7 +234,7 @@ public final class BatchQueue<Element>: @unchecked Sendable {
   /// core; the clock is read every 64 polls.
   private func spinWhileEmpty(until deadline: UInt64) {
     var polls = 0
-    while pending.load(ordering: .acquiring) == 0 && !closedFlag.load(ordering: .relaxed) && SpinBudget.mayPoll {
+    while pending.load(ordering: .acquiring) == 0 && !closedFlag.load(ordering: .relaxed) && spinBudget.mayPoll {
       polls &+= 1
       if polls & 63 == 0 && EngineClock.nanoseconds() >= deadline { return }
     }
@@ -263,7 +275,7 @@ public final class BatchQueue<Element>: @unchecked Sendable {
     waiting = true
     wakeups.add(1, ordering: .relaxed)
     if parks && engineThread {
-      SpinBudget.parking()
+      spinBudget.parking()
       consumerParked = true
     }
     return true
@@ -275,7 +287,7 @@ public final class BatchQueue<Element>: @unchecked Sendable {
     waiting = false
     if consumerParked {
       consumerParked = false
-      SpinBudget.unparked()
+      spinBudget.unparked()
     }
     pthread_mutex_unlock(mutex)
   }
@@ -289,7 +301,7 @@ public final class BatchQueue<Element>: @unchecked Sendable {
     waiting = false
     if consumerParked {
       consumerParked = false
-      SpinBudget.unparked()
+      spinBudget.unparked()
     }
     pthread_cond_signal(condition)
     pthread_mutex_unlock(mutex)

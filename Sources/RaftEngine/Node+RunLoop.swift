@@ -106,8 +106,10 @@ extension Node {
   /// over in one push each per turn).
   struct Work {
     var actions: [EngineCore.Action] = []
-    var appendJobs: [AppendWorker.Job] = []
-    var applyJobs: [ApplyWorker.Job] = []
+    /// For the append worker (with one storage thread, the apply jobs too, in order).
+    var appendJobs: [StorageJob] = []
+    /// For the apply worker, when there is one.
+    var applyJobs: [StorageJob] = []
   }
 
   /// Performs the core's pending actions, then hands out every Ready; returns how many.
@@ -147,11 +149,19 @@ extension Node {
         case .apply(let job):
           if sync {
             core.applied(applier.apply(job, now: EngineClock.nanoseconds))
+          } else if applyWorker == nil {
+            work.appendJobs.append(.apply(job))
           } else {
             work.applyJobs.append(.apply(job))
           }
         case .restore(let job):
-          if sync { core.applied(applier.restore(job)) } else { work.applyJobs.append(.restore(job)) }
+          if sync {
+            core.applied(applier.restore(job))
+          } else if applyWorker == nil {
+            work.appendJobs.append(.restore(job))
+          } else {
+            work.applyJobs.append(.restore(job))
+          }
         case .saveSnapshot(let s):
           if sync { try storage.save(s) } else { work.appendJobs.append(.save(s)) }
           logger.debug("snapshot taken", metadata: ["index": "\(s.index)"])

@@ -127,11 +127,17 @@ public final class Node: @unchecked Sendable {
       capacity: configuration.inboxCapacity, spinNanoseconds: configuration.spinNanoseconds, engineThread: true)
     self.inbox = inbox
     if configuration.readyHandling == .async {
-      let toRunLoop: @Sendable (Input) -> Void = { input in inbox.push(input) }
-      applyWorker = ApplyWorker(
-        applier: applier, node: ObjectIdentifier(threadsToken), spinNanoseconds: configuration.spinNanoseconds,
-        toRunLoop: { inputs in inbox.push(contentsOf: inputs) })
-      appendWorker = try AppendWorker(storage: storage, nodeID: id, transport: transport, toRunLoop: toRunLoop)
+      let toRunLoop: @Sendable ([Input]) -> Void = { inputs in inbox.push(contentsOf: inputs) }
+      let threads = ObjectIdentifier(threadsToken)
+      let oneThread = configuration.storageThreads.resolved == .one
+      applyWorker =
+        oneThread
+        ? nil
+        : ApplyWorker(
+          applier: applier, node: threads, spinNanoseconds: configuration.spinNanoseconds, toRunLoop: toRunLoop)
+      appendWorker = try AppendWorker(
+        storage: storage, nodeID: id, transport: transport, applier: oneThread ? applier : nil, threads: threads,
+        spinNanoseconds: configuration.spinNanoseconds, toRunLoop: toRunLoop)
     } else {
       applyWorker = nil
       appendWorker = nil

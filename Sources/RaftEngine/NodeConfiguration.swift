@@ -14,6 +14,24 @@ public struct NodeConfiguration: Sendable {
     case async
   }
 
+  /// How many threads do the asynchronous storage work (etcd's LocalAppendThread and
+  /// LocalApplyThread).
+  public enum StorageThreads: String, Sendable, CaseIterable {
+    /// `.one` on machines of two processors or fewer, `.two` otherwise.
+    case auto
+    /// One thread appends and applies (it applies while the syncs run): with the run loop, two
+    /// engine threads per node, which two cores can keep running without wake-ups.
+    case one
+    /// An append worker and an apply worker: applying never delays the next write.
+    case two
+
+    /// `.one` or `.two`.
+    public var resolved: StorageThreads {
+      guard self == .auto else { return self }
+      return SpinBudget.processors <= 2 ? .one : .two
+    }
+  }
+
   /// This node's id (non-zero).
   public var id: UInt64
   /// The voters of a new cluster (used only when the WAL directory is empty). Empty: the node
@@ -23,6 +41,8 @@ public struct NodeConfiguration: Sendable {
   /// The WAL directory.
   public var directory: String
   public var readyHandling: ReadyHandling = .async
+  /// Async mode: one storage thread or two (append, apply).
+  public var storageThreads: StorageThreads = .auto
   public var wal = WALOptions()
   public var electionTick = 10
   public var heartbeatTick = 1

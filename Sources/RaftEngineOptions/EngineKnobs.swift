@@ -7,6 +7,7 @@ extension WALOptions.Fsync: ExpressibleByArgument {}
 extension WALOptions.URingWrites: ExpressibleByArgument {}
 extension WALOptions.SegmentPreparation: ExpressibleByArgument {}
 extension NodeConfiguration.ReadyHandling: ExpressibleByArgument {}
+extension NodeConfiguration.StorageThreads: ExpressibleByArgument {}
 
 /// The engine, WAL and Raft knobs shared by `raft-bench` and `raftkv`: the same flag names and
 /// defaults in both (`--batch-max-entries`, `--io`, `--fsync`, `--max-size-per-msg`, ...).
@@ -44,6 +45,11 @@ public struct EngineKnobs: ParsableArguments {
       "Engine threads: polling before parking, in microseconds, for the run loop and the apply worker when a core is free (at most processors - 1 threads spin at once)."
   )
   public var spinUs = Int(NodeConfiguration(id: 1, peers: [1], directory: "").spinNanoseconds / 1000)
+  @Option(
+    help:
+      "Async mode: threads for the storage work: one (appends and applies), two (an append worker and an apply worker), or auto (one on 2 cores or fewer)."
+  )
+  public var storageThreads = NodeConfiguration.StorageThreads.auto
 
   public init() {}
 
@@ -85,5 +91,6 @@ public struct EngineKnobs: ParsableArguments {
     c.maxInflightMsgs = maxInflightMsgs
     c.maxCommittedSizePerReady = maxCommittedSizePerReady
     c.spinNanoseconds = UInt64(spinUs) * 1000
+    c.storageThreads = storageThreads
   }
 }

@@ -19,13 +19,17 @@ final class RecordingStateMachine: StateMachine, Sendable {
 final class TestCluster {
   let network = InMemoryNetwork()
   let mode: NodeConfiguration.ReadyHandling
+  let storageThreads: NodeConfiguration.StorageThreads
   let ids: [UInt64]
   let root: String
   var nodes: [UInt64: Node] = [:]
   var machines: [UInt64: RecordingStateMachine] = [:]
 
-  init(size: Int, mode: NodeConfiguration.ReadyHandling) throws {
+  init(
+    size: Int, mode: NodeConfiguration.ReadyHandling, storageThreads: NodeConfiguration.StorageThreads = .auto
+  ) throws {
     self.mode = mode
+    self.storageThreads = storageThreads
     ids = (1...UInt64(size)).map { $0 }
     var template = Array("\(NSTemporaryDirectory())/swift-raft-cluster-XXXXXX".utf8CString)
     root = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!)! })
@@ -35,6 +39,7 @@ final class TestCluster {
   func startNode(_ id: UInt64) throws {
     var c = NodeConfiguration(id: id, peers: ids, directory: "\(root)/node-\(id)")
     c.readyHandling = mode
+    c.storageThreads = storageThreads
     c.tickMicroseconds = 5_000
     c.wal.segmentBytes = 1 << 20
     c.wal.recordBytesMax = 64 << 10
@@ -97,8 +102,10 @@ final class TestCluster {
 final class ClusterTests: XCTestCase {
   func values(_ range: Range<Int>) -> [[UInt8]] { range.map { Array("value-\($0)".utf8) } }
 
-  func checkCommitAndApply(size: Int, mode: NodeConfiguration.ReadyHandling) throws -> [[UInt8]] {
-    let cluster = try TestCluster(size: size, mode: mode)
+  func checkCommitAndApply(
+    size: Int, mode: NodeConfiguration.ReadyHandling, storageThreads: NodeConfiguration.StorageThreads = .auto
+  ) throws -> [[UInt8]] {
+    let cluster = try TestCluster(size: size, mode: mode, storageThreads: storageThreads)
     defer { cluster.shutdown() }
     cluster.nodes[1]!.campaign()
     let leader = try XCTUnwrap(cluster.waitForLeader(), "\(size) nodes, \(mode): no leader")
@@ -132,6 +139,12 @@ final class ClusterTests: XCTestCase {
     let a = try checkCommitAndApply(size: 3, mode: .async)
     let s = try checkCommitAndApply(size: 3, mode: .sync)
     XCTAssertEqual(a, s)
+  }
+
+  func testOneStorageThreadAndTwoCommitAndApplyTheSameSequence() throws {
+    let one = try checkCommitAndApply(size: 3, mode: .async, storageThreads: .one)
+    let two = try checkCommitAndApply(size: 3, mode: .async, storageThreads: .two)
+    XCTAssertEqual(one, two)
   }
 
   func testKillingTheLeaderLosesNothingAndTheRestartedNodeCatchesUp() throws {
