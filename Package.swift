@@ -28,6 +28,7 @@ let package = Package(
     .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+    .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
     .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
   ],
   targets: [
@@ -60,22 +61,26 @@ let package = Package(
       dependencies: [
         "Raft", "RaftEngine", .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOTLS", package: "swift-nio"),
       ],
       swiftSettings: strict),
-    .testTarget(name: "RaftTransportTests", dependencies: ["RaftTransport"], swiftSettings: strict),
+    .testTarget(
+      name: "RaftTransportTests",
+      dependencies: ["RaftTransport", "RaftTestSupport", .product(name: "NIOSSL", package: "swift-nio-ssl")],
+      swiftSettings: strict),
     .target(
       name: "RaftKV",
       dependencies: [
         "Raft", "RaftEngine", "RaftTransport", .product(name: "Logging", package: "swift-log"),
         .product(name: "Metrics", package: "swift-metrics"),
         .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
       ],
       swiftSettings: strict),
     .target(
       name: "RaftFuzz",
       dependencies: [
-        "Raft", "RaftWAL", "RaftTransport", "RaftKV", .product(name: "Logging", package: "swift-log"),
+        "Raft", "RaftWAL", "RaftTransport", "RaftKV", "RaftSim", .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
       ],
@@ -88,7 +93,7 @@ let package = Package(
       ],
       path: "tools/raftkv",
       swiftSettings: strict),
-    .testTarget(name: "RaftKVTests", dependencies: ["RaftKV", "RaftTestSupport", "raftkv"], swiftSettings: strict),
+    .testTarget(name: "RaftKVTests", dependencies: ["Raft", "RaftKV", "RaftTestSupport", "raftkv"], swiftSettings: strict),
     .executableTarget(
       name: "raft-bench",
       dependencies: [

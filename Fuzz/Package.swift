@@ -10,6 +10,7 @@ let package = Package(
     .executableTarget(name: "FuzzWAL", dependencies: [.product(name: "RaftFuzz", package: "swift-raft")]),
     .executableTarget(name: "FuzzTransport", dependencies: [.product(name: "RaftFuzz", package: "swift-raft")]),
     .executableTarget(name: "FuzzHTTP", dependencies: [.product(name: "RaftFuzz", package: "swift-raft")]),
+    .executableTarget(name: "FuzzPeer", dependencies: [.product(name: "RaftFuzz", package: "swift-raft")]),
     .executableTarget(name: "FuzzSeedWriter", dependencies: [.product(name: "RaftFuzz", package: "swift-raft")]),
   ]
 )

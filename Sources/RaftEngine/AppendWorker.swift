@@ -149,7 +149,7 @@ final class AppendWorker: @unchecked Sendable {
         }
       }
     } catch {
-      toRunLoop([.storageFailed("\(error)")])
+      toRunLoop([.failed(EngineError(storageError: error))])
     }
   }
 

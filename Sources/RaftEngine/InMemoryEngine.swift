@@ -89,7 +89,7 @@ public final class InMemoryEngine {
       handedOff(error)
     case .reportStatus(let reply, let status):
       reply(status)
-    case .send, .leaderChanged:
+    case .send, .leaderChanged, .refusePeer:
       break
     }
   }

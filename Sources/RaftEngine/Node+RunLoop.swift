@@ -16,7 +16,7 @@ extension Node {
     var nextTick = now &+ tickNanoseconds
     var inputs: [Input] = []
     var work = Work()
-    var failure: String?
+    var failure: EngineError?
     loop: while true {
       inputs.removeAll(keepingCapacity: true)
       if !local.inputs.isEmpty { swap(&inputs, &local.inputs) }
@@ -35,7 +35,7 @@ extension Node {
         case .stop: break
         case .fail(let why): failure = why
         }
-        abandon(inputs[(k + 1)...], failure.map { .storage($0) } ?? .stopped)
+        abandon(inputs[(k + 1)...], failure ?? .stopped)
         break loop
       }
       if now >= nextTick {
@@ -46,22 +46,22 @@ extension Node {
         let readies = try drive(&work, now: now)
         if readies > 0 { metrics.readyHandling.recordNanoseconds(Int64(EngineClock.nanoseconds() &- now)) }
       } catch {
-        failure = "\(error)"
+        failure = EngineError(storageError: error)
         break
       }
       if let why = core.failure {
-        failure = why
+        failure = .internalFailure(why)
         break
       }
     }
-    core.stop(failure.map { .storage($0) } ?? .stopped)
+    core.stop(failure ?? .stopped)
     do {
       _ = try drive(&work, now: now)
     } catch {
       logger.error("performing the last actions failed", metadata: ["error": "\(error)"])
     }
     if let failure {
-      logger.error("node stopped: storage failed", metadata: ["error": "\(failure)"])
+      logger.error("node stopped", metadata: ["error": "\(failure)"])
       failed.withLock { $0 = failure }
       hasFailed.store(true, ordering: .releasing)
       knownLeader.store(0, ordering: .relaxed)
@@ -73,8 +73,8 @@ extension Node {
   private enum Next {
     case goOn
     case stop
-    /// Stop: the storage failed.
-    case fail(String)
+    /// Stop: the storage failed, or an invariant broke.
+    case fail(EngineError)
   }
 
   /// Hands one input to the core.
@@ -96,7 +96,7 @@ extension Node {
     case .reportUnreachable(let p): core.reportUnreachable(p)
     case .reportSnapshot(let p, let st): core.reportSnapshot(p, status: st)
     case .status(let reply): core.status(reply)
-    case .storageFailed(let why): return .fail(why)
+    case .failed(let why): return .fail(why)
     case .stop: return .stop
     }
     return .goOn
@@ -176,9 +176,30 @@ extension Node {
         case .leaderChanged(let leader, let state):
           knownLeader.store(leader ?? 0, ordering: .relaxed)
           logger.info("leader changed", metadata: ["leader": "\(leader ?? 0)", "state": "\(state)"])
+        case .refusePeer(let peer, let type, let refusal):
+          refusedPeerMessage(from: peer, type: type, refusal, now: now)
         }
       }
       work.actions.removeAll(keepingCapacity: true)
     }
+  }
+}
+
+extension Node {
+  /// A peer's message was refused at the core's boundary: counted, logged (at most one line a
+  /// second), and the peer's connections closed (not for a term that only leads too far: the
+  /// message is well formed, and may come from a member an attacker pushed ahead, which must
+  /// keep talking to this one while the gap closes).
+  func refusedPeerMessage(from peer: UInt64, type: MessageType, _ refusal: PeerMessageRefusal, now: UInt64) {
+    metrics.peerMessagesRefused[refusal.kind]?.increment()
+    if let heldBack = refusalLog.admit(now: now) {
+      logger.warning(
+        "refused a message from a peer",
+        metadata: [
+          "peer": "\(peer)", "type": "\(type)", "kind": "\(refusal.kind.rawValue)", "reason": "\(refusal.reason)",
+          "refusedSinceLastLine": "\(heldBack)",
+        ])
+    }
+    if refusal.catchUpTerm == nil { transport.disconnect(peer: peer) }
   }
 }

@@ -36,7 +36,7 @@ public final class Node: @unchecked Sendable {
     case reportUnreachable(UInt64)
     case reportSnapshot(UInt64, SnapshotStatus)
     case status(@Sendable (Status) -> Void)
-    case storageFailed(String)
+    case failed(EngineError)
     case stop
   }
 
@@ -58,14 +58,16 @@ public final class Node: @unchecked Sendable {
   /// The leader as last seen by the run loop (0: none), for callers' errors.
   let knownLeader = Atomic<UInt64>(0)
   let stopping = Atomic<Bool>(false)
-  /// Set when the run loop stopped on a storage failure (new proposals fail with it).
-  let failed = Mutex<String?>(nil)
+  /// Set when the run loop stopped on a failure (new proposals fail with it).
+  let failed = Mutex<EngineError?>(nil)
   /// Identifies this node's engine threads' `LocalInputs` (set before anything else).
   let threadsToken = ThreadsToken()
   /// Mirrors `failed != nil`, read without the lock on every proposal.
   let hasFailed = Atomic<Bool>(false)
   /// True once the run loop returned (set by it, read by `stop` after the join).
   var loopEnded = false
+  /// One line per second about refused peer messages (run loop only).
+  var refusalLog = LogRateLimiter(intervalNanoseconds: 1_000_000_000)
 
   /// Opens the WAL in `configuration.directory`, restores the state machine from its snapshot,
   /// and bootstraps a new cluster of `configuration.peers` when the WAL is empty. Call
@@ -121,7 +123,8 @@ public final class Node: @unchecked Sendable {
       configuration: EngineCore.Configuration(
         id: configuration.id, readyHandling: configuration.readyHandling,
         snapshotEntries: configuration.snapshotEntries,
-        compactionRetainEntries: configuration.compactionRetainEntries, faults: faults),
+        compactionRetainEntries: configuration.compactionRetainEntries, faults: faults,
+        peerMessageLimits: PeerMessageLimits(entryBytesMax: storage.wal.options.recordBytesMax)),
       rawNode: rawNode, hardState: hs, confState: cs, snapshotIndex: snapshot.metadata.index)
     let inbox = BatchQueue<Input>(
       capacity: configuration.inboxCapacity, spinNanoseconds: configuration.spinNanoseconds, engineThread: true)
@@ -211,7 +214,7 @@ public final class Node: @unchecked Sendable {
   @inline(__always)
   private func proposalRefusal() -> EngineError? {
     if stopping.load(ordering: .relaxed) { return .stopped }
-    if hasFailed.load(ordering: .acquiring), let why = failed.withLock({ $0 }) { return .storage(why) }
+    if hasFailed.load(ordering: .acquiring), let why = failed.withLock({ $0 }) { return why }
     let leader = knownLeader.load(ordering: .relaxed)
     if leader != id { return .notLeader(leader: leader == 0 ? nil : leader) }
     return nil
@@ -264,7 +267,7 @@ public final class Node: @unchecked Sendable {
   /// took the proposal, else why not (`.dropped`: no leader known; `.stopped`).
   public func forward(_ proposal: ForwardedProposal, handedOff: @escaping @Sendable (EngineError?) -> Void) {
     if stopping.load(ordering: .relaxed) { return handedOff(.stopped) }
-    if hasFailed.load(ordering: .acquiring), let why = failed.withLock({ $0 }) { return handedOff(.storage(why)) }
+    if hasFailed.load(ordering: .acquiring), let why = failed.withLock({ $0 }) { return handedOff(why) }
     enqueue(.forward(proposal, handedOff)) { handedOff($0) }
   }
 

@@ -75,6 +75,11 @@ public struct NodeConfiguration: Sendable {
   /// `raft_wal_batch_sync` (timers), `raft_wal_batch_entries`, `raft_wal_batch_bytes`,
   /// `raft_inbox_depth` (recorders), `raft_ready_handling` (timer), each with a `node` dimension.
   public var metricsFactory: (any MetricsFactory & Sendable)? = nil
+  /// Checks a snapshot's data from a peer before it reaches the node: nil when the state
+  /// machine can restore from it, else why not. The transport runs it on the snapshot stream's
+  /// thread (not the run loop) and closes the stream of a snapshot it refuses, so that a peer
+  /// cannot make the state machine fail on restore. Nil: every snapshot's data is taken.
+  public var snapshotDataCheck: (@Sendable ([UInt8]) -> String?)? = nil
 
   public init(id: UInt64, peers: [UInt64], directory: String) {
     self.id = id

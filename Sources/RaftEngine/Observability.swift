@@ -18,6 +18,8 @@ struct EngineMetrics: Sendable {
   let readyHandling: Timer
   /// Inputs taken by one wake of the run loop.
   let inboxDepth: Recorder
+  /// Peer messages refused at the core's boundary, by kind (`PeerMessageRefusal.Kind`).
+  let peerMessagesRefused: [PeerMessageRefusal.Kind: Counter]
 
   /// The instruments of node `node`, from `factory` (the bootstrapped global one when nil).
   init(node: UInt64, factory: MetricsFactory? = nil) {
@@ -30,6 +32,37 @@ struct EngineMetrics: Sendable {
     walBatchBytes = Recorder(label: "raft_wal_batch_bytes", dimensions: d, factory: f)
     readyHandling = Timer(label: "raft_ready_handling", dimensions: d, factory: f)
     inboxDepth = Recorder(label: "raft_inbox_depth", dimensions: d, factory: f)
+    var refused: [PeerMessageRefusal.Kind: Counter] = [:]
+    for kind in PeerMessageRefusal.Kind.allCases {
+      refused[kind] = Counter(
+        label: "raft_peer_messages_refused_total", dimensions: d + [("kind", kind.rawValue)], factory: f)
+    }
+    peerMessagesRefused = refused
+  }
+}
+
+/// Lets through one log line per interval and counts the ones held back in between (a hostile
+/// peer must not be able to flood the log). One thread at a time.
+struct LogRateLimiter {
+  let intervalNanoseconds: UInt64
+  /// When the last line went out (0: never).
+  private var lastNanoseconds: UInt64 = 0
+  /// Lines held back since then.
+  private var suppressed = 0
+
+  init(intervalNanoseconds: UInt64) {
+    self.intervalNanoseconds = intervalNanoseconds
+  }
+
+  /// Whether a line may go out at `now`; if so, how many were held back before it.
+  mutating func admit(now: UInt64) -> Int? {
+    if lastNanoseconds != 0, now &- lastNanoseconds < intervalNanoseconds {
+      suppressed += 1
+      return nil
+    }
+    lastNanoseconds = now
+    defer { suppressed = 0 }
+    return suppressed
   }
 }
 

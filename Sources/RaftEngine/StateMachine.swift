@@ -1,4 +1,5 @@
 import Raft
+import RaftWAL
 
 /// The application's replicated state, driven by the apply side of a `Node` (one thread: the
 /// apply worker in async mode, the run loop in sync mode).
@@ -43,6 +44,22 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
   case busy
   /// The storage failed; the node stopped (the message says why).
   case storage(String)
+  /// The configuration cannot take this conf change (the message says why): committed, it
+  /// would stop every member.
+  case invalidConfChange(String)
+  /// The node stopped on a broken invariant of its own, not on the disk: a write the WAL
+  /// refused as invalid, or a committed entry it cannot apply (the message says which).
+  case internalFailure(String)
+
+  /// The error a failed storage operation stops the node with: a write the WAL refuses as
+  /// invalid is the engine's fault (nothing a peer sends gets that far), never the disk's.
+  public init(storageError error: any Error) {
+    if case .invalidRequest(let why)? = error as? WALError {
+      self = .internalFailure("the WAL refused a write: \(why)")
+    } else {
+      self = .storage("\(error)")
+    }
+  }
 
   public var description: String {
     switch self {
@@ -53,6 +70,8 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
     case .timedOut: return "timed out"
     case .busy: return "node busy (queue full)"
     case .storage(let s): return "storage failed: \(s)"
+    case .internalFailure(let s): return "internal failure (not the disk): \(s)"
+    case .invalidConfChange(let s): return "invalid conf change: \(s)"
     }
   }
 }

@@ -8,6 +8,14 @@ import Raft
 public protocol Transport: AnyObject, Sendable {
   /// Sends each message to its `to` node.
   func send(_ messages: [Message])
+  /// Closes the connections that brought messages from `peer` (one of them was refused as
+  /// hostile or malformed); an honest peer reconnects.
+  func disconnect(peer: UInt64)
+}
+
+extension Transport {
+  /// Nothing to close by default (an in-process network has no connections).
+  public func disconnect(peer: UInt64) {}
 }
 
 /// Where an in-process node receives the messages sent to it (its run loop's inbox).

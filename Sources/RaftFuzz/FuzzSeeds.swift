@@ -12,6 +12,7 @@ public enum FuzzSeeds {
     case "wal": return wal()
     case "transport": return transport()
     case "http": return http()
+    case "peer": return peer()
     default: preconditionFailure("unknown fuzz target \(target)")
     }
   }
@@ -112,6 +113,40 @@ public enum FuzzSeeds {
     var out = requests.map { Array($0.utf8) }
     out.append([1, 1, 5, 1, 0x6b, 0x76])  // a put command: version, op, request id, key length, key, value
     out.append([1, 1, 1, 7, 0x68, 0x74, 0x74, 0x70, 0x3a, 0x2f, 0x2f, 1, 1, 0x6b, 1, 0x76])  // a snapshot
+    return out
+  }
+
+  /// Hostile peers: the attacks of the security review, each alone and all in one run, and a
+  /// few mixes (first byte: the seed and the Ready handling; then 12 bytes per message).
+  static func peer() -> [[UInt8]] {
+    // target, from, type, term, logTerm, index, commit, entries, context|reject, rejectHint,
+    // snapshot, payload (see HostileMessage: 0x20 | d is "ours + d", 0x80 | d is "max - d").
+    let attacks: [[UInt8]] = [
+      [1, 1, 8, 0x20, 0x20, 0x20, 0x61, 0, 0, 0x20, 0, 1],  // MsgHeartbeat committing far past the log
+      [1, 1, 3, 0x20, 0x20, 0x20, 0x20, 0x09, 0, 0x20, 0, 1],  // MsgApp whose entries skip ahead
+      [1, 1, 3, 0x21, 0x20, 0x40, 0x20, 0x0D, 0, 0x20, 0, 1],  // MsgApp rewriting below itself
+      [0, 2, 2, 0x00, 0x00, 0x00, 0x00, 0, 0, 0, 0, 0],  // MsgProp without entries
+      [1, 1, 3, 0x20, 0x20, 0x20, 0x20, 0x0B, 0, 0x20, 0, 3],  // MsgApp with non-consecutive entries
+      [2, 3, 5, 0x81, 0x20, 0x20, 0x20, 0, 2, 0x20, 0, 0],  // MsgVote, CampaignTransfer, term 2^64 - 2
+      [1, 2, 2, 0x00, 0x00, 0x00, 0x00, 0x15, 0, 0, 0, 0x80],  // MsgProp removing every voter
+      [1, 2, 7, 0x20, 0x20, 0x21, 0x20, 0, 0, 0, 0x81, 0],  // MsgSnap whose configuration has no voters
+      [1, 2, 14, 0x20, 0x20, 0x20, 0x20, 0, 0, 0, 0, 0],  // MsgTimeoutNow
+      [1, 2, 17, 0xA0, 0x20, 0x20, 0x20, 0, 2, 0, 0, 0],  // MsgPreVote at 2^62
+    ]
+    var out: [[UInt8]] = []
+    for (k, a) in attacks.enumerated() { out.append([UInt8(k)] + a) }
+    out.append([7] + attacks.joined())
+    var x: UInt64 = 0x9E37_79B9_7F4A_7C15
+    for k in 0..<4 {
+      var input: [UInt8] = [UInt8(k)]
+      for _ in 0..<(12 * 24) {
+        x ^= x << 13
+        x ^= x >> 7
+        x ^= x << 17
+        input.append(UInt8(truncatingIfNeeded: x))
+      }
+      out.append(input)
+    }
     return out
   }
 }

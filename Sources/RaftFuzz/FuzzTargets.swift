@@ -4,6 +4,7 @@ import NIOEmbedded
 import NIOHTTP1
 import Raft
 @_spi(Testing) import RaftKV
+import RaftSim
 @_spi(Testing) import RaftTransport
 import RaftWAL
 import Synchronization
@@ -14,7 +15,7 @@ import Synchronization
 public enum FuzzTargets {
   /// The targets by name (`tools/fuzz NAME`).
   public static let all: [String: @Sendable ([UInt8]) -> Void] = [
-    "wal": walSegment, "transport": transportStream, "http": httpStream,
+    "wal": walSegment, "transport": transportStream, "http": httpStream, "peer": hostilePeer,
   ]
 
   /// A WAL segment as recovery reads it (records, CRCs, torn-tail rules, the codec behind them).
@@ -72,6 +73,22 @@ public enum FuzzTargets {
         m.to == 2 && m.from != 2 && !m.type.isLocal && m.responses.isEmpty, "an unchecked message got through")
     }
   }
+
+  /// Messages of a hostile peer (`HostileMessage`, 12 bytes each, after a first byte that picks
+  /// the seed and the Ready handling) stepped into the live cores of a simulated 3-node cluster
+  /// alongside its normal traffic and faults (`Simulation`, the engine's real core): no node may
+  /// trap or stop, and once the peer is gone the cluster must elect and commit again.
+  public static func hostilePeer(_ bytes: [UInt8]) {
+    guard let first = bytes.first else { return }
+    var options = SimulationOptions(
+      seed: UInt64(first) | UInt64(bytes.count) << 8, nodes: 3, steps: 400, mode: first & 1 == 0 ? .sync : .async)
+    options.hostile = Array(HostileMessage.decode(Array(bytes.dropFirst())).prefix(hostileMessagesMax))
+    let result = Simulation(options).run()
+    if let v = result.violation { preconditionFailure("hostile peer: \(v) (\(options.replay))") }
+  }
+
+  /// Hostile messages taken from one input, at most (one simulation run each).
+  static let hostileMessagesMax = 64
 
   /// An HTTP request stream through NIO's parser, the body limit (4 KiB) and the API's routing,
   /// against an in-memory stand-in for the member; the bytes are also decoded as the store's log

@@ -223,6 +223,9 @@ public struct KVLimits: Sendable {
   static func written(_ result: Result<UInt64, KVError>, _ leader: (id: UInt64, url: String?)?) -> HTTPAnswer {
     switch result {
     case .success: return HTTPAnswer(status: .noContent)
+    // A membership change the configuration cannot take (removing the last voter): retrying
+    // will not help.
+    case .failure(.engine(.invalidConfChange(let why))): return HTTPAnswer.error(.badRequest, why, leader: nil)
     case .failure(let error): return unavailable(error, leader)
     }
   }

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Raft
 import RaftEngine
 import RaftTransport
@@ -32,6 +33,9 @@ public struct RaftKVConfiguration: Sendable {
   public var maxBodyBytes = 4 << 20
   /// How long a request waits for its entry to be applied (or its read index).
   public var requestTimeoutSeconds = 5.0
+  /// TLS for the HTTP API (nil: plain HTTP); with `clientCertAuth`, a client must present a
+  /// certificate from the trusted CA.
+  public var httpTLS: MemberTLS?
   public var logger = Logger(label: "raftkv")
 
   /// A configuration for member `id` of `cluster`, keeping its WAL in `dataDirectory`.
@@ -39,6 +43,16 @@ public struct RaftKVConfiguration: Sendable {
     self.id = id
     self.cluster = cluster
     node = NodeConfiguration(id: id, peers: cluster.keys.sorted(), directory: dataDirectory)
+    // A peer's snapshot must decode before the node takes it: restoring from one that does
+    // not would stop this member.
+    node.snapshotDataCheck = { data in
+      do {
+        _ = try KVStore.decodeSnapshot(data)
+        return nil
+      } catch {
+        return "\(error)"
+      }
+    }
   }
 }
 
@@ -112,14 +126,17 @@ public final class RaftKVServer: KVService, Sendable {
     node.start()
     let api = HTTPAPI(server: self)
     let maxBody = configuration.maxBodyBytes
+    let tls = configuration.httpTLS
     let channel = try ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 256)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
       .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
       .childChannelInitializer { channel in
-        channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMapThrowing {
-          try channel.pipeline.syncOperations.addHandlers(
-            NIOHTTPServerRequestAggregator(maxContentLength: maxBody), HTTPHandler(api: api))
+        channel.eventLoop.makeCompletedFuture {
+          let pipeline = channel.pipeline.syncOperations
+          if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls.serverContext)) }
+          try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
+          try pipeline.addHandlers(NIOHTTPServerRequestAggregator(maxContentLength: maxBody), HTTPHandler(api: api))
         }
       }
       .bind(host: configuration.httpHost, port: configuration.httpPort).wait()

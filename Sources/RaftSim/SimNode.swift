@@ -133,6 +133,8 @@ struct SimHooks {
   var applying: (SimNode, [Entry]) -> Void
   /// Asked before each sync: true means the machine dies first.
   var crashesBeforeSync: () -> Bool
+  /// The core refused a peer's message (`EngineCore.Action.refusePeer`).
+  var refused: (SimNode, UInt64, MessageType, PeerMessageRefusal) -> Void
 }
 
 /// One simulated node: the engine's `EngineCore` (the same core the threaded `Node` runs) over
@@ -158,6 +160,15 @@ final class SimNode {
   /// The node's Raft state, for the checks (read only).
   var raw: RawNode { inspect { $0.rawNode } }
   var kv: [UInt64: UInt64] { machine.kv }
+  /// Whether the state machine applied the write of client operation `opID`.
+  func hasApplied(op opID: UInt64) -> Bool { machine.appliedOps.contains(opID) }
+  /// Why the core stopped on its own (nil: it did not).
+  var coreFailure: String? { core?.failure }
+  /// The core's term, last index and commit index, and its voters (for a hostile peer to aim at).
+  var aim: (term: UInt64, lastIndex: UInt64, commit: UInt64, voters: [UInt64]) {
+    let r = raw.raft
+    return (r.term, r.raftLog.lastIndex(), r.raftLog.committed, confState.voters)
+  }
   var applied: UInt64 { machine.applied }
   /// The configuration as Raft has it.
   var confState: ConfState { inspect { $0.confState } }
@@ -338,6 +349,8 @@ final class SimNode {
           reply(status)
         case .leaderChanged:
           break
+        case .refusePeer(let peer, let type, let refusal):
+          hooks.refused(self, peer, type, refusal)
         }
       }
     }

@@ -19,6 +19,12 @@ public struct SimulationOptions: Sendable {
   /// Plants `EngineFaults.staleReads` in every node's core: read index requests are answered
   /// with the local applied index, without asking the leader (a bug the checks must catch).
   public var staleReads = false
+  /// Messages a hostile peer sends into the nodes' cores during the faulty steps, spread over
+  /// them. With any, the checks that assume honest peers are off (a peer that may speak for a
+  /// member can forge valid Raft: only authentication stops that); what is checked is that no
+  /// node traps or stops, and that once the hostile peer is gone the cluster elects a leader and
+  /// commits a write on a majority (no wedge).
+  public var hostile: [HostileMessage] = []
 
   public init(seed: UInt64, nodes: Int = 3, steps: Int = 3_000, mode: SimMode = .async) {
     self.seed = seed
@@ -44,6 +50,9 @@ public struct SimulationResult: Sendable {
   public var crashes = 0
   public var elections = 0
   public var snapshotsSent = 0
+  /// Hostile messages sent, and how many of them the cores refused.
+  public var hostileSent = 0
+  public var hostileRefused = 0
 }
 
 /// (Every iteration over a dictionary goes in sorted order: Swift seeds its hashing per process,
@@ -124,7 +133,18 @@ public final class Simulation: @unchecked Sendable {
       let hooks = SimHooks(
         send: { [unowned self] in send($0) },
         applying: { [unowned self] in applying($0, $1) },
-        crashesBeforeSync: { [unowned self] in faulty && rng.chance(crashMidWriteRate) })
+        crashesBeforeSync: { [unowned self] in faulty && rng.chance(crashMidWriteRate) },
+        refused: { [unowned self] n, peer, type, refusal in
+          if sendingHostile {
+            result.hostileRefused += 1
+            return
+          }
+          // Every message an honest node sends must pass, however late or duplicated.
+          if options.hostile.isEmpty {
+            pendingViolation =
+              pendingViolation ?? "node \(n.id) refused an honest \(type) from \(peer): \(refusal.reason)"
+          }
+        })
       nodes[id] = SimNode(
         id: id, mode: options.mode, preVote: preVote, checkQuorum: checkQuorum,
         maxSizePerMsg: UInt64(rng.pick([256, 4096])), snapshotEvery: snapshotEvery, retainEntries: 5, faults: faults,
@@ -144,7 +164,7 @@ public final class Simulation: @unchecked Sendable {
         try runStep(faults: true)
         if result.violation != nil { return finish() }
       }
-      try settle()
+      if options.hostile.isEmpty { try settle() } else { try settleAfterHostility() }
     } catch let v as Violation {
       result.violation = "step \(step): \(v.description)"
     } catch {
@@ -195,9 +215,73 @@ public final class Simulation: @unchecked Sendable {
       try nodes[id]!.start(bootstrap: [], seed: rng.next())
     }
     if faults && rng.chance(clientRate) { try clientOperation() }
+    if faults && !options.hostile.isEmpty { try sendHostile() }
     expireOperations()
+    for id in nodes.keys.sorted() {
+      if let n = nodes[id], n.up, let why = n.coreFailure { throw violation("node \(id) stopped: \(why)") }
+    }
+    guard options.hostile.isEmpty else {
+      pendingViolation = nil
+      return
+    }
     try checkLeaders()
     if step % 25 == 0 { try checkLogMatching() }
+  }
+
+  // MARK: A hostile peer
+
+  /// Whether the message being stepped is a hostile one (its refusal is expected).
+  var sendingHostile = false
+
+  /// Sends the next hostile message when its step has come (they are spread evenly over the
+  /// faulty steps).
+  private func sendHostile() throws {
+    let k = result.hostileSent
+    guard k < options.hostile.count, step >= k * max(1, options.steps / options.hostile.count) else { return }
+    let spec = options.hostile[k]
+    result.hostileSent += 1
+    let up = nodes.keys.sorted().filter { nodes[$0]!.up }
+    guard !up.isEmpty else { return }
+    let n = nodes[up[Int(spec.bytes[0]) % up.count]]!
+    let aim = n.aim
+    let m = spec.message(to: n.id, term: aim.term, lastIndex: aim.lastIndex, commit: aim.commit, voters: aim.voters)
+    sendingHostile = true
+    defer { sendingHostile = false }
+    try guarded(n) { try n.step(m, now: clock) }
+  }
+
+  /// Once the hostile peer is gone (and the faults stop): the cluster must elect a leader and
+  /// commit a write on a majority of its voters.
+  private func settleAfterHostility() throws {
+    network.heal()
+    network.stopFaults()
+    for id in downUntil.keys { downUntil[id] = step }
+    for _ in 0..<40 {
+      // A leader that is a voter of its own configuration (a removed one takes no proposals,
+      // and its messages are refused: the others elect without it).
+      var leader: SimNode?
+      for _ in 0..<3_000 {
+        leader = nodes.keys.sorted().compactMap { nodes[$0] }
+          .filter { $0.up && $0.raw.raft.state == .leader && $0.confState.voters.contains($0.id) }
+          .max { $0.raw.raft.term < $1.raw.raft.term }
+        if leader != nil { break }
+        try runStep(faults: false)
+      }
+      guard let leader else { break }
+      let opID = nextOpID
+      nextOpID += 1
+      var taken = false
+      try guarded(leader) {
+        taken = try leader.forward(SimCommand(opID: opID, key: 0, value: opID).encoded, now: clock)
+      }
+      for _ in 0..<(taken ? 1_000 : 50) {
+        try runStep(faults: false)
+        let voters = leader.confState.voters
+        let applied = voters.filter { nodes[$0]?.up == true && nodes[$0]!.hasApplied(op: opID) }
+        if applied.count * 2 > voters.count { return }
+      }
+    }
+    throw violation("wedged: the cluster did not commit a write once the hostile peer was gone: \(describeCluster())")
   }
 
   /// Lets node `n` do one or two things: tick, handle a Ready, run its workers' next job.

@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOSSL
 import Raft
 
 /// The listening side of one connection: checks the dialler's `hello`, decodes its message
@@ -23,6 +24,9 @@ import Raft
   /// Whether a node id is a peer of this node (others are refused at their hello: a connection
   /// from a stranger buffers nothing).
   private let isKnown: @Sendable (UInt64) -> Bool
+  /// Told the dialler's id once its hello is accepted (the transport closes a peer's
+  /// connections by it).
+  private let identified: @Sendable (UInt64) -> Void
   /// The dialler's id, once its hello arrived.
   private var remoteID: UInt64?
   /// The snapshot stream being received: its id, its MsgSnap (data still empty), the data so
@@ -32,8 +36,10 @@ import Raft
   @_spi(Testing) public init(
     localID: UInt64, options: TCPTransportOptions, delegate: TransportDelegate, logger: Logger,
     isRemoved: @escaping @Sendable (UInt64) -> Bool = { _ in false },
-    isKnown: @escaping @Sendable (UInt64) -> Bool = { _ in true }
+    isKnown: @escaping @Sendable (UInt64) -> Bool = { _ in true },
+    identified: @escaping @Sendable (UInt64) -> Void = { _ in }
   ) {
+    self.identified = identified
     self.isRemoved = isRemoved
     self.isKnown = isKnown
     self.localID = localID
@@ -75,7 +81,17 @@ import Raft
         throw FrameError.protocolViolation("hello from invalid node id \(from)")
       }
       guard isKnown(from) else { throw FrameError.protocolViolation("hello from node \(from), which is not a peer") }
+      if options.tls?.clientCertAuth == true {
+        // The handshake verified the certificate against the trusted CA: it must also name the
+        // member this hello speaks for.
+        let certificate = try? context.pipeline.syncOperations.nioSSL_peerCertificate()
+        let ids = certificate.map(MemberTLS.memberIDs(of:)) ?? []
+        guard ids.contains(from) else {
+          throw FrameError.protocolViolation("hello as node \(from) with a certificate for members \(ids.sorted())")
+        }
+      }
       remoteID = from
+      identified(from)
       return
     }
     guard let from = remoteID else { throw FrameError.protocolViolation("\(frame.kind) frame before hello") }
@@ -127,6 +143,9 @@ import Raft
         throw FrameError.protocolViolation("snapshot stream \(id) ended at \(a.data.count) of \(a.total) bytes")
       }
       assembling = nil
+      if let check = delegate.snapshotDataCheck, let why = check(a.data) {
+        throw FrameError.protocolViolation("snapshot \(a.message.snapshot!.metadata.index) refused: \(why)")
+      }
       var m = a.message
       m.snapshot!.data = a.data
       logger.info(

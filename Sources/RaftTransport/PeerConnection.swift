@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Raft
 import RaftEngine
 import Synchronization
@@ -11,21 +12,27 @@ public struct TransportDelegate: Sendable {
   public var deliver: MessageSink
   public var reportUnreachable: @Sendable (UInt64) -> Void
   public var reportSnapshot: @Sendable (UInt64, SnapshotStatus) -> Void
+  /// Checks a received snapshot's data (`NodeConfiguration.snapshotDataCheck`): a refused one
+  /// closes its stream and is not delivered.
+  public var snapshotDataCheck: (@Sendable ([UInt8]) -> String?)?
 
   public init(
     deliver: @escaping MessageSink, reportUnreachable: @escaping @Sendable (UInt64) -> Void,
-    reportSnapshot: @escaping @Sendable (UInt64, SnapshotStatus) -> Void
+    reportSnapshot: @escaping @Sendable (UInt64, SnapshotStatus) -> Void,
+    snapshotDataCheck: (@Sendable ([UInt8]) -> String?)? = nil
   ) {
     self.deliver = deliver
     self.reportUnreachable = reportUnreachable
     self.reportSnapshot = reportSnapshot
+    self.snapshotDataCheck = snapshotDataCheck
   }
 
   /// Delivers to `node`'s inbox and reports to it.
   public init(node: Node) {
     self.init(
       deliver: node.sink, reportUnreachable: { node.reportUnreachable($0) },
-      reportSnapshot: { node.reportSnapshot($0, status: $1) })
+      reportSnapshot: { node.reportSnapshot($0, status: $1) },
+      snapshotDataCheck: node.configuration.snapshotDataCheck)
   }
 }
 
@@ -143,8 +150,13 @@ final class PeerConnection: @unchecked Sendable {
       .connectTimeout(.milliseconds(Int64(options.connectTimeoutMilliseconds)))
       .channelOption(.socketOption(.tcp_nodelay), value: 1)
       .channelOption(.writeBufferWaterMark, value: watermark)
-      .channelInitializer { channel in
+      .channelInitializer { [options, peerID] channel in
         channel.eventLoop.makeCompletedFuture {
+          if let tls = options.tls {
+            try channel.pipeline.syncOperations.addHandlers(
+              try NIOSSLClientHandler(context: tls.clientContext, serverHostname: nil),
+              DialledIdentityCheck(peerID: peerID))
+          }
           try channel.pipeline.syncOperations.addHandlers(
             ByteToMessageHandler(decoder), OutboundStreamHandler(peer: self))
         }

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Raft
 import RaftEngine
 import Synchronization
@@ -35,8 +36,9 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     var listener: (any Channel)?
     /// Peers removed (their connections are refused) until added again.
     var removed: Set<UInt64> = []
-    /// The accepted connections (closed by `shutdown`).
-    var inbound: [ObjectIdentifier: any Channel] = [:]
+    /// The accepted connections (closed by `shutdown`), and the peer each said it is (once its
+    /// hello was accepted).
+    var inbound: [ObjectIdentifier: (channel: any Channel, peer: UInt64?)] = [:]
     var stopped = false
   }
 
@@ -73,18 +75,22 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         let key = ObjectIdentifier(channel)
         let open = state.withLock { s in
           guard !s.stopped else { return false }
-          s.inbound[key] = channel
+          s.inbound[key] = (channel, nil)
           return true
         }
         guard open else { return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
         channel.closeFuture.whenComplete { _ in _ = self.state.withLock { $0.inbound.removeValue(forKey: key) } }
         return channel.eventLoop.makeCompletedFuture {
+          if let tls = options.tls {
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.serverContext))
+          }
           try channel.pipeline.syncOperations.addHandlers(
             ByteToMessageHandler(FrameDecoder(frameBytesMax: options.frameBytesMax)),
             InboundConnectionHandler(
               localID: localID, options: options, delegate: delegate, logger: logger,
               isRemoved: { [weak self] id in self?.state.withLock { $0.removed.contains(id) } ?? true },
-              isKnown: { [weak self] id in self?.state.withLock { $0.addresses[id] != nil } ?? false }))
+              isKnown: { [weak self] id in self?.state.withLock { $0.addresses[id] != nil } ?? false },
+              identified: { [weak self] id in self?.state.withLock { $0.inbound[key]?.peer = id } }))
         }
       }
       .bind(host: listenAddress.host, port: listenAddress.port).wait()
@@ -94,7 +100,17 @@ public final class TCPTransport: Transport, @unchecked Sendable {
       return Array(s.peers.values)
     }
     for c in connections { c.start() }
-    logger.info("transport listening", metadata: ["address": "\(listener.localAddress.map { "\($0)" } ?? "?")"])
+    logger.info(
+      "transport listening",
+      metadata: [
+        "address": "\(listener.localAddress.map { "\($0)" } ?? "?")",
+        "tls": "\(options.tls == nil ? "off" : options.tls!.clientCertAuth ? "mutual" : "server only")",
+      ])
+    if options.tls?.clientCertAuth != true {
+      logger.warning(
+        "peers are unauthenticated: anyone who reaches the raft port can speak as a member (use --peer-client-cert-auth with TLS)"
+      )
+    }
   }
 
   /// The port the transport listens on (after `start`).
@@ -172,6 +188,20 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     }
   }
 
+  /// The accepted connections that said hello as `peer` (for tests).
+  func inboundConnections(from peer: UInt64) -> Set<ObjectIdentifier> {
+    state.withLock { s in Set(s.inbound.filter { $0.value.peer == peer }.keys) }
+  }
+
+  /// Closes the accepted connections from `peer` (the node refused one of its messages); an
+  /// honest peer redials. Does not wait for them to close.
+  public func disconnect(peer: UInt64) {
+    let channels = state.withLock { s in s.inbound.values.filter { $0.peer == peer }.map(\.channel) }
+    guard !channels.isEmpty else { return }
+    logger.info("closing the connections from a peer", metadata: ["peer": "\(peer)", "count": "\(channels.count)"])
+    for c in channels { c.close(promise: nil) }
+  }
+
   /// Stops listening and closes every connection (waits for them to close).
   public func shutdown() {
     let (listener, peers, inbound) = state.withLock { s -> ((any Channel)?, [PeerConnection], [any Channel]) in
@@ -179,7 +209,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
       let peers = Array(s.peers.values)
       s.peers = [:]
       s.addresses = [:]
-      return (s.listener, peers, Array(s.inbound.values))
+      return (s.listener, peers, s.inbound.values.map(\.channel))
     }
     try? listener?.close().wait()
     for c in inbound { try? c.close().wait() }

@@ -1,23 +1,30 @@
 /// Where a peer listens: a host and a port, written as a URL (`http://127.0.0.1:12379`, as
-/// raftexample's `--cluster` has them) or as `host:port`.
+/// raftexample's `--cluster` has them; `https://` for a member that speaks TLS) or as
+/// `host:port`.
 public struct PeerAddress: Sendable, Hashable, CustomStringConvertible {
   public var host: String
   public var port: Int
+  /// Written `https://`: the member speaks TLS (`TCPTransportOptions.tls`).
+  public var secure: Bool
 
-  public init(host: String, port: Int) {
+  public init(host: String, port: Int, secure: Bool = false) {
     self.host = host
     self.port = port
+    self.secure = secure
   }
 
-  /// Parses `http://HOST:PORT`, `tcp://HOST:PORT` or `HOST:PORT` (IPv6 hosts in brackets); a
-  /// trailing `/` is allowed. Throws `PeerAddressError` naming what is wrong.
+  /// Parses `http://HOST:PORT`, `https://HOST:PORT`, `tcp://HOST:PORT` or `HOST:PORT` (IPv6
+  /// hosts in brackets); a trailing `/` is allowed. Throws `PeerAddressError` naming what is
+  /// wrong.
   public init(parsing text: String) throws(PeerAddressError) {
     var rest = Substring(text)
+    var secure = false
     if let scheme = rest.firstRange(of: "://") {
       let name = rest[..<scheme.lowerBound]
-      guard name == "http" || name == "tcp" else {
-        throw PeerAddressError(text: text, reason: "scheme must be http or tcp")
+      guard name == "http" || name == "https" || name == "tcp" else {
+        throw PeerAddressError(text: text, reason: "scheme must be http, https or tcp")
       }
+      secure = name == "https"
       rest = rest[scheme.upperBound...]
     }
     if rest.hasSuffix("/") { rest = rest.dropLast() }
@@ -40,10 +47,14 @@ public struct PeerAddress: Sendable, Hashable, CustomStringConvertible {
     }
     self.host = String(host)
     self.port = port
+    self.secure = secure
   }
 
-  /// `http://HOST:PORT`.
-  public var description: String { host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)" }
+  /// `http://HOST:PORT` (`https://` when secure).
+  public var description: String {
+    let scheme = secure ? "https" : "http"
+    return host.contains(":") ? "\(scheme)://[\(host)]:\(port)" : "\(scheme)://\(host):\(port)"
+  }
 }
 
 /// A peer address that does not parse.
@@ -78,6 +89,9 @@ public struct TCPTransportOptions: Sendable {
   /// A connection takes no new writes once this many bytes wait in its socket buffer (the
   /// messages queue instead, up to `queueBytesMax`).
   public var writeBufferHighWatermarkBytes = 1 << 20
+  /// TLS between members (nil: plain TCP, where anyone who reaches the port can say hello as
+  /// any member).
+  public var tls: MemberTLS?
 
   public init() {}
 

@@ -82,6 +82,7 @@ final class EngineCoreTests: XCTestCase {
       case .handOff(_, let e): return "hand off \(e.map { "\($0)" } ?? "ok")"
       case .reportStatus: return "status"
       case .leaderChanged(let l, let st): return "leader \(l.map(String.init) ?? "none") \(st)"
+      case .refusePeer(let p, let t, let r): return "refuse \(t) from \(p) (\(r.kind.rawValue))"
       }
     }
   }
@@ -303,8 +304,45 @@ final class EngineCoreTests: XCTestCase {
       snapshot: Snapshot(data: [1], metadata: SnapshotMetadata(index: 99, term: 9)))
     h.core.stepFromPeer(forged)
     h.core.stepFromPeer(Message(type: .msgHeartbeat, to: 1, from: 1, term: 5))
-    XCTAssertEqual(try runAsync(h), [])
+    XCTAssertEqual(
+      try runAsync(h),
+      ["refuse MsgStorageAppendResp from 18446744073709551615 (malformed)", "refuse MsgHeartbeat from 1 (malformed)"])
     XCTAssertEqual(h.core.rawNode.term, 0)
+    XCTAssertEqual(h.core.peerMessagesRefused, 2)
+  }
+
+  func testAHostilePeerMessageIsRefusedAndTheCoreGoesOn() throws {
+    let h = try Harness(.async, voters: [1, 2, 3])
+    // Each would have stopped the node: a commit far past the log, entries that skip indexes,
+    // a term at the end of the term space.
+    h.core.stepFromPeer(Message(type: .msgHeartbeat, to: 1, from: 2, term: 1, commit: 1_000_000))
+    h.core.stepFromPeer(
+      Message(
+        type: .msgApp, to: 1, from: 2, term: 1, logTerm: 1, index: 1,
+        entries: [Entry(term: 1, index: 2), Entry(term: 1, index: 4)]))
+    h.core.stepFromPeer(
+      Message(type: .msgVote, to: 1, from: 3, term: .max - 1, context: Array("CampaignTransfer".utf8)))
+    XCTAssertEqual(
+      try runAsync(h),
+      ["refuse MsgHeartbeat from 2 (commit)", "refuse MsgApp from 2 (entries)", "refuse MsgVote from 3 (term)"])
+    XCTAssertFalse(h.core.isStopped)
+    XCTAssertEqual(h.core.rawNode.term, 0)
+    // The honest leader's append goes through.
+    h.core.stepFromPeer(
+      Message(
+        type: .msgApp, to: 1, from: 2, term: 1, logTerm: 1, index: 1, entries: [Entry(term: 1, index: 2)], commit: 2))
+    XCTAssertTrue(try runAsync(h).contains { $0.hasPrefix("write 2...2") }, "the honest append was not written")
+  }
+
+  func testAConfChangeTheConfigurationCannotTakeIsRefusedBeforeItIsProposed() throws {
+    let h = try leader(.async)
+    let outcomes = Outcomes()
+    let removeAll = AnyConfChange.v2(ConfChangeV2(changes: [ConfChangeSingle(type: .removeNode, nodeID: 1)]))
+    h.core.proposeConfChange(removeAll, completion: outcomes.record("cc"), nowNanoseconds: 0)
+    try runAsync(h)
+    XCTAssertEqual(outcomes.all.count, 1)
+    XCTAssertTrue(outcomes.all[0].hasPrefix("cc invalid conf change:"), outcomes.all[0])
+    XCTAssertEqual(h.core.rawNode.lastIndex, 2, "nothing was appended")
   }
 
   func testPlantedFaultsAreDecidedInTheCore() throws {

@@ -91,10 +91,49 @@ func freePort() -> Int {
   return Int(UInt16(bigEndian: addr.sin_port))
 }
 
+/// The client side of HTTPS: the CA that issued the members' certificates, and the client's
+/// own certificate (nil: none is presented).
+struct ClientTLS {
+  var caFile: String
+  var certificate: (file: String, key: String)?
+}
+
+/// An HTTPS request through curl (the tests' plain-socket client speaks no TLS); nil when no
+/// answer came (refused, handshake failed, timed out).
+func https(
+  _ method: String, port: Int, _ target: String, body: [UInt8] = [], timeout: Double = 10, tls: ClientTLS
+) -> HTTPReply? {
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+  var args = [
+    "-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--max-time", "\(timeout)", "--cacert", tls.caFile,
+  ]
+  if let c = tls.certificate { args += ["--cert", c.file, "--key", c.key] }
+  if !body.isEmpty || method == "PUT" { args += ["--data-binary", "@-"] }
+  p.arguments = args + ["https://127.0.0.1:\(port)\(target)"]
+  let input = Pipe()
+  let output = Pipe()
+  p.standardInput = input
+  p.standardOutput = output
+  p.standardError = FileHandle.nullDevice
+  guard (try? p.run()) != nil else { return nil }
+  input.fileHandleForWriting.write(Data(body))
+  try? input.fileHandleForWriting.close()
+  let data = output.fileHandleForReading.readDataToEndOfFile()
+  p.waitUntilExit()
+  guard p.terminationStatus == 0, let nl = data.lastIndex(of: UInt8(ascii: "\n")),
+    let status = Int(String(decoding: data[(nl + 1)...], as: UTF8.self)), status > 0
+  else { return nil }
+  return HTTPReply(status: status, headers: [:], body: Array(data[..<nl]))
+}
+
 /// Real `raftkv` processes on loopback, each with its own data directory and log file.
 final class KVCluster {
   let dir: String
   let args: [String]
+  /// Set for a cluster whose members speak TLS: `https://` peer URLs, and the HTTP API through
+  /// `https` with these client credentials.
+  var clientTLS: ClientTLS?
   private(set) var raftPorts: [UInt64: Int] = [:]
   private(set) var httpPorts: [UInt64: Int] = [:]
   private(set) var processes: [UInt64: Process] = [:]
@@ -113,7 +152,18 @@ final class KVCluster {
 
   /// The `--cluster` flag for members 1...`count`.
   func clusterFlag(_ count: Int) -> String {
-    (1...UInt64(count)).map { "http://127.0.0.1:\(raftPorts[$0]!)" }.joined(separator: ",")
+    let scheme = clientTLS == nil ? "http" : "https"
+    return (1...UInt64(count)).map { "\(scheme)://127.0.0.1:\(raftPorts[$0]!)" }.joined(separator: ",")
+  }
+
+  /// A request to member `id`'s HTTP API (over TLS when the cluster has it).
+  func request(
+    _ method: String, _ id: UInt64, _ target: String, body: [UInt8] = [], timeout: Double = 10
+  ) -> HTTPReply? {
+    if let clientTLS {
+      return https(method, port: httpPorts[id]!, target, body: body, timeout: timeout, tls: clientTLS)
+    }
+    return try? http(method, port: httpPorts[id]!, target, body: body, timeout: timeout)
   }
 
   func start(_ id: UInt64, members: Int? = nil, join: Bool = false, extra: [String] = []) throws {
@@ -169,7 +219,7 @@ final class KVCluster {
   }
 
   func status(_ id: UInt64) -> [String: Any]? {
-    guard let r = try? http("GET", port: httpPorts[id]!, "/status", timeout: 2), r.status == 200 else { return nil }
+    guard let r = request("GET", id, "/status", timeout: 2), r.status == 200 else { return nil }
     return (try? JSONSerialization.jsonObject(with: Data(r.body))) as? [String: Any]
   }
 
@@ -189,7 +239,7 @@ final class KVCluster {
 
   /// PUT; the HTTP status, or nil when the member did not answer.
   func put(_ id: UInt64, _ key: String, _ value: String, timeout: Double = 10) -> Int? {
-    (try? http("PUT", port: httpPorts[id]!, "/\(key)", body: Array(value.utf8), timeout: timeout))?.status
+    request("PUT", id, "/\(key)", body: Array(value.utf8), timeout: timeout)?.status
   }
 
   /// PUT through `id` until it answers 204 (a new leader may still be on its way).
@@ -203,7 +253,7 @@ final class KVCluster {
   }
 
   func get(_ id: UInt64, _ key: String, linearizable: Bool = false) -> HTTPReply? {
-    try? http("GET", port: httpPorts[id]!, "/\(key)" + (linearizable ? "?linearizable=true" : ""), timeout: 10)
+    request("GET", id, "/\(key)" + (linearizable ? "?linearizable=true" : ""), timeout: 10)
   }
 
   /// Waits until member `id` reads `value` at `key` (locally, or linearizably).

@@ -15,6 +15,33 @@ final class SimulationTests: XCTestCase {
     }
   }
 
+  func testAHostilePeerNeitherStopsANodeNorWedgesTheCluster() {
+    var x: UInt64 = 0x2545_F491_4F6C_DD1D
+    var sent = 0
+    var refused = 0
+    for seed in UInt64(1)...12 {
+      var options = SimulationOptions(seed: seed, nodes: 3, steps: 600, mode: seed % 2 == 0 ? .sync : .async)
+      options.hostile = (0..<60).map { _ in
+        HostileMessage(
+          bytes: (0..<HostileMessage.size).map { _ in
+            x ^= x << 13
+            x ^= x >> 7
+            x ^= x << 17
+            return UInt8(truncatingIfNeeded: x)
+          })
+      }
+      let r = Simulation(options).run()
+      XCTAssertNil(r.violation, options.replay)
+      XCTAssertEqual(r.hostileSent, 60, options.replay)
+      sent += r.hostileSent
+      refused += r.hostileRefused
+    }
+    // Most random hostile messages are refused; some are valid Raft (a peer may speak for a
+    // member without TLS) and are stepped.
+    XCTAssertGreaterThan(refused, sent / 3)
+    XCTAssertLessThan(refused, sent)
+  }
+
   func testARunReplaysExactly() {
     let o = SimulationOptions(seed: 77, nodes: 5, steps: 1_500, mode: .async)
     let a = Simulation(o).run()

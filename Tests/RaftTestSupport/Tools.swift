@@ -64,3 +64,20 @@ extension SplitMix64 {
   /// A number in `0..<n` (n > 0).
   public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }
+
+/// Test certificates made by `tools/make-test-certs` in `dir`: a CA, one certificate per member
+/// of `members` (naming it as URI SAN `raft://member/ID`), a client's, and a rogue CA's.
+public func makeTestCertificates(in dir: String, members: [UInt64]) throws {
+  let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("tools/make-test-certs").path
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: script)
+  p.arguments = [dir] + members.map(String.init)
+  p.standardOutput = FileHandle.nullDevice
+  try p.run()
+  p.waitUntilExit()
+  struct CertificatesFailed: Error, CustomStringConvertible { var description: String }
+  guard p.terminationStatus == 0 else {
+    throw CertificatesFailed(description: "tools/make-test-certs exited with \(p.terminationStatus)")
+  }
+}

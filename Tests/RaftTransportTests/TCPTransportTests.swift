@@ -13,12 +13,19 @@ final class Recorder: Sendable {
   let messages = Mutex<[Message]>([])
   let unreachable = Mutex<[UInt64]>([])
   let snapshotStatus = Mutex<[(UInt64, SnapshotStatus)]>([])
+  /// The snapshot data check the delegate passes on (nil: none).
+  let snapshotDataCheck: (@Sendable ([UInt8]) -> String?)?
+
+  init(snapshotDataCheck: (@Sendable ([UInt8]) -> String?)? = nil) {
+    self.snapshotDataCheck = snapshotDataCheck
+  }
 
   var delegate: TransportDelegate {
     TransportDelegate(
       deliver: { ms in self.messages.withLock { $0 += ms } },
       reportUnreachable: { p in self.unreachable.withLock { $0.append(p) } },
-      reportSnapshot: { p, s in self.snapshotStatus.withLock { $0.append((p, s)) } })
+      reportSnapshot: { p, s in self.snapshotStatus.withLock { $0.append((p, s)) } },
+      snapshotDataCheck: snapshotDataCheck)
   }
 
   var count: Int { messages.withLock { $0.count } }
@@ -56,10 +63,10 @@ final class TCPTransportTests: XCTestCase {
   private func address(_ t: TCPTransport) -> PeerAddress { PeerAddress(host: "127.0.0.1", port: t.localPort!) }
 
   /// Nodes 1 and 2, peers of each other, connected from 1 to 2 (shut down after the test).
-  private func connectedPair(_ options: TCPTransportOptions) throws -> (
+  private func connectedPair(_ options: TCPTransportOptions, receiver rb: Recorder = Recorder()) throws -> (
     TCPTransport, TCPTransport, Recorder, Recorder
   ) {
-    let (ra, rb) = (Recorder(), Recorder())
+    let ra = Recorder()
     let a = try makeTransport(1, ra, options: options)
     let b = try makeTransport(2, rb, options: options)
     addTeardownBlock {
@@ -129,6 +136,51 @@ final class TCPTransportTests: XCTestCase {
     let status = ra.snapshotStatus.withLock { $0 }
     XCTAssertEqual(status.first?.0, 2)
     XCTAssertEqual(status.first?.1, .finish)
+  }
+
+  func testASnapshotWhoseDataTheStateMachineRefusesIsNotDeliveredAndFails() throws {
+    let (a, _, ra, rb) = try connectedPair(
+      TCPTransportOptions(),
+      receiver: Recorder(snapshotDataCheck: { $0.first == 0xBA ? "not a snapshot of ours" : nil }))
+    func snap(_ first: UInt8, index: UInt64) -> Message {
+      Message(
+        type: .msgSnap, to: 2, from: 1, term: 3,
+        snapshot: Snapshot(
+          data: [first, 1, 2, 3],
+          metadata: SnapshotMetadata(confState: ConfState(voters: [1, 2]), index: index, term: 3)
+        ))
+    }
+    a.send([snap(0xBA, index: 10)])
+    XCTAssertTrue(ra.wait { $0.snapshotStatus.withLock { $0.count == 1 } })
+    XCTAssertEqual(ra.snapshotStatus.withLock { $0.first?.1 }, .failure)
+    // The connection comes back, and a snapshot that decodes goes through.
+    XCTAssertTrue(
+      ra.wait { r in
+        if r.snapshotStatus.withLock({ $0.contains { $0.1 == .finish } }) { return true }
+        if r.snapshotStatus.withLock({ $0.count }) < 2 || r.snapshotStatus.withLock({ $0.last?.1 == .failure }) {
+          a.send([snap(0x01, index: 11)])
+        }
+        usleep(20_000)
+        return false
+      })
+    let delivered = rb.messages.withLock { $0.filter { $0.type == .msgSnap } }
+    XCTAssertFalse(delivered.isEmpty)
+    XCTAssertTrue(delivered.allSatisfy { $0.snapshot?.metadata.index == 11 }, "a refused snapshot was delivered")
+  }
+
+  func testDisconnectClosesThePeersConnectionsAndItRedials() throws {
+    let (a, b, _, rb) = try connectedPair(TCPTransportOptions())
+    let first = b.inboundConnections(from: 1)
+    XCTAssertEqual(first.count, 1)
+    b.disconnect(peer: 1)
+    XCTAssertTrue(rb.wait { _ in b.inboundConnections(from: 1).isDisjoint(with: first) })
+    // The dialler redials: messages flow again.
+    let before = rb.count
+    XCTAssertTrue(
+      rb.wait { r in
+        a.send([self.heartbeat(1, 2, commit: 7)])
+        return r.messages.withLock { $0.dropFirst(before).contains { $0.commit == 7 } }
+      })
   }
 
   func testAnUnreachablePeerIsReportedAndASnapshotToItFails() throws {

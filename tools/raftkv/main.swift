@@ -56,6 +56,25 @@ struct RaftKVCommand: ParsableCommand {
   var requestTimeout = 5.0
   @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
   var logLevel = "info"
+  @Option(help: "The certificate (PEM) this member presents to its peers (with https:// URLs in --cluster).")
+  var peerCertFile: String?
+  @Option(help: "The private key (PEM) of --peer-cert-file.")
+  var peerKeyFile: String?
+  @Option(help: "The CA (PEM) that issues the members' certificates.")
+  var peerTrustedCaFile: String?
+  @Flag(
+    help:
+      "Accept a peer only with a certificate from --peer-trusted-ca-file naming the member it speaks for (URI SAN raft://member/ID)."
+  )
+  var peerClientCertAuth = false
+  @Option(help: "The certificate (PEM) of the HTTP API (HTTPS).")
+  var certFile: String?
+  @Option(help: "The private key (PEM) of --cert-file.")
+  var keyFile: String?
+  @Option(help: "The CA (PEM) that issues the clients' certificates.")
+  var trustedCaFile: String?
+  @Flag(help: "Accept an HTTP client only with a certificate from --trusted-ca-file.")
+  var clientCertAuth = false
   @OptionGroup(title: "Engine, WAL and Raft")
   var knobs: EngineKnobs
 
@@ -72,6 +91,27 @@ struct RaftKVCommand: ParsableCommand {
     guard maxKeyBytes > 0 else { throw ValidationError("--max-key-bytes must be positive") }
     guard requestTimeout > 0 else { throw ValidationError("--request-timeout must be positive") }
     guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel) is unknown") }
+    let secure = urls.values.filter(\.secure).count
+    guard secure == 0 || secure == urls.count else {
+      throw ValidationError("--cluster mixes http:// and https:// URLs")
+    }
+    if secure > 0 {
+      guard peerCertFile != nil, peerKeyFile != nil else {
+        throw ValidationError("https:// URLs in --cluster need --peer-cert-file and --peer-key-file")
+      }
+    } else if peerCertFile != nil || peerKeyFile != nil || peerTrustedCaFile != nil || peerClientCertAuth {
+      throw ValidationError(
+        "--peer-cert-file, --peer-key-file, --peer-trusted-ca-file and --peer-client-cert-auth need https:// URLs in --cluster"
+      )
+    }
+    if peerClientCertAuth && peerTrustedCaFile == nil {
+      throw ValidationError("--peer-client-cert-auth needs --peer-trusted-ca-file")
+    }
+    guard (certFile == nil) == (keyFile == nil) else { throw ValidationError("--cert-file and --key-file go together") }
+    if certFile == nil && (trustedCaFile != nil || clientCertAuth) {
+      throw ValidationError("--trusted-ca-file and --client-cert-auth need --cert-file and --key-file")
+    }
+    if clientCertAuth && trustedCaFile == nil { throw ValidationError("--client-cert-auth needs --trusted-ca-file") }
   }
 
   private func parsedCluster() throws -> [UInt64: PeerAddress] {
@@ -113,6 +153,20 @@ struct RaftKVCommand: ParsableCommand {
     c.node.wal.recordBytesMax = max(c.node.wal.recordBytesMax, maxValueBytes + 64 << 10)
     c.transport.frameBytesMax = max(c.transport.frameBytesMax, 2 * maxValueBytes + (1 << 20))
     if knobs.fsync == .none { logger.warning("--fsync none: nothing is durable (for measurement only)") }
+    do {
+      if let peerCertFile, let peerKeyFile {
+        c.transport.tls = try MemberTLS(
+          certificateFile: peerCertFile, keyFile: peerKeyFile, trustedCAFile: peerTrustedCaFile,
+          clientCertAuth: peerClientCertAuth)
+      }
+      if let certFile, let keyFile {
+        c.httpTLS = try MemberTLS(
+          certificateFile: certFile, keyFile: keyFile, trustedCAFile: trustedCaFile, clientCertAuth: clientCertAuth)
+      }
+    } catch {
+      logger.critical("raftkv failed to start: \(error)")
+      throw ExitCode(1)
+    }
 
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
     let done = DispatchSemaphore(value: 0)

@@ -13,6 +13,14 @@ public struct Changer {
     self.lastIndex = lastIndex
   }
 
+  /// Applies `cc` the way its transition says: leaving the joint configuration, entering one,
+  /// or as a simple change.
+  public func apply(_ cc: ConfChangeV2) throws -> (TrackerConfig, ProgressMap) {
+    if cc.leaveJoint { return try leaveJoint() }
+    if case let (autoLeave, true) = cc.enterJoint { return try enterJoint(autoLeave: autoLeave, cc.changes) }
+    return try simple(cc.changes)
+  }
+
   /// Enters a joint configuration: the current voters become the outgoing half, and `ccs` are
   /// applied to the incoming half (C_{old,new} in the Raft thesis, section 4.3). `autoLeave`
   /// is recorded in the configuration for the caller to act upon.

@@ -6,13 +6,7 @@ extension Raft {
     let changer = Changer(tracker: tracker, lastIndex: raftLog.lastIndex())
     let result: (TrackerConfig, ProgressMap)
     do {
-      if cc.leaveJoint {
-        result = try changer.leaveJoint()
-      } else if case let (autoLeave, true) = cc.enterJoint {
-        result = try changer.enterJoint(autoLeave: autoLeave, cc.changes)
-      } else {
-        result = try changer.simple(cc.changes)
-      }
+      result = try changer.apply(cc)
     } catch {
       // A committed conf change that cannot apply means a bug or a corrupted log.
       logger.panic("\(hx(id)) cannot apply conf change \(cc): \(error)")

@@ -261,6 +261,6 @@ extension EngineCore {
   /// why.
   mutating func fail(_ why: String) {
     failure = why
-    stop(.storage(why))
+    stop(.internalFailure(why))
   }
 }

@@ -42,6 +42,10 @@ public struct EngineCore: ~Copyable {
     case reportStatus(@Sendable (Status) -> Void, Status)
     /// The leader this node knows changed (nil: none known).
     case leaderChanged(leader: UInt64?, state: StateType)
+    /// A message from `peer` was refused and dropped (it would have made Raft panic, the
+    /// storage refuse a write, or the cluster stop electing): count it, log it (rate-limited),
+    /// and close the connections from that peer.
+    case refusePeer(peer: UInt64, type: MessageType, PeerMessageRefusal)
   }
 
   /// The core's policy knobs.
@@ -53,11 +57,15 @@ public struct EngineCore: ~Copyable {
     /// Entries kept behind a snapshot for slow followers.
     public var compactionRetainEntries: UInt64
     public var faults: EngineFaults
+    /// What a peer's message may carry (the log's entry size limit).
+    public var peerMessageLimits: PeerMessageLimits
 
     public init(
       id: UInt64, readyHandling: NodeConfiguration.ReadyHandling, snapshotEntries: UInt64,
-      compactionRetainEntries: UInt64, faults: EngineFaults = EngineFaults()
+      compactionRetainEntries: UInt64, faults: EngineFaults = EngineFaults(),
+      peerMessageLimits: PeerMessageLimits = PeerMessageLimits()
     ) {
+      self.peerMessageLimits = peerMessageLimits
       self.id = id
       self.readyHandling = readyHandling
       self.snapshotEntries = snapshotEntries
@@ -102,6 +110,8 @@ public struct EngineCore: ~Copyable {
   var readWaiters: [(context: [UInt8], completion: ReadCompletion)] = []
   /// The leader as last reported (0: none).
   var knownLeader: UInt64 = 0
+  /// Peer messages refused by `stepFromPeer` so far.
+  public internal(set) var peerMessagesRefused: UInt64 = 0
 
   // Storage and apply bookkeeping.
   /// The hard state of the last write that carried one (or the recovered one, or the one
@@ -204,6 +214,9 @@ public struct EngineCore: ~Copyable {
     let completion = ProposalCallback.batch(completion)
     guard state != .stopped else { return actions.append(.complete([refused(completion, .stopped)])) }
     guard rawNode.isLeader else { return actions.append(.complete([refused(completion, notLeader)])) }
+    if let why = rawNode.confChangeRefusal(cc) {
+      return actions.append(.complete([refused(completion, .invalidConfChange(why))]))
+    }
     let (type, data) = cc.entryPayload()
     register(
       proposing: [Entry(type: type, data: data)], as: [WaitingBatch(count: 1, completion: completion)],
@@ -223,7 +236,11 @@ public struct EngineCore: ~Copyable {
     do {
       switch proposal {
       case .data(let data): try rawNode.propose(data)
-      case .confChange(let cc): try rawNode.proposeConfChange(cc)
+      case .confChange(let cc):
+        if rawNode.isLeader, let why = rawNode.confChangeRefusal(cc) {
+          return actions.append(.handOff(handedOff, .invalidConfChange(why)))
+        }
+        try rawNode.proposeConfChange(cc)
       }
       actions.append(.handOff(handedOff, nil))
     } catch {
@@ -231,10 +248,28 @@ public struct EngineCore: ~Copyable {
     }
   }
 
-  /// Steps a message from a peer. Local message types (storage messages and their responses,
-  /// proposals' internal forms) are refused: only this node's own workers produce those.
+  /// Steps a message from a peer, once it passed `RawNode.refusal(ofPeerMessage:limits:)`:
+  /// nothing a peer sends may stop this node, make its storage refuse a write, or push the
+  /// term out of reach. Local message types (storage messages and their responses) are
+  /// refused too: only this node's own workers produce those. A refused message is dropped
+  /// and reported (`refusePeer`).
   public mutating func stepFromPeer(_ m: Message) {
-    guard !m.type.isLocal, m.from != localAppendThread, m.from != localApplyThread, m.from != id else { return }
+    guard state != .stopped else { return }
+    var refusal: PeerMessageRefusal?
+    if m.type.isLocal {
+      refusal = PeerMessageRefusal(.malformed, "\(m.type) is local to a node")
+    } else if m.from == localAppendThread || m.from == localApplyThread || m.from == id {
+      refusal = PeerMessageRefusal(.malformed, "\(m.type) claiming to come from node \(m.from)")
+    } else if m.to != id {
+      refusal = PeerMessageRefusal(.malformed, "\(m.type) addressed to node \(m.to)")
+    } else {
+      refusal = rawNode.refusal(ofPeerMessage: m, limits: configuration.peerMessageLimits)
+    }
+    if let refusal {
+      peerMessagesRefused += 1
+      rawNode.catchUpTerm(after: refusal, of: m)
+      return actions.append(.refusePeer(peer: m.from, type: m.type, refusal))
+    }
     step(m)
   }
 
