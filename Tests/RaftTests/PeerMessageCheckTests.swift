@@ -126,13 +126,14 @@ final class PeerMessageCheckTests: XCTestCase {
     let (free, step) = (PeerMessageLimits.termFreeMax, PeerMessageLimits.termStepMax)
     // From term 2, a term up to one step above the free bound is taken as it is.
     XCTAssertEqual(kind(n, Message(type: .msgHeartbeat, to: 1, from: 2, term: free + step, commit: 3)), "ok")
-    // Further is refused; a leader's message (not a vote request) moves the term up by a step.
+    // Further is refused; where Raft would take the term, the term moves up by a step instead
+    // (not for a pre-vote, which never changes a term).
     let far = Message(type: .msgHeartbeat, to: 1, from: 2, term: free + 5 * step, commit: 3)
-    let vote = Message(type: .msgVote, to: 1, from: 3, term: free + 5 * step, logTerm: 2, index: 5)
-    let refusal = try XCTUnwrap(n.refusal(ofPeerMessage: vote, limits: PeerMessageLimits()))
+    let preVote = Message(type: .msgPreVote, to: 1, from: 3, term: free + 5 * step, logTerm: 2, index: 5)
+    let refusal = try XCTUnwrap(n.refusal(ofPeerMessage: preVote, limits: PeerMessageLimits()))
     XCTAssertEqual(refusal.catchUpTerm, free + step)
-    n.catchUpTerm(after: refusal, of: vote)
-    XCTAssertEqual(n.term, 2, "a vote request does not move the term")
+    n.catchUpTerm(after: refusal, of: preVote)
+    XCTAssertEqual(n.term, 2, "a pre-vote does not move the term")
     for k in UInt64(1)...4 {
       let r = try XCTUnwrap(n.refusal(ofPeerMessage: far, limits: PeerMessageLimits()), "step \(k)")
       n.catchUpTerm(after: r, of: far)

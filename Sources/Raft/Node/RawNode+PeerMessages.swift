@@ -137,22 +137,27 @@ extension RawNode {
   }
 
   /// Moves this node's term up to `refusal.catchUpTerm` (as a follower without a leader or a
-  /// vote), for a message refused for a term that leads too far, where Raft would have taken
-  /// the message's term: from a leader's messages and from responses, not from vote requests
-  /// (which Raft ignores within a leader's lease) nor pre-vote messages (which never change a
-  /// term). A node's term may rise at any time without harm to safety; this lets a member that
-  /// an attacker left far behind catch up with the others.
+  /// vote), for a message refused for a term that leads too far, wherever Raft would have taken
+  /// the message's term (`Raft.step`): not from a pre-vote or a granted pre-vote response
+  /// (which never change a term), nor from a vote request within a live leader's lease. A
+  /// node's term may rise at any time without harm to safety; this lets members that an
+  /// attacker pushed apart close the gap.
   public func catchUpTerm(after refusal: PeerMessageRefusal, of m: Message) {
-    guard let t = refusal.catchUpTerm, t > raft.term else { return }
+    let r = raft
+    guard let t = refusal.catchUpTerm, t > r.term else { return }
     switch m.type {
-    case .msgApp, .msgHeartbeat, .msgSnap, .msgAppResp, .msgHeartbeatResp, .msgVoteResp, .msgTimeoutNow,
-      .msgTransferLeader, .msgReadIndexResp:
-      raft.becomeFollower(term: t, lead: noNode)
-    case .msgPreVoteResp where m.reject:
-      raft.becomeFollower(term: t, lead: noNode)
-    default:
+    case .msgPreVote:
       return
+    case .msgPreVoteResp where !m.reject:
+      return
+    case .msgVote:
+      let force = m.context == CampaignType.transferContext
+      let inLease = r.checkQuorum && r.lead != noNode && r.electionElapsed < r.electionTimeout
+      if !force && inLease { return }
+    default:
+      break
     }
+    r.becomeFollower(term: t, lead: noNode)
   }
 
   /// Why the current configuration cannot take `cc` once it is committed, as the leader
