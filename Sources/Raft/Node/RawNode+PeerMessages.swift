@@ -126,6 +126,14 @@ extension RawNode {
       if m.entries.count != 1 {
         return PeerMessageRefusal(.malformed, "\(m.type) with \(m.entries.count) entries (its context is one entry)")
       }
+    case .msgTransferLeader:
+      // Only a leader takes one from a peer (a follower forwards its own). A follower that
+      // knows its leader at the message's term would forward it with the term set, which Raft
+      // refuses to send (etcd-raft panics); an honest one never gets there (a follower that
+      // was the leader at that term stepped down without a leader).
+      if r.state == .follower, m.term == r.term, r.lead != noNode {
+        return PeerMessageRefusal(.malformed, "MsgTransferLeader sent to a follower of node \(r.lead)")
+      }
     case .msgVote, .msgPreVote:
       if m.logTerm > m.term {
         return PeerMessageRefusal(.term, "\(m.type) whose last entry's term \(m.logTerm) is above its term \(m.term)")
