@@ -20,10 +20,12 @@ public struct SimulationOptions: Sendable {
   /// with the local applied index, without asking the leader (a bug the checks must catch).
   public var staleReads = false
   /// Messages a hostile peer sends into the nodes' cores during the faulty steps, spread over
-  /// them. With any, the checks that assume honest peers are off (a peer that may speak for a
-  /// member can forge valid Raft: only authentication stops that); what is checked is that no
+  /// them. With any, the checks that assume honest peers are off; what is checked is that no
   /// node traps or stops, and that once the hostile peer is gone the cluster elects a leader and
-  /// commits a write on a majority (no wedge).
+  /// commits a write on a majority (no wedge). Messages that pass every check and speak with a
+  /// member's authority (a leader's entries or commit index at the current term, a granted
+  /// vote, an acknowledgement) are left out: they are valid Raft, which only authenticating
+  /// the peer stops, and with them a peer can make a node commit what the cluster did not.
   public var hostile: [HostileMessage] = []
 
   public init(seed: UInt64, nodes: Int = 3, steps: Int = 3_000, mode: SimMode = .async) {
@@ -53,6 +55,8 @@ public struct SimulationResult: Sendable {
   /// Hostile messages sent, and how many of them the cores refused.
   public var hostileSent = 0
   public var hostileRefused = 0
+  /// Hostile messages left out as valid Raft only a member may send (`isForgedAuthority`).
+  public var hostileForgeriesLeftOut = 0
 }
 
 /// (Every iteration over a dictionary goes in sorted order: Swift seeds its hashing per process,
@@ -245,9 +249,29 @@ public final class Simulation: @unchecked Sendable {
     let n = nodes[up[Int(spec.bytes[0]) % up.count]]!
     let aim = n.aim
     let m = spec.message(to: n.id, term: aim.term, lastIndex: aim.lastIndex, commit: aim.commit, voters: aim.voters)
+    if Self.isForgedAuthority(m, targetTerm: aim.term),
+      n.raw.refusal(ofPeerMessage: m, limits: PeerMessageLimits()) == nil
+    {
+      // Valid Raft that only a member may send (TLS stops the rest): it can break safety, and
+      // so liveness, in ways no check on the message can see.
+      result.hostileForgeriesLeftOut += 1
+      return
+    }
     sendingHostile = true
     defer { sendingHostile = false }
     try guarded(n) { try n.step(m, now: clock) }
+  }
+
+  /// Whether `m`, passing every check, would speak with a member's authority: a leader's
+  /// message at the target's term or above (entries, a snapshot, a commit index), a granted
+  /// vote, an acknowledgement of entries. Forged, these can make a node commit or elect what
+  /// the cluster did not; only authenticating the peer (TLS) stops them.
+  static func isForgedAuthority(_ m: Message, targetTerm: UInt64) -> Bool {
+    switch m.type {
+    case .msgApp, .msgSnap, .msgHeartbeat: return m.term >= targetTerm
+    case .msgVoteResp, .msgPreVoteResp, .msgAppResp: return !m.reject
+    default: return false
+    }
   }
 
   /// Once the hostile peer is gone (and the faults stop): the cluster must elect a leader and
@@ -256,11 +280,11 @@ public final class Simulation: @unchecked Sendable {
     network.heal()
     network.stopFaults()
     for id in downUntil.keys { downUntil[id] = step }
-    for _ in 0..<40 {
+    for _ in 0..<20 {
       // A leader that is a voter of its own configuration (a removed one takes no proposals,
       // and its messages are refused: the others elect without it).
       var leader: SimNode?
-      for _ in 0..<3_000 {
+      for _ in 0..<2_000 {
         leader = nodes.keys.sorted().compactMap { nodes[$0] }
           .filter { $0.up && $0.raw.raft.state == .leader && $0.confState.voters.contains($0.id) }
           .max { $0.raw.raft.term < $1.raw.raft.term }
@@ -274,7 +298,7 @@ public final class Simulation: @unchecked Sendable {
       try guarded(leader) {
         taken = try leader.forward(SimCommand(opID: opID, key: 0, value: opID).encoded, now: clock)
       }
-      for _ in 0..<(taken ? 1_000 : 50) {
+      for _ in 0..<(taken ? 600 : 50) {
         try runStep(faults: false)
         let voters = leader.confState.voters
         let applied = voters.filter { nodes[$0]?.up == true && nodes[$0]!.hasApplied(op: opID) }
