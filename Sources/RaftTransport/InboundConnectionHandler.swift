@@ -160,10 +160,12 @@ import Raft
     }
   }
 
-  /// A peer's message must come from the peer that said hello, be addressed here, be one that
-  /// travels between peers, and not be a snapshot (those come as streams).
+  /// A peer's message must come from the peer that said hello (a forwarded proposal or read
+  /// request names its originator instead), be addressed here, be one that travels between
+  /// peers, and not be a snapshot (those come as streams).
   private func check(_ m: Message, from: UInt64) throws {
-    guard m.from == from else {
+    // A forwarded proposal or read request keeps its originator (it may be forwarded twice).
+    guard m.from == from || m.type.isForwardedRequest else {
       throw FrameError.protocolViolation("message from \(m.from) on the stream from \(from)")
     }
     guard m.to == localID else { throw FrameError.protocolViolation("message to \(m.to) delivered to \(localID)") }

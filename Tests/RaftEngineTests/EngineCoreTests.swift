@@ -320,13 +320,13 @@ final class EngineCoreTests: XCTestCase {
       Message(
         type: .msgApp, to: 1, from: 2, term: 1, logTerm: 1, index: 1,
         entries: [Entry(term: 1, index: 2), Entry(term: 1, index: 4)]))
-    h.core.stepFromPeer(
-      Message(type: .msgVote, to: 1, from: 3, term: .max - 1, context: Array("CampaignTransfer".utf8)))
+    h.core.stepFromPeer(Message(type: .msgPreVote, to: 1, from: 3, term: .max - 1))
     XCTAssertEqual(
       try runAsync(h),
-      ["refuse MsgHeartbeat from 2 (commit)", "refuse MsgApp from 2 (entries)", "refuse MsgVote from 3 (term)"])
+      ["refuse MsgHeartbeat from 2 (commit)", "refuse MsgApp from 2 (entries)", "refuse MsgPreVote from 3 (term)"])
     XCTAssertFalse(h.core.isStopped)
     XCTAssertEqual(h.core.rawNode.term, 0)
+    XCTAssertEqual(h.core.peerMessagesRefused, 3)
     // The honest leader's append goes through.
     h.core.stepFromPeer(
       Message(

@@ -67,6 +67,10 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     }
   }
 
+  /// Requests a follower forwards to its leader with their originator as `from` (they may reach
+  /// a node from another peer than their sender, even the originator itself).
+  public var isForwardedRequest: Bool { self == .msgProp || self == .msgReadIndex }
+
   /// Responses to another message (they never carry a proposal or a request).
   public var isResponse: Bool {
     switch self {

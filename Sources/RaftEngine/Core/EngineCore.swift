@@ -258,7 +258,11 @@ public struct EngineCore: ~Copyable {
     var refusal: PeerMessageRefusal?
     if m.type.isLocal {
       refusal = PeerMessageRefusal(.malformed, "\(m.type) is local to a node")
-    } else if m.from == localAppendThread || m.from == localApplyThread || m.from == id {
+    } else if m.from == localAppendThread || m.from == localApplyThread
+      || (m.from == id && !m.type.isForwardedRequest)
+    {
+      // (A proposal or read request keeps its originator when forwarded: one this node
+      // forwarded may come back to it, forwarded again by a node that follows it now.)
       refusal = PeerMessageRefusal(.malformed, "\(m.type) claiming to come from node \(m.from)")
     } else if m.to != id {
       refusal = PeerMessageRefusal(.malformed, "\(m.type) addressed to node \(m.to)")
