@@ -1,6 +1,7 @@
 import MetricsTestKit
 import Raft
 import RaftWAL
+import Synchronization
 import XCTest
 
 @testable import RaftEngine
@@ -41,5 +42,55 @@ final class MetricsTests: XCTestCase {
     XCTAssertFalse(try metrics.expectTimer("raft_ready_handling", d).values.isEmpty)
     XCTAssertFalse(try metrics.expectRecorder("raft_inbox_depth", d).values.isEmpty)
     network.shutdown()
+  }
+
+  /// A transport that sends nothing and records which peers' connections the node closed.
+  final class ClosingTransport: Transport, Sendable {
+    let closed = Mutex<[UInt64]>([])
+    func send(_ messages: [Message]) {}
+    func disconnect(peer: UInt64) { closed.withLock { $0.append(peer) } }
+  }
+
+  func testARefusedPeerMessageIsCountedByKindAndItsPeerDisconnected() throws {
+    var template = Array("\(NSTemporaryDirectory())/swift-raft-refused-XXXXXX".utf8CString)
+    let dir = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!)! })
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let metrics = TestMetrics()
+    var config = NodeConfiguration(id: 7, peers: [7, 8, 9], directory: dir)
+    config.metricsFactory = metrics
+    let transport = ClosingTransport()
+    let log = try ReplicatedLog(configuration: config, transport: transport)
+    log.start()
+    // A heartbeat committing far past the log, and one that skips entries.
+    log.node.sink([Message(type: .msgHeartbeat, to: 7, from: 8, term: 1, commit: 1_000_000)])
+    log.node.sink([
+      Message(
+        type: .msgApp, to: 7, from: 9, term: 1, logTerm: 1, index: 3,
+        entries: [Entry(term: 1, index: 4), Entry(term: 1, index: 9)])
+    ])
+    let deadline = Date().addingTimeInterval(10)
+    while transport.closed.withLock({ $0.count }) < 2 && Date() < deadline { usleep(1_000) }
+    XCTAssertEqual(transport.closed.withLock { $0 }, [8, 9])
+    let d = [("node", "7")]
+    XCTAssertEqual(
+      try metrics.expectCounter("raft_peer_messages_refused_total", d + [("kind", "commit")]).totalValue, 1)
+    XCTAssertEqual(
+      try metrics.expectCounter("raft_peer_messages_refused_total", d + [("kind", "entries")]).totalValue, 1)
+    // The node goes on: it still answers.
+    let term = Mutex<UInt64?>(nil)
+    log.node.status { st in term.withLock { $0 = st.basic.hardState.term } }
+    while term.withLock({ $0 }) == nil && Date() < deadline { usleep(1_000) }
+    XCTAssertEqual(term.withLock { $0 }, 1, "the term of the bootstrap, untouched")
+    log.node.stop()
+  }
+
+  func testAWriteTheWALRefusesIsAnInternalFailureNotADiskFailure() {
+    XCTAssertEqual(
+      EngineError(storageError: WALError.invalidRequest("entries are not consecutive")),
+      .internalFailure("the WAL refused a write: entries are not consecutive"))
+    XCTAssertEqual(
+      EngineError(storageError: WALError.io(operation: "fdatasync", file: "seg-1", errno: EIO)),
+      .storage("\(WALError.io(operation: "fdatasync", file: "seg-1", errno: EIO))"))
+    XCTAssertTrue("\(EngineError.internalFailure("x"))".contains("not the disk"))
   }
 }
