@@ -44,6 +44,9 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
   case busy
   /// The storage failed; the node stopped (the message says why).
   case storage(String)
+  /// A proposed entry is larger than the log stores (`WALOptions.recordBytesMax`, less the
+  /// entry's own fields): nothing of its batch was proposed.
+  case tooLarge(bytes: Int, max: Int)
   /// The configuration cannot take this conf change (the message says why): committed, it
   /// would stop every member.
   case invalidConfChange(String)
@@ -72,6 +75,7 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
     case .storage(let s): return "storage failed: \(s)"
     case .internalFailure(let s): return "internal failure (not the disk): \(s)"
     case .invalidConfChange(let s): return "invalid conf change: \(s)"
+    case .tooLarge(let bytes, let max): return "an entry of \(bytes) bytes is larger than the log's limit of \(max)"
     }
   }
 }

@@ -226,6 +226,8 @@ public struct KVLimits: Sendable {
     // A membership change the configuration cannot take (removing the last voter): retrying
     // will not help.
     case .failure(.engine(.invalidConfChange(let why))): return HTTPAnswer.error(.badRequest, why, leader: nil)
+    case .failure(.engine(.tooLarge(let bytes, let max))):
+      return HTTPAnswer.error(.payloadTooLarge, "an entry of \(bytes) bytes is larger than the log's limit of \(max)")
     case .failure(let error): return unavailable(error, leader)
     }
   }

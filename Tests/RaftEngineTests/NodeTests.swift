@@ -35,6 +35,25 @@ final class NodeTests: XCTestCase {
     return result.withLock { $0 } ?? .failure(.timedOut)
   }
 
+  func testAnEntryLargerThanTheLogStoresIsRefusedAndTheNodeGoesOn() throws {
+    let (node, dir) = try singleLeader()
+    defer {
+      node.stop()
+      try? FileManager.default.removeItem(atPath: dir)
+    }
+    let limit = node.configuration.wal.recordBytesMax
+    let huge = [UInt8](repeating: 7, count: limit)
+    guard case .failure(.tooLarge(let bytes, let max)) = wait(node, { node.propose(huge, completion: $0) }) else {
+      return XCTFail("an entry of the record limit's size was not refused")
+    }
+    XCTAssertEqual(bytes, limit)
+    XCTAssertLessThan(max, limit)
+    // Just under the limit is stored; the node goes on.
+    let fits = [UInt8](repeating: 8, count: max)
+    XCTAssertNoThrow(try wait(node, { node.propose(fits, completion: $0) }).get())
+    XCTAssertNoThrow(try wait(node, { node.propose([1, 2, 3], completion: $0) }).get())
+  }
+
   func testARefusedConfChangeFailsInsteadOfSucceeding() throws {
     let (node, dir) = try singleLeader()
     defer {

@@ -143,6 +143,10 @@ public struct EngineCore: ~Copyable {
   /// The log is compacted through here (or a snapshot replaced it).
   var compactedThrough: UInt64
 
+  /// The largest proposal payload the log stores (its record limit, less an entry's fields at
+  /// their widest).
+  let payloadBytesMax: Int
+
   /// A core over `rawNode`, whose storage recovered `hardState`, `confState` and a snapshot at
   /// `snapshotIndex` (0: none); `rawNode` was made with `Config.applied == snapshotIndex` and
   /// its `asyncStorageWrites` matching `configuration.readyHandling`.
@@ -155,6 +159,10 @@ public struct EngineCore: ~Copyable {
       "EngineCore: the RawNode's asyncStorageWrites does not match the Ready handling")
     self.configuration = configuration
     self.rawNode = rawNode
+    let recordMax = configuration.peerMessageLimits.entryBytesMax
+    // An entry's fields at their widest, and the longest length prefix of its data.
+    let overhead = RaftCodec.encodedSize(Entry(term: .max, index: .max, type: .confChangeV2)) + 10
+    payloadBytesMax = recordMax == .max ? .max : max(0, recordMax - overhead)
     lastWrittenHardState = hardState
     self.confState = confState
     handedOutIndex = snapshotIndex
@@ -188,6 +196,9 @@ public struct EngineCore: ~Copyable {
     let completion = ProposalCallback.batch(completion)
     guard state != .stopped else { return actions.append(.complete([refused(completion, .stopped)])) }
     guard !payloads.isEmpty else { return actions.append(.complete([refused(completion, .dropped)])) }
+    for p in payloads where p.count > payloadBytesMax {
+      return actions.append(.complete([refused(completion, .tooLarge(bytes: p.count, max: payloadBytesMax))]))
+    }
     // Room for the whole batch at once, growing geometrically (one-entry batches must not
     // reallocate on every call).
     let needed = waitingEntries.count + payloads.count
@@ -200,6 +211,10 @@ public struct EngineCore: ~Copyable {
   /// it is committed and applied on this node, or an error.
   public mutating func propose(entry payload: Payload, completion: @escaping EntryCompletion) {
     guard state != .stopped else { return actions.append(.complete([refused(.entry(completion), .stopped)])) }
+    guard payload.count <= payloadBytesMax else {
+      return actions.append(
+        .complete([refused(.entry(completion), .tooLarge(bytes: payload.count, max: payloadBytesMax))]))
+    }
     if waitingEntries.count == waitingEntries.capacity {
       waitingEntries.reserveCapacity(max(16, 2 * waitingEntries.capacity))
     }
@@ -235,7 +250,11 @@ public struct EngineCore: ~Copyable {
     guard state != .stopped else { return actions.append(.handOff(handedOff, .stopped)) }
     do {
       switch proposal {
-      case .data(let data): try rawNode.propose(data)
+      case .data(let data):
+        guard data.count <= payloadBytesMax else {
+          return actions.append(.handOff(handedOff, .tooLarge(bytes: data.count, max: payloadBytesMax)))
+        }
+        try rawNode.propose(data)
       case .confChange(let cc):
         if rawNode.isLeader, let why = rawNode.confChangeRefusal(cc) {
           return actions.append(.handOff(handedOff, .invalidConfChange(why)))
