@@ -122,6 +122,23 @@ final class EngineCoreTests: XCTestCase {
     }
   }
 
+  /// Node 1 of three voters (async), elected with node 2's vote (and pre-vote).
+  func leaderOfThree() throws -> Harness {
+    let h = try Harness(.async, voters: [1, 2, 3])
+    h.core.campaign()
+    try runAsync(h)
+    for _ in 0..<2 where !h.core.rawNode.isLeader {
+      // Node 2 grants whichever vote node 1 asks for.
+      let st = h.core.rawNode.basicStatus()
+      let pre = st.softState.raftState == .preCandidate
+      h.core.step(
+        Message(
+          type: pre ? .msgPreVoteResp : .msgVoteResp, to: 1, from: 2, term: st.hardState.term + (pre ? 1 : 0)))
+      try runAsync(h)
+    }
+    return h
+  }
+
   /// A single voter that leads (its election and first entry handled).
   func leader(_ mode: NodeConfiguration.ReadyHandling, snapshotEntries: UInt64 = 0, retain: UInt64 = 0) throws
     -> Harness
@@ -176,17 +193,7 @@ final class EngineCoreTests: XCTestCase {
 
   func testAHeldCommitIndexIsReplacedByANewerHardState() throws {
     // Node 1 leads term 1 of three voters, and its commit index moves with a follower's ack.
-    let h = try Harness(.async, voters: [1, 2, 3])
-    h.core.campaign()
-    try runAsync(h)
-    for _ in 0..<2 where !h.core.rawNode.isLeader {
-      let st = h.core.rawNode.basicStatus()
-      let pre = st.softState.raftState == .preCandidate
-      h.core.step(
-        Message(
-          type: pre ? .msgPreVoteResp : .msgVoteResp, to: 1, from: 2, term: st.hardState.term + (pre ? 1 : 0)))
-      try runAsync(h)
-    }
+    let h = try leaderOfThree()
     let term = h.core.rawNode.term
     let last = h.core.rawNode.lastIndex
     let acked =
@@ -237,18 +244,7 @@ final class EngineCoreTests: XCTestCase {
   func testBatchesOfAnEarlierTermFailWhenALaterLeaderCommitsBelowThem() throws {
     // Node 1 leads term 2 and appends a batch that never reaches a quorum; node 2 then leads
     // term 3 and its entry is committed at the same index: the batch fails, at the hand-out.
-    let h = try Harness(.async, voters: [1, 2, 3])
-    h.core.campaign()
-    try runAsync(h)
-    for _ in 0..<2 where !h.core.rawNode.isLeader {
-      // Node 2 grants whichever vote node 1 asks for.
-      let st = h.core.rawNode.basicStatus()
-      let pre = st.softState.raftState == .preCandidate
-      h.core.step(
-        Message(
-          type: pre ? .msgPreVoteResp : .msgVoteResp, to: 1, from: 2, term: st.hardState.term + (pre ? 1 : 0)))
-      try runAsync(h)
-    }
+    let h = try leaderOfThree()
     XCTAssertTrue(h.core.rawNode.isLeader)
     let outcomes = Outcomes()
     h.core.propose([Payload([9])], completion: outcomes.record("lost"))

@@ -1,3 +1,4 @@
+import Dispatch
 import MetricsTestKit
 import Raft
 import RaftWAL
@@ -47,8 +48,13 @@ final class MetricsTests: XCTestCase {
   /// A transport that sends nothing and records which peers' connections the node closed.
   final class ClosingTransport: Transport, Sendable {
     let closed = Mutex<[UInt64]>([])
+    /// Signalled once per disconnect.
+    let disconnects = DispatchSemaphore(value: 0)
     func send(_ messages: [Message]) {}
-    func disconnect(peer: UInt64) { closed.withLock { $0.append(peer) } }
+    func disconnect(peer: UInt64) {
+      closed.withLock { $0.append(peer) }
+      disconnects.signal()
+    }
   }
 
   func testARefusedPeerMessageIsCountedByKindAndItsPeerDisconnected() throws {
@@ -68,8 +74,7 @@ final class MetricsTests: XCTestCase {
         type: .msgApp, to: 7, from: 9, term: 1, logTerm: 1, index: 3,
         entries: [Entry(term: 1, index: 4), Entry(term: 1, index: 9)])
     ])
-    let deadline = Date().addingTimeInterval(10)
-    while transport.closed.withLock({ $0.count }) < 2 && Date() < deadline { usleep(1_000) }
+    for _ in 0..<2 { XCTAssertEqual(transport.disconnects.wait(timeout: .now() + 10), .success) }
     XCTAssertEqual(transport.closed.withLock { $0 }, [8, 9])
     let d = [("node", "7")]
     XCTAssertEqual(
@@ -78,8 +83,12 @@ final class MetricsTests: XCTestCase {
       try metrics.expectCounter("raft_peer_messages_refused_total", d + [("kind", "entries")]).totalValue, 1)
     // The node goes on: it still answers.
     let term = Mutex<UInt64?>(nil)
-    log.node.status { st in term.withLock { $0 = st.basic.hardState.term } }
-    while term.withLock({ $0 }) == nil && Date() < deadline { usleep(1_000) }
+    let answered = DispatchSemaphore(value: 0)
+    log.node.status { st in
+      term.withLock { $0 = st.basic.hardState.term }
+      answered.signal()
+    }
+    XCTAssertEqual(answered.wait(timeout: .now() + 10), .success)
     XCTAssertEqual(term.withLock { $0 }, 1, "the term of the bootstrap, untouched")
     log.node.stop()
   }

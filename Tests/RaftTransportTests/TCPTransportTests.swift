@@ -153,16 +153,17 @@ final class TCPTransportTests: XCTestCase {
     a.send([snap(0xBA, index: 10)])
     XCTAssertTrue(ra.wait { $0.snapshotStatus.withLock { $0.count == 1 } })
     XCTAssertEqual(ra.snapshotStatus.withLock { $0.first?.1 }, .failure)
-    // The connection comes back, and a snapshot that decodes goes through.
-    XCTAssertTrue(
-      ra.wait { r in
-        if r.snapshotStatus.withLock({ $0.contains { $0.1 == .finish } }) { return true }
-        if r.snapshotStatus.withLock({ $0.count }) < 2 || r.snapshotStatus.withLock({ $0.last?.1 == .failure }) {
-          a.send([snap(0x01, index: 11)])
-        }
-        usleep(20_000)
-        return false
-      })
+    // The connection comes back, and a snapshot that decodes goes through: each attempt waits
+    // for its own report (a failure while the connection is still down is tried again).
+    var finished = false
+    for _ in 0..<20 where !finished {
+      XCTAssertTrue(ra.wait { _ in a.connectedPeers.contains(2) })
+      let reports = ra.snapshotStatus.withLock { $0.count }
+      a.send([snap(0x01, index: 11)])
+      XCTAssertTrue(ra.wait { $0.snapshotStatus.withLock { $0.count } > reports })
+      finished = ra.snapshotStatus.withLock { $0.last?.1 == .finish }
+    }
+    XCTAssertTrue(finished, "the snapshot that decodes never went through")
     let delivered = rb.messages.withLock { $0.filter { $0.type == .msgSnap } }
     XCTAssertFalse(delivered.isEmpty)
     XCTAssertTrue(delivered.allSatisfy { $0.snapshot?.metadata.index == 11 }, "a refused snapshot was delivered")

@@ -18,10 +18,16 @@ public struct PeerMessageLimits: Sendable {
 
   /// The largest encoded entry (`RaftCodec.encodedSize`) the log stores: a larger one from a
   /// peer would make the storage refuse the write.
-  public var entryBytesMax: Int
+  public let entryBytesMax: Int
+  /// The largest payload an entry may carry whatever its other fields: `entryBytesMax` less an
+  /// entry's fields at their widest and the longest length prefix of its data. (A payload up to
+  /// here needs no exact size; the largest proposal the engine takes.)
+  public let payloadBytesMax: Int
 
   public init(entryBytesMax: Int = .max) {
     self.entryBytesMax = entryBytesMax
+    let overhead = RaftCodec.encodedSize(Entry(term: .max, index: .max, type: .confChangeV2)) + 10
+    payloadBytesMax = entryBytesMax == .max ? .max : max(0, entryBytesMax - overhead)
   }
 }
 
@@ -218,7 +224,8 @@ extension RawNode {
   }
 
   private func refusal(ofSize e: Entry, limits: PeerMessageLimits) -> PeerMessageRefusal? {
-    guard limits.entryBytesMax != .max else { return nil }
+    // The exact size only for a payload near the limit (this runs for every replicated entry).
+    guard e.data.count > limits.payloadBytesMax else { return nil }
     let size = RaftCodec.encodedSize(e)
     guard size > limits.entryBytesMax else { return nil }
     return PeerMessageRefusal(.entries, "an entry of \(size) bytes, above the log's limit of \(limits.entryBytesMax)")

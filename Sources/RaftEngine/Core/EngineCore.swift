@@ -143,9 +143,8 @@ public struct EngineCore: ~Copyable {
   /// The log is compacted through here (or a snapshot replaced it).
   var compactedThrough: UInt64
 
-  /// The largest proposal payload the log stores (its record limit, less an entry's fields at
-  /// their widest).
-  let payloadBytesMax: Int
+  /// The largest proposal payload the log stores.
+  var payloadBytesMax: Int { configuration.peerMessageLimits.payloadBytesMax }
 
   /// A core over `rawNode`, whose storage recovered `hardState`, `confState` and a snapshot at
   /// `snapshotIndex` (0: none); `rawNode` was made with `Config.applied == snapshotIndex` and
@@ -159,10 +158,6 @@ public struct EngineCore: ~Copyable {
       "EngineCore: the RawNode's asyncStorageWrites does not match the Ready handling")
     self.configuration = configuration
     self.rawNode = rawNode
-    let recordMax = configuration.peerMessageLimits.entryBytesMax
-    // An entry's fields at their widest, and the longest length prefix of its data.
-    let overhead = RaftCodec.encodedSize(Entry(term: .max, index: .max, type: .confChangeV2)) + 10
-    payloadBytesMax = recordMax == .max ? .max : max(0, recordMax - overhead)
     lastWrittenHardState = hardState
     self.confState = confState
     handedOutIndex = snapshotIndex
