@@ -108,7 +108,7 @@ let package = Package(
     .executableTarget(
       name: "wal-crash-writer", dependencies: ["RaftWAL"], path: "tools/wal-crash-writer", swiftSettings: strict),
     .testTarget(name: "RaftWALTests", dependencies: ["RaftWAL", "RaftTestSupport", "wal-crash-writer", "wal-dump"], swiftSettings: strict),
-    .target(name: "RaftSim", dependencies: ["Raft", "RaftEngine"], swiftSettings: strict),
+    .target(name: "RaftSim", dependencies: ["Raft", "RaftEngine", "RaftWAL"], swiftSettings: strict),
     .executableTarget(
       name: "raft-sim",
       dependencies: ["RaftSim", .product(name: "ArgumentParser", package: "swift-argument-parser")],

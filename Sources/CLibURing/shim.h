@@ -10,9 +10,15 @@
 #include <stdint.h>
 
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /// An eventfd (Glibc's Swift overlay does not export `eventfd`), close-on-exec.
 static inline int swift_raft_eventfd(void) { return eventfd(0, EFD_CLOEXEC); }
+
+/// An anonymous in-memory file (`memfd_create`, close-on-exec): the fault-injecting file
+/// system's scratch target for io_uring's writes and syncs.
+static inline int swift_raft_memfd(const char *name) { return (int)syscall(SYS_memfd_create, name, 1U /* MFD_CLOEXEC */); }
 
 /// `IOSQE_IO_LINK` as a value (the macro form does not import into Swift).
 static inline uint8_t swift_raft_sqe_flag_io_link(void) { return (uint8_t)(1U << IOSQE_IO_LINK_BIT); }

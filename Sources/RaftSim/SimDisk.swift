@@ -1,5 +1,6 @@
 import Raft
 import RaftEngine
+import RaftWAL
 
 /// A seeded random source: the only randomness of a simulation (Raft's SplitMix64).
 public struct SimRandom: Sendable {
@@ -35,6 +36,12 @@ public struct SimRandom: Sendable {
 ///
 /// It outlives the node's processes: the simulation keeps it across crashes.
 final class SimDisk {
+  /// Fault injection (`--inject-skip-sync`): `sync` acknowledges the writes without making them
+  /// durable, so a crash can lose acknowledged writes.
+  let skipsSync: Bool
+
+  init(skipsSync: Bool = false) { self.skipsSync = skipsSync }
+
   /// One write: what one `WAL.append` (or `appendDeferred`) takes.
   struct Write {
     var snapshot: Snapshot?
@@ -54,10 +61,6 @@ final class SimDisk {
   private(set) var snapshot = Snapshot()
   /// The log above the snapshot. Invariant: consecutive, starting at `snapshot.index + 1`.
   private(set) var entries: [Entry] = []
-  /// Members this node saw removed (etcd keeps them in its membership store and refuses their
-  /// messages, so that a removed member that never learned it cannot disrupt the cluster).
-  /// Kept across crashes.
-  var removedMembers: Set<UInt64> = []
   /// Written, not yet synced, oldest first.
   private(set) var pending: [Write] = []
 
@@ -88,6 +91,10 @@ final class SimDisk {
 
   /// Makes every write so far durable.
   func sync() {
+    if skipsSync {
+      durableSequence = nextSequence - 1
+      return
+    }
     for w in pending { persist(w) }
     pending.removeAll()
     durableSequence = nextSequence - 1
@@ -198,4 +205,36 @@ final class SimLog: EngineLog {
     disk.saveSnapshot(snap)
     if let through = s.compactThrough { try storage.compact(through) }
   }
+}
+
+/// The engine's log over the real WAL (`--disk wal`): what the append worker writes to, with
+/// the simulation's crash before a sync.
+final class SimWALLog: EngineLog {
+  let storage: WALStorage
+  /// Asked before each sync: true means the machine dies first (the caller crashes it).
+  private let crashesBeforeSync: () -> Bool
+
+  init(storage: WALStorage, crashesBeforeSync: @escaping () -> Bool) {
+    self.storage = storage
+    self.crashesBeforeSync = crashesBeforeSync
+  }
+
+  func append(entries: [Entry], hardState: HardState?, snapshot: Snapshot?) throws -> UInt64 {
+    try storage.append(entries: entries, hardState: hardState, snapshot: snapshot)
+  }
+
+  func appendDeferred(hardState: HardState) throws -> UInt64 { try storage.appendDeferred(hardState: hardState) }
+
+  var durableSequence: UInt64 { storage.durableSequence }
+
+  func sync() throws {
+    if crashesBeforeSync() { throw SimulatedCrash() }
+    try storage.sync()
+  }
+
+  func applyDurable(entries: [Entry], hardState: HardState?, snapshot: Snapshot?) throws {
+    try storage.applyDurable(entries: entries, hardState: hardState, snapshot: snapshot)
+  }
+
+  func save(_ s: SnapshotSave) throws { try storage.save(s) }
 }

@@ -1,5 +1,6 @@
 import Raft
 import RaftEngine
+import RaftWAL
 
 /// How a simulated node handles its Ready: the engine core's two modes.
 public enum SimMode: String, Sendable, CaseIterable {
@@ -16,6 +17,15 @@ public enum SimMode: String, Sendable, CaseIterable {
     case .async: .async
     }
   }
+}
+
+/// What a simulated node's disk is.
+public enum SimDiskKind: String, Sendable, CaseIterable {
+  /// `SimDisk`: a model of what the WAL keeps (fast).
+  case model
+  /// The real WAL (posix I/O) over `FaultInjectingFileSystem`: power cuts hit the real
+  /// recovery code.
+  case wal
 }
 
 /// Raft's log lines go nowhere in the simulator (thousands of seeds).
@@ -145,12 +155,23 @@ struct SimHooks {
 final class SimNode {
   let id: UInt64
   let mode: SimMode
-  let disk = SimDisk()
+  let diskKind: SimDiskKind
+  /// The model disk (`.model`).
+  let disk: SimDisk
+  /// The file system under the WAL (`.wal`); a crash replaces it with what a power cut leaves.
+  private var files = FaultInjectingFileSystem()
+  /// The WAL's options (`.wal`): posix I/O and the spare prepared in line, so that a seed
+  /// replays exactly.
+  private let walOptions: WALOptions
+  /// Members this node saw removed (etcd keeps them in its membership store and refuses their
+  /// messages, so that a removed member that never learned it cannot disrupt the cluster).
+  /// Kept across crashes.
+  var removedMembers: Set<UInt64> = []
   /// False while crashed.
   private(set) var up = false
   /// Nil while crashed.
   private var core: EngineCore?
-  private var log: SimLog!
+  private var log: (any EngineLog)!
   private(set) var machine: SimKV!
   private var applier: Applier!
   private var stage: AppendStage
@@ -201,10 +222,21 @@ final class SimNode {
 
   init(
     id: UInt64, mode: SimMode, preVote: Bool, checkQuorum: Bool, maxSizePerMsg: UInt64, snapshotEvery: UInt64,
-    retainEntries: UInt64, faults: EngineFaults, hooks: SimHooks
+    retainEntries: UInt64, faults: EngineFaults, diskKind: SimDiskKind = .model, skipsSync: Bool = false,
+    hooks: SimHooks
   ) {
     self.id = id
     self.mode = mode
+    self.diskKind = diskKind
+    disk = SimDisk(skipsSync: skipsSync)
+    var o = WALOptions()
+    o.io = .posix
+    o.segmentBytes = 64 << 10
+    o.recordBytesMax = 32 << 10
+    o.segmentPreparation = .zeroFill
+    o.spareInBackground = false
+    o.injectSkipSync = skipsSync
+    walOptions = o
     raftConfig = (10, preVote, checkQuorum, maxSizePerMsg)
     coreConfiguration = EngineCore.Configuration(
       id: id, readyHandling: mode.readyHandling, snapshotEntries: snapshotEvery,
@@ -225,16 +257,34 @@ final class SimNode {
   /// peers starts a new cluster, one with none waits to be added.
   func start(bootstrap peers: [UInt64], seed: UInt64) throws {
     precondition(!up, "SimNode.start on a running node")
-    let storage = MemoryStorage()
-    if !disk.snapshot.isEmpty { try storage.applySnapshot(disk.snapshot) }
-    try storage.setHardState(disk.recoveredHardState)
-    try storage.append(disk.entries)
-    log = SimLog(disk: disk, storage: storage, crashesBeforeSync: hooks.crashesBeforeSync)
-    let disk = self.disk
-    machine = SimKV(snapshot: disk.snapshot) { gone in disk.removedMembers.formUnion(gone) }
+    let storage: any Storage
+    let snapshot: Snapshot
+    let empty: Bool
+    switch diskKind {
+    case .model:
+      let memory = MemoryStorage()
+      if !disk.snapshot.isEmpty { try memory.applySnapshot(disk.snapshot) }
+      try memory.setHardState(disk.recoveredHardState)
+      try memory.append(disk.entries)
+      log = SimLog(disk: disk, storage: memory, crashesBeforeSync: hooks.crashesBeforeSync)
+      storage = memory
+      snapshot = disk.snapshot
+      empty = disk.hardState.isEmpty && disk.entries.isEmpty && disk.snapshot.isEmpty
+    case .wal:
+      // Recovery is the WAL's own: a log it refuses is a violation (the caller reports it).
+      let wal = try WAL(directory: "/raft/\(id)", options: walOptions, logger: SilentLogger(), fileSystem: files)
+      let walStorage = try WALStorage(wal: wal)
+      log = SimWALLog(storage: walStorage, crashesBeforeSync: hooks.crashesBeforeSync)
+      storage = walStorage
+      snapshot = try walStorage.snapshot()
+      let (hs, _) = try walStorage.initialState()
+      let last = try walStorage.lastIndex()
+      empty = hs.isEmpty && snapshot.isEmpty && last == 0
+    }
+    machine = SimKV(snapshot: snapshot) { [unowned self] gone in removedMembers.formUnion(gone) }
     applier = Applier(stateMachine: machine)
     var c = Config(id: id, electionTick: raftConfig.electionTick, heartbeatTick: 1, storage: storage)
-    c.applied = disk.snapshot.metadata.index
+    c.applied = snapshot.metadata.index
     c.asyncStorageWrites = mode == .async
     c.preVote = raftConfig.preVote
     c.checkQuorum = raftConfig.checkQuorum
@@ -243,20 +293,24 @@ final class SimNode {
     c.randomSeed = seed
     c.logger = SilentLogger()
     let raw = try RawNode(config: c)
-    if disk.hardState.isEmpty && disk.entries.isEmpty && disk.snapshot.isEmpty && !peers.isEmpty {
+    if empty && !peers.isEmpty {
       try raw.bootstrap(peers.map { Peer(id: $0) })
     }
     let (hs, cs) = try storage.initialState()
     core = EngineCore(
       configuration: coreConfiguration, rawNode: raw, hardState: hs, confState: cs,
-      snapshotIndex: disk.snapshot.metadata.index)
+      snapshotIndex: snapshot.metadata.index)
     stage = AppendStage(nodeID: id)
     up = true
   }
 
-  /// The machine dies: everything in memory is gone, the disk keeps what `SimDisk.crash` lets it.
+  /// The machine dies: everything in memory is gone, the disk keeps what `SimDisk.crash` (or
+  /// the fault-injecting file system's power cut) lets it.
   func crash(_ rng: inout SimRandom) {
-    disk.crash(&rng)
+    switch diskKind {
+    case .model: disk.crash(&rng)
+    case .wal: files = files.powerCut(seed: rng.next()).0
+    }
     up = false
     core = nil
     log = nil
@@ -330,7 +384,7 @@ final class SimNode {
       for action in taken {
         switch action {
         case .write(let w):
-          if mode == .sync { try AppendStage.writeNow(w, to: log) } else { appendQueue.append(.write(w)) }
+          if mode == .sync { try Self.writeNow(w, to: log) } else { appendQueue.append(.write(w)) }
         case .send(let messages):
           hooks.send(messages)
         case .apply(let job):
@@ -364,10 +418,10 @@ final class SimNode {
     var local: [Message] = []
     var remote: [Message] = []
     switch appendQueue.removeFirst() {
-    case .write(let w): try stage.write(w, to: log, local: &local, remote: &remote)
+    case .write(let w): try Self.write(w, stage: &stage, to: log, local: &local, remote: &remote)
     case .save(let s): try log.save(s)
     }
-    try stage.release(durableThrough: log.durableSequence, log: log, local: &local, remote: &remote)
+    try Self.release(stage: &stage, log: log, local: &local, remote: &remote)
     deliver(local, remote)
   }
 
@@ -377,7 +431,7 @@ final class SimNode {
     try log.sync()
     var local: [Message] = []
     var remote: [Message] = []
-    try stage.release(durableThrough: log.durableSequence, log: log, local: &local, remote: &remote)
+    try Self.release(stage: &stage, log: log, local: &local, remote: &remote)
     deliver(local, remote)
   }
 
@@ -399,6 +453,27 @@ final class SimNode {
   private func apply(_ job: ApplyJob) -> ApplyOutcome {
     hooks.applying(self, job.entries)
     return applier.apply(job, now: { 0 })
+  }
+}
+
+extension SimNode {
+  // The append stage's generic calls, on the node's log (the model's or the WAL's): explicit
+  // openings of the existential.
+  fileprivate static func writeNow(_ w: StorageWrite, to log: any EngineLog) throws {
+    try AppendStage.writeNow(w, to: log)
+  }
+
+  fileprivate static func write(
+    _ w: StorageWrite, stage: inout AppendStage, to log: any EngineLog, local: inout [Message],
+    remote: inout [Message]
+  ) throws {
+    try stage.write(w, to: log, local: &local, remote: &remote)
+  }
+
+  fileprivate static func release(
+    stage: inout AppendStage, log: any EngineLog, local: inout [Message], remote: inout [Message]
+  ) throws {
+    try stage.release(durableThrough: log.durableSequence, log: log, local: &local, remote: &remote)
   }
 }
 

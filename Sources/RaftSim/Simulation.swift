@@ -19,6 +19,12 @@ public struct SimulationOptions: Sendable {
   /// Plants `EngineFaults.staleReads` in every node's core: read index requests are answered
   /// with the local applied index, without asking the leader (a bug the checks must catch).
   public var staleReads = false
+  /// What each node's disk is: the model (fast) or the real WAL over the fault-injecting file
+  /// system.
+  public var disk: SimDiskKind = .model
+  /// Injects a bug on purpose: writes are acknowledged as durable without their sync (the
+  /// model's, or the WAL's `injectSkipSync`), so a crash can lose acknowledged writes.
+  public var skipSync = false
   /// Messages a hostile peer sends into the nodes' cores during the faulty steps, spread over
   /// them. With any, the checks that assume honest peers are off; what is checked is that no
   /// node traps or stops, and that once the hostile peer is gone the cluster elects a leader and
@@ -38,6 +44,8 @@ public struct SimulationOptions: Sendable {
   /// The command line that replays this run.
   public var replay: String {
     "raft-sim --seed \(seed) --nodes \(nodes) --steps \(steps) --mode \(mode.rawValue)"
+      + (disk == .model ? "" : " --disk \(disk.rawValue)") + (skipSync ? " --inject-skip-sync" : "")
+      + (acknowledgeBeforeSync ? " --inject-ack-before-sync" : "") + (staleReads ? " --inject-stale-reads" : "")
   }
 }
 
@@ -152,7 +160,7 @@ public final class Simulation: @unchecked Sendable {
       nodes[id] = SimNode(
         id: id, mode: options.mode, preVote: preVote, checkQuorum: checkQuorum,
         maxSizePerMsg: UInt64(rng.pick([256, 4096])), snapshotEvery: snapshotEvery, retainEntries: 5, faults: faults,
-        hooks: hooks)
+        diskKind: options.disk, skipsSync: options.skipSync, hooks: hooks)
     }
   }
 
@@ -202,7 +210,7 @@ public final class Simulation: @unchecked Sendable {
     // The network delivers what is due. A snapshot's sender learns how it went, as the TCP
     // transport reports it (finish once the receiver has it, failure when it was lost).
     for m in network.due(at: step, &rng) {
-      guard let n = nodes[m.to], n.up, !n.disk.removedMembers.contains(m.from) else {
+      guard let n = nodes[m.to], n.up, !n.removedMembers.contains(m.from) else {
         if m.type == .msgSnap { try reportSnapshot(m, .failure) }
         continue
       }
@@ -433,7 +441,7 @@ public final class Simulation: @unchecked Sendable {
     } else if !cs.voters.contains(spare) {
       // A removed member's id is never used again (etcd refuses it too): its old state could
       // not be told from a fresh one.
-      if leader.disk.removedMembers.contains(spare) { return }
+      if leader.removedMembers.contains(spare) { return }
       change = ConfChangeSingle(type: .addLearnerNode, nodeID: spare)
     } else if cs.voters.count > options.nodes {
       change = ConfChangeSingle(type: .removeNode, nodeID: rng.pick(cs.voters.sorted()))
@@ -640,7 +648,7 @@ public final class Simulation: @unchecked Sendable {
       let n = nodes[id]!
       guard n.up else { return "\(id): down" }
       let st = n.raw.basicStatus()
-      let removed = n.disk.removedMembers.isEmpty ? "" : " removed \(n.disk.removedMembers.sorted())"
+      let removed = n.removedMembers.isEmpty ? "" : " removed \(n.removedMembers.sorted())"
       return
         "\(id): \(st.softState.raftState) term \(st.hardState.term) commit \(st.hardState.commit) applied \(n.applied)"
         + removed

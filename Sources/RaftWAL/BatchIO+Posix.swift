@@ -2,19 +2,24 @@
   import Glibc
 #endif
 
-/// pwritev + fdatasync on the calling thread: a batch is durable when `start` returns.
-final class PosixBatchIO: BatchIO {
+/// pwritev + fdatasync on the calling thread, through the file system `fs`: a batch is durable
+/// when `start` returns.
+final class PosixBatchIO<FS: WALFileSystem>: BatchIO {
+  let fs: FS
   let fsync: WALOptions.Fsync
   private var completed: [Int] = []
   private(set) var syncs: UInt64 = 0
 
-  init(fsync: WALOptions.Fsync) { self.fsync = fsync }
+  init(fs: FS, fsync: WALOptions.Fsync) {
+    self.fs = fs
+    self.fsync = fsync
+  }
 
   var kind: WALOptions.IO { .posix }
 
   func start(slot: Int, fd: Int32, file: String, bytes: UnsafeRawBufferPointer, offset: Int) throws(WALError) {
-    try FileIO.pwritevAll(fd, bytes, offset: offset, file: file)
-    try FileIO.sync(fd, fsync, file: file)
+    try fs.write(fd, bytes, offset: offset, file: file)
+    try fs.sync(fd, fsync, file: file)
     if fsync != .none { syncs += 1 }
     completed.append(slot)
   }

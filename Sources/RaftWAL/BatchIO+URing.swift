@@ -17,7 +17,11 @@ import CLibURing
 ///
 /// Either way a batch is durable once all its bytes are written and a sync issued after the
 /// last of them has succeeded.
-final class URingBatchIO: BatchIO {
+///
+/// The file system `fs` does the inline writes and is told of the ring's writes and syncs (the
+/// fault-injecting layer keeps its model of what is durable from them; the real one ignores
+/// them).
+final class URingBatchIO<FS: WALFileSystem>: BatchIO {
   /// Per-slot progress of one batch.
   private struct Op {
     var fd: Int32 = -1
@@ -49,6 +53,7 @@ final class URingBatchIO: BatchIO {
   /// The ring, on the heap so that its address never moves; set up before anything else, so a
   /// failed setup leaves nothing to free.
   private let ring: UnsafeMutablePointer<io_uring>
+  private let fs: FS
   private var ops: [Op]
   /// One iovec per slot; the kernel reads it when the write is submitted.
   private let iovecs: UnsafeMutablePointer<iovec>
@@ -65,7 +70,9 @@ final class URingBatchIO: BatchIO {
   /// Inline mode: slots written to the page cache and not yet covered by a sync, oldest first.
   private var awaitingSync: [Int] = []
   /// Inline mode: the slots each group sync in flight covers, by sync id.
-  private var groupSyncs: [UInt64: [Int]] = [:]
+  private var groupSyncs: [UInt64: (slots: [Int], token: UInt64)] = [:]
+  /// Linked mode: the file system's token of each slot's sync in flight.
+  private var syncTokens: [UInt64]
   private var nextGroupSync: UInt64 = 0
   /// Syncs that completed successfully.
   private(set) var syncs: UInt64 = 0
@@ -76,7 +83,7 @@ final class URingBatchIO: BatchIO {
 
   /// Sets up a ring; throws `WALError.io` carrying the kernel's errno when it cannot.
   init(
-    depth: Int, sqpoll: Bool, slots: Int, fsync: WALOptions.Fsync, writes: WALOptions.URingWrites,
+    fs: FS, depth: Int, sqpoll: Bool, slots: Int, fsync: WALOptions.Fsync, writes: WALOptions.URingWrites,
     syncsInFlightMax: Int = Int.max
   ) throws(WALError) {
     let ring = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
@@ -93,7 +100,9 @@ final class URingBatchIO: BatchIO {
       throw .io(operation: sqpoll ? "io_uring_setup (SQPOLL)" : "io_uring_setup", file: "-", errno: -rc)
     }
     self.ring = ring
+    self.fs = fs
     self.fsync = fsync
+    syncTokens = Array(repeating: 0, count: slots)
     self.writes = fsync == .none ? .linked : writes
     self.syncsInFlightMax = max(1, syncsInFlightMax)
     ops = Array(repeating: Op(), count: slots)
@@ -123,7 +132,7 @@ final class URingBatchIO: BatchIO {
     ops[slot] = Op(fd: fd, file: file, base: bytes.baseAddress, count: bytes.count, offset: offset, active: true)
     if writes == .inline {
       // The write is done (in the page cache) before the sync is queued, so the sync covers it.
-      try FileIO.pwritevAll(fd, bytes, offset: offset, file: file)
+      try fs.write(fd, bytes, offset: offset, file: file)
       ops[slot].written = bytes.count
       awaitingSync.append(slot)
       try queueGroupSyncs()
@@ -147,7 +156,7 @@ final class URingBatchIO: BatchIO {
     io_uring_prep_fsync(sync, ops[newest].fd, fsync == .datasync ? swift_raft_fsync_datasync() : 0)
     io_uring_sqe_set_data64(sync, id << 2 | Kind.groupSync.rawValue)
     for slot in covered { ops[slot].outstanding += 1 }
-    groupSyncs[id] = covered
+    groupSyncs[id] = (covered, fs.ringWillSync(ops[newest].fd))
   }
 
   /// Queues the write of the unwritten rest of `slot` and, unless syncing is off, a linked sync.
@@ -159,6 +168,9 @@ final class URingBatchIO: BatchIO {
     iov.pointee.iov_base = UnsafeMutableRawPointer(mutating: op.base! + op.written)
     iov.pointee.iov_len = op.count - op.written
     let write = try sqe()
+    fs.ringWillWrite(
+      op.fd, UnsafeRawBufferPointer(start: op.base! + op.written, count: op.count - op.written),
+      offset: op.offset + op.written)
     io_uring_prep_writev(write, op.fd, iov, 1, UInt64(op.offset + op.written))
     io_uring_sqe_set_data64(write, UInt64(slot) << 2 | Kind.write.rawValue)
     ops[slot].outstanding += 1
@@ -168,6 +180,8 @@ final class URingBatchIO: BatchIO {
       io_uring_prep_fsync(sync, op.fd, fsync == .datasync ? swift_raft_fsync_datasync() : 0)
       io_uring_sqe_set_data64(sync, UInt64(slot) << 2 | Kind.sync.rawValue)
       ops[slot].outstanding += 1
+      // Linked: the sync starts once the write completed, so it covers it.
+      syncTokens[slot] = fs.ringWillSync(op.fd)
     }
     ops[slot].synced = false
   }
@@ -253,7 +267,8 @@ final class URingBatchIO: BatchIO {
       return nil
     }
     if kind == .groupSync {
-      let covered = groupSyncs.removeValue(forKey: userData >> 2)!
+      let (covered, token) = groupSyncs.removeValue(forKey: userData >> 2)!
+      let result = fs.ringDidSync(token, result: result)
       var failure: WALError? = nil
       if result < 0 {
         let file = ops[covered[covered.count - 1]].file
@@ -276,6 +291,7 @@ final class URingBatchIO: BatchIO {
     ops[slot].outstanding -= 1
     switch kind {
     case .write:
+      let result = fs.ringDidWrite(ops[slot].fd, result: result)
       if result < 0 {
         if result == -EINTR || result == -EAGAIN {
           return retry(slot)
@@ -290,6 +306,7 @@ final class URingBatchIO: BatchIO {
       }
       if fsync == .none { ops[slot].synced = true }
     case .sync:
+      let result = fs.ringDidSync(syncTokens[slot], result: result)
       if result == -ECANCELED { break }  // its write was short or failed; handled there
       if result < 0 {
         return .io(operation: fsync == .datasync ? "fdatasync" : "fsync", file: ops[slot].file, errno: -result)

@@ -110,20 +110,6 @@ enum FileIO {
     return out
   }
 
-  /// Writes zeros over `[from, to)` of an open file (1 MiB at a time).
-  static func writeZeros(_ fd: Int32, from: Int, to: Int, file: String) throws(WALError) {
-    let chunk = 1 << 20
-    let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
-    defer { zeros.deallocate() }
-    zeros.initializeMemory(as: UInt8.self, repeating: 0)
-    var at = from
-    while at < to {
-      let n = min(chunk, to - at)
-      try pwriteAll(fd, UnsafeRawBufferPointer(rebasing: zeros[0..<n]), offset: at, file: file)
-      at += n
-    }
-  }
-
   /// The names in `directory` (without "." and "..").
   static func list(_ directory: String) throws(WALError) -> [String] {
     guard let d = opendir(directory) else { throw .io(operation: "opendir", file: directory, errno: errno) }
@@ -146,14 +132,18 @@ enum FileIO {
     if Glibc.unlink(path) != 0 && errno != ENOENT { throw .io(operation: "unlink", file: path, errno: errno) }
   }
 
-  /// Creates `directory` (and its parents) when missing.
+  /// Creates `directory` and its missing parents; each one created is made durable by a sync
+  /// of its parent (a WAL in a directory whose creation a power cut undid would be lost whole).
   static func makeDirectory(_ directory: String) throws(WALError) {
     var st = stat()
     if stat(directory, &st) == 0 { return }
     var prefix = directory.hasPrefix("/") ? "" : "."
     for part in directory.split(separator: "/") {
+      let parent = prefix.isEmpty ? "/" : prefix
       prefix += "/" + part
-      if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+      if mkdir(prefix, 0o755) == 0 {
+        try syncDirectory(parent)
+      } else if errno != EEXIST {
         throw .io(operation: "mkdir", file: prefix, errno: errno)
       }
     }

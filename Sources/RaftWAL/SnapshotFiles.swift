@@ -22,7 +22,9 @@ enum SnapshotFiles {
   }
 
   /// Writes the snapshot file durably (unless `fsync` is `.none`).
-  static func save(_ snap: Snapshot, directory: String, fsync: WALOptions.Fsync) throws(WALError) {
+  static func save(
+    _ snap: Snapshot, directory: String, fsync: WALOptions.Fsync, syncDirectory: Bool, fs: any WALFileSystem
+  ) throws(WALError) {
     let final = FileIO.path(directory, name(snap.metadata))
     let tmp = final + ".tmp"
     var body: [UInt8] = []
@@ -34,27 +36,27 @@ enum SnapshotFiles {
       b.storeBytes(of: UInt64(body.count).littleEndian, toByteOffset: 8, as: UInt64.self)
     }
     file += body
-    let fd = try FileIO.open(tmp, O_WRONLY | O_CREAT | O_TRUNC)
+    let fd = try fs.open(tmp, O_WRONLY | O_CREAT | O_TRUNC)
     do throws(WALError) {
       try file.withUnsafeBytes { b in
-        Result { () throws(WALError) in try FileIO.pwriteAll(fd, b, offset: 0, file: tmp) }
+        Result { () throws(WALError) in try fs.write(fd, b, offset: 0, file: tmp) }
       }.get()
-      try FileIO.sync(fd, fsync == .none ? .none : .fsync, file: tmp)
+      try fs.sync(fd, fsync == .none ? .none : .fsync, file: tmp)
     } catch {
-      FileIO.close(fd)
+      fs.close(fd)
       throw error
     }
-    FileIO.close(fd)
-    try FileIO.rename(tmp, final)
-    if fsync != .none { try FileIO.syncDirectory(directory) }
+    fs.close(fd)
+    try fs.rename(tmp, final)
+    if syncDirectory { try fs.syncDirectory(directory) }  // the file's name
   }
 
   /// Reads and verifies the snapshot file for `md`.
-  static func load(_ md: SnapshotMetadata, directory: String) throws(WALError) -> Snapshot {
+  static func load(_ md: SnapshotMetadata, directory: String, fs: any WALFileSystem) throws(WALError) -> Snapshot {
     let path = FileIO.path(directory, name(md))
     let bytes: [UInt8]
     do {
-      bytes = try FileIO.readAll(path)
+      bytes = try fs.readAll(path)
     } catch {
       if case .io(_, _, let err) = error, err == ENOENT {
         throw .corrupt(file: path, offset: 0, reason: "snapshot file is missing (the WAL refers to it)")
@@ -92,10 +94,11 @@ enum SnapshotFiles {
   }
 
   /// Removes every snapshot file except the one for `keep`.
-  static func removeAll(except keep: SnapshotMetadata, directory: String) throws(WALError) {
+  /// (No directory sync: an older snapshot file a power cut brings back is removed next time.)
+  static func removeAll(except keep: SnapshotMetadata, directory: String, fs: any WALFileSystem) throws(WALError) {
     let keepName = name(keep)
-    for n in try FileIO.list(directory) where n.hasSuffix(suffix) && n != keepName {
-      try FileIO.unlink(FileIO.path(directory, n))
+    for n in try fs.list(directory) where n.hasSuffix(suffix) && n != keepName {
+      try fs.unlink(FileIO.path(directory, n))
     }
   }
 }

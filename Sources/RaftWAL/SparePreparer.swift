@@ -20,6 +20,10 @@ final class SparePreparer: @unchecked Sendable {
   let directory: String
   let segmentBytes: Int
   let fsync: WALOptions.Fsync
+  let fs: any WALFileSystem
+  /// False: the spare is prepared on the owner's thread when it is taken (deterministic, for
+  /// the simulator); true: on a queue of its own, ahead of use.
+  let inBackground: Bool
   private let queue = DispatchQueue(label: "swift-raft.wal.spare")
   private let group = DispatchGroup()
   /// Written by the queue, read by the owner after `group.wait()`; the group orders the two.
@@ -34,10 +38,12 @@ final class SparePreparer: @unchecked Sendable {
   static let chunkBytes = 1 << 20
   static let syncEveryBytes = 8 << 20
 
-  init(directory: String, segmentBytes: Int, fsync: WALOptions.Fsync) {
+  init(directory: String, segmentBytes: Int, fsync: WALOptions.Fsync, fs: any WALFileSystem, inBackground: Bool) {
     self.directory = directory
     self.segmentBytes = segmentBytes
     self.fsync = fsync
+    self.fs = fs
+    self.inBackground = inBackground
     marginBytes = max(segmentBytes / 4, 4 << 20)
   }
 
@@ -55,6 +61,8 @@ final class SparePreparer: @unchecked Sendable {
   func start(_ mode: WALOptions.SegmentPreparation = .zeroFill) {
     guard !started else { return }
     precondition(mode != .auto, "the WAL decides what .auto means for each segment")
+    foregroundMode = mode
+    guard inBackground else { return }
     started = true
     targetBytes.store(marginBytes, ordering: .relaxed)
     group.enter()
@@ -66,6 +74,10 @@ final class SparePreparer: @unchecked Sendable {
 
   /// Waits for the spare and returns its path; the caller renames it.
   func take() throws(WALError) -> String {
+    if !inBackground {
+      targetBytes.store(Int.max, ordering: .relaxed)
+      return try prepare(foregroundMode)
+    }
     start()
     targetBytes.store(Int.max, ordering: .relaxed)
     group.wait()
@@ -85,13 +97,16 @@ final class SparePreparer: @unchecked Sendable {
     }
   }
 
+  /// The preparation `start` asked for last (what a foreground `take` does).
+  private var foregroundMode: WALOptions.SegmentPreparation = .zeroFill
+
   /// Set by `finish`: the preparation stops where it is.
   private let cancelled = Atomic<Bool>(false)
 
   private func prepare(_ mode: WALOptions.SegmentPreparation) throws(WALError) -> String {
     let p = path
-    let fd = try FileIO.open(p, O_WRONLY | O_CREAT | O_TRUNC)
-    defer { FileIO.close(fd) }
+    let fd = try fs.open(p, O_WRONLY | O_CREAT | O_TRUNC)
+    defer { fs.close(fd) }
     let syncMode: WALOptions.Fsync = fsync == .none ? .none : .datasync
     let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkBytes, alignment: 4096)
     defer { zeros.deallocate() }
@@ -100,8 +115,7 @@ final class SparePreparer: @unchecked Sendable {
     if mode == .fallocate {
       // Unwritten extents: they read as zeros (torn tails still show), cost no bandwidth, and
       // make the first sync of each block a little dearer (the extent is converted).
-      let rc = posix_fallocate(fd, 0, off_t(segmentBytes))
-      if rc != 0 { throw .io(operation: "posix_fallocate", file: p, errno: rc) }
+      try fs.allocate(fd, bytes: segmentBytes, file: p)
       zeroed = segmentBytes
     }
     var synced = 0
@@ -116,15 +130,15 @@ final class SparePreparer: @unchecked Sendable {
       }
       idleMicroseconds = 100
       let end = min(zeroed + Self.chunkBytes, segmentBytes)
-      try FileIO.pwriteAll(fd, UnsafeRawBufferPointer(rebasing: zeros[0..<(end - zeroed)]), offset: zeroed, file: p)
+      try fs.write(fd, UnsafeRawBufferPointer(rebasing: zeros[0..<(end - zeroed)]), offset: zeroed, file: p)
       zeroed = end
       if zeroed - synced >= Self.syncEveryBytes && zeroed < segmentBytes {
-        try FileIO.sync(fd, syncMode, file: p)
+        try fs.sync(fd, syncMode, file: p)
         synced = zeroed
       }
     }
     // The size and the zeros must be durable before the spare becomes a segment.
-    try FileIO.sync(fd, fsync == .none ? .none : .fsync, file: p)
+    try fs.sync(fd, fsync == .none ? .none : .fsync, file: p)
     return p
   }
 }

@@ -29,10 +29,10 @@ extension WAL {
     let name = SegmentNames.name(sequence: next, firstIndex: lastIndex + 1)
     let newPath = FileIO.path(directory, name)
     let sparePath = try spare.take()
-    try FileIO.rename(sparePath, newPath)
-    if options.fsync != .none { try FileIO.syncDirectory(directory) }
-    let newFDs = try slots.indices.map { _ throws(WALError) in try FileIO.open(newPath, O_RDWR) }
-    for fd in fds { FileIO.close(fd) }
+    try fileSystem.rename(sparePath, newPath)
+    try syncDirectory()  // the new segment's name
+    let newFDs = try slots.indices.map { _ throws(WALError) in try fileSystem.open(newPath, O_RDWR) }
+    for fd in fds { fileSystem.close(fd) }
     fds = newFDs
     path = newPath
     capacity = options.segmentBytes

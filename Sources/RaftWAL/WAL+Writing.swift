@@ -64,7 +64,8 @@ extension WAL {
         throw .invalidRequest("snapshot \(snap.metadata.index) is older than the saved snapshot \(snapshot.index)")
       }
       try guarded { () throws(WALError) in
-        try SnapshotFiles.save(snap, directory: directory, fsync: options.fsync)
+        try SnapshotFiles.save(
+          snap, directory: directory, fsync: options.fsync, syncDirectory: options.syncsDirectories, fs: fileSystem)
         try putSnapshotRecord(snap.metadata, replacesLog: true)
       }
       snapshot = snap.metadata
@@ -103,7 +104,8 @@ extension WAL {
         "snapshot \(snap.metadata.index) is outside [\(snapshot.index), \(lastIndex)] (saved snapshot, last index)")
     }
     try guarded { () throws(WALError) in
-      try SnapshotFiles.save(snap, directory: directory, fsync: options.fsync)
+      try SnapshotFiles.save(
+        snap, directory: directory, fsync: options.fsync, syncDirectory: options.syncsDirectories, fs: fileSystem)
       try putSnapshotRecord(snap.metadata, replacesLog: false)
     }
     snapshot = snap.metadata

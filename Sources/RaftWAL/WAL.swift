@@ -122,6 +122,8 @@ public final class WAL {
   public var batchObserver: ((BatchReport) -> Void)?
 
   let logger: RaftLogger
+  /// Where every file and directory operation goes.
+  public let fileSystem: any WALFileSystem
   let backend: BatchIO
   let spare: SparePreparer
 
@@ -173,31 +175,38 @@ public final class WAL {
   var lastSegmentBytes: UInt64 = 0
 
   /// Opens (or creates) the WAL in `directory`: scans every segment, cuts a torn tail of the
-  /// last one, and refuses to open on corruption anywhere else.
-  public init(directory: String, options: WALOptions = WALOptions(), logger: RaftLogger = DiscardLogger())
-    throws(WALError)
-  {
+  /// last one, and refuses to open on corruption anywhere else. Every file operation goes
+  /// through `fileSystem` (the real one unless a test or the simulator gives another).
+  public init(
+    directory: String, options: WALOptions = WALOptions(), logger: RaftLogger = DiscardLogger(),
+    fileSystem: any WALFileSystem = PosixFileSystem.shared
+  ) throws(WALError) {
     try options.validate()
     self.directory = directory
     self.options = options
     self.logger = logger
-    try FileIO.makeDirectory(directory)
-    lockFD = try FileIO.open(FileIO.path(directory, "LOCK"), O_RDWR | O_CREAT)
-    if flock(lockFD, LOCK_EX | LOCK_NB) != 0 {
-      let err = errno
-      FileIO.close(lockFD)
-      throw err == EWOULDBLOCK
-        ? .invalidRequest("\(directory) is in use by another WAL (LOCK is held)")
-        : .io(operation: "flock", file: FileIO.path(directory, "LOCK"), errno: err)
-    }
-    for n in try FileIO.list(directory) where n == SegmentNames.spare || n.hasSuffix(".snap.tmp") {
-      try FileIO.unlink(FileIO.path(directory, n))
+    self.fileSystem = fileSystem
+    let fs = fileSystem
+    try fs.makeDirectory(directory)
+    lockFD = try fs.open(FileIO.path(directory, "LOCK"), O_RDWR | O_CREAT)
+    do throws(WALError) {
+      guard try fs.tryLock(lockFD, file: FileIO.path(directory, "LOCK")) else {
+        throw .invalidRequest("\(directory) is in use by another WAL (LOCK is held)")
+      }
+      // Leftovers of an interrupted roll or snapshot save (nothing refers to them).
+      for n in try fs.list(directory) where n == SegmentNames.spare || n.hasSuffix(".snap.tmp") {
+        try fs.unlink(FileIO.path(directory, n))
+      }
+    } catch {
+      fs.close(lockFD)
+      throw error
     }
 
     var scan: WALInspection
     do throws(WALError) {
       scan = try WALScanner.scan(
-        directory: directory, recordBytesMax: options.recordBytesMax, unsyncedBytesMax: options.unsyncedBytesMax)
+        directory: directory, fileSystem: fs, recordBytesMax: options.recordBytesMax,
+        unsyncedBytesMax: options.unsyncedBytesMax)
       if let c = scan.corruption { throw c }
       if let last = scan.segments.last {
         // A last segment without a header (its first batch never landed) takes the configured
@@ -205,18 +214,18 @@ public final class WAL {
         let cap =
           last.hasHeader ? last.capacityBytes : max(last.fileBytes / 4096 * 4096, options.segmentBytes)
         if let t = scan.tornTail {
-          try WAL.cut(t, fileBytes: last.fileBytes, capacity: cap)
+          try WAL.cut(t, fileBytes: last.fileBytes, capacity: cap, fs: fs)
           logger.warning(
             "wal: cut a torn tail at \(t.file):\(t.offset) (\(t.bytes) bytes: \(t.reason)); it was never acknowledged")
         } else if last.fileBytes < cap {
           let t = WALInspection.TornTail(
             file: FileIO.path(directory, last.name), offset: last.validBytes, reason: "short file", bytes: 0)
-          try WAL.cut(t, fileBytes: last.fileBytes, capacity: cap)
+          try WAL.cut(t, fileBytes: last.fileBytes, capacity: cap, fs: fs)
         }
         scan.segments[scan.segments.count - 1].capacityBytes = cap
       }
     } catch {
-      FileIO.close(lockFD)
+      fs.close(lockFD)
       throw error
     }
     inspection = scan
@@ -224,14 +233,16 @@ public final class WAL {
     state.hardState = scan.hardState
     state.entries = scan.entries
     if scan.snapshot.index > 0 {
-      state.snapshot = try SnapshotFiles.load(scan.snapshot, directory: directory)
+      state.snapshot = try SnapshotFiles.load(scan.snapshot, directory: directory, fs: fs)
     }
     recovered = state
     lastIndex = scan.lastIndex
     hardState = scan.hardState
     snapshot = scan.snapshot
 
-    spare = SparePreparer(directory: directory, segmentBytes: options.segmentBytes, fsync: options.fsync)
+    spare = SparePreparer(
+      directory: directory, segmentBytes: options.segmentBytes, fsync: options.fsync, fs: fs,
+      inBackground: options.spareInBackground)
     segments = scan.segments.map { SegmentInfo(name: $0.name, sequence: $0.sequence, maxEntryIndex: $0.maxEntryIndex) }
     if let last = scan.segments.last {
       path = FileIO.path(directory, last.name)
@@ -241,8 +252,8 @@ public final class WAL {
     } else {
       let name = SegmentNames.name(sequence: 0, firstIndex: lastIndex + 1)
       path = FileIO.path(directory, name)
-      try FileIO.rename(try spare.take(), path)
-      if options.fsync != .none { try FileIO.syncDirectory(directory) }
+      try fs.rename(try spare.take(), path)
+      if options.syncsDirectories { try fs.syncDirectory(directory) }  // the first segment's name
       segments = [SegmentInfo(name: name, sequence: 0, maxEntryIndex: 0)]
       capacity = options.segmentBytes
       writeOffset = 0
@@ -250,21 +261,12 @@ public final class WAL {
       stats.segmentsStarted += 1
     }
 
-    var chosen: BatchIO = PosixBatchIO(fsync: options.fsync)
-    if options.io == .uring {
-      do throws(WALError) {
-        if options.simulateURingUnavailable { throw .io(operation: "io_uring_setup", file: "-", errno: ENOSYS) }
-        chosen = try URingBatchIO(
-          depth: options.ringDepth, sqpoll: options.sqpoll, slots: options.batchesInFlightMax + 1,
-          fsync: options.fsync, writes: options.uringWrites, syncsInFlightMax: options.syncsInFlightMax)
-      } catch {
-        logger.warning("wal: io_uring unavailable (\(error)); falling back to pwritev+fdatasync")
-      }
-    }
-    backend = chosen
-    io = chosen.kind
+    backend = WAL.makeBackend(fs, options: options, logger: logger)
+    io = backend.kind
     if options.fsync == .none {
       logger.warning("wal: fsync mode none: nothing written is durable (for measurement only)")
+    } else if options.injectSkipSync {
+      logger.warning("wal: injectSkipSync: batches are acknowledged without a sync (fault injection)")
     }
 
     let batchCapacity = min(options.batchBytesMax, 1 << 20) + 64 << 10
@@ -272,7 +274,7 @@ public final class WAL {
     openSlot = 0
     freeSlots = Array((1...options.batchesInFlightMax).reversed())
     let segmentPath = path
-    fds = try slots.indices.map { _ throws(WALError) in try FileIO.open(segmentPath, O_RDWR) }
+    fds = try slots.indices.map { _ throws(WALError) in try fs.open(segmentPath, O_RDWR) }
     spare.start(nextPreparation())
     logger.info(
       "wal: opened \(directory) (\(segments.count) segments, entries \(scan.firstIndex)...\(scan.lastIndex), "
@@ -289,21 +291,47 @@ public final class WAL {
     if !backend.quiesce() {
       for b in slots { b.leak() }  // the kernel may still read them
     }
-    for fd in fds { FileIO.close(fd) }
+    for fd in fds { fileSystem.close(fd) }
     fds = []
     spare.finish()
-    FileIO.close(lockFD)
+    fileSystem.close(lockFD)
+  }
+
+  /// The batch path over `fs`: for the real file system, specialized (a batch's write and sync
+  /// are direct calls); for another (the fault-injecting one), generic.
+  static func makeBackend(_ fs: any WALFileSystem, options: WALOptions, logger: RaftLogger) -> BatchIO {
+    if let real = fs as? PosixFileSystem { return makeBackend(specialized: real, options: options, logger: logger) }
+    return makeBackend(specialized: fs, options: options, logger: logger)
+  }
+
+  /// io_uring when asked for and a ring can be set up (else posix, said in one log line). With
+  /// `injectSkipSync`, batches are never synced.
+  static func makeBackend<FS: WALFileSystem>(specialized fs: FS, options: WALOptions, logger: RaftLogger) -> BatchIO {
+    let fsync: WALOptions.Fsync = options.injectSkipSync ? .none : options.fsync
+    if options.io == .uring {
+      do throws(WALError) {
+        if options.simulateURingUnavailable { throw .io(operation: "io_uring_setup", file: "-", errno: ENOSYS) }
+        return try URingBatchIO(
+          fs: fs, depth: options.ringDepth, sqpoll: options.sqpoll, slots: options.batchesInFlightMax + 1,
+          fsync: fsync, writes: options.uringWrites, syncsInFlightMax: options.syncsInFlightMax)
+      } catch {
+        logger.warning("wal: io_uring unavailable (\(error)); falling back to pwritev+fdatasync")
+      }
+    }
+    return PosixBatchIO(fs: fs, fsync: fsync)
   }
 
   /// Zeroes a torn tail (and extends a file cut short back to its segment size), then syncs.
-  static func cut(_ t: WALInspection.TornTail, fileBytes: Int, capacity: Int) throws(WALError) {
-    let fd = try FileIO.open(t.file, O_RDWR)
-    defer { FileIO.close(fd) }
-    try FileIO.writeZeros(fd, from: t.offset, to: t.offset + t.bytes, file: t.file)
+  static func cut(
+    _ t: WALInspection.TornTail, fileBytes: Int, capacity: Int, fs: any WALFileSystem
+  ) throws(WALError) {
+    let fd = try fs.open(t.file, O_RDWR)
+    defer { fs.close(fd) }
+    try fs.writeZeros(fd, from: t.offset, to: t.offset + t.bytes, file: t.file)
     if fileBytes < capacity {
-      try FileIO.writeZeros(fd, from: max(fileBytes, t.offset + t.bytes), to: capacity, file: t.file)
+      try fs.writeZeros(fd, from: max(fileBytes, t.offset + t.bytes), to: capacity, file: t.file)
     }
-    try FileIO.sync(fd, .fsync, file: t.file)
+    try fs.sync(fd, .fsync, file: t.file)
   }
 
   // MARK: - Compaction
@@ -322,12 +350,14 @@ public final class WAL {
       // Oldest first, each removal made durable before the next, so that a crash never leaves a
       // gap in the sequence of segments.
       while segments.count > 1, segments[0].maxEntryIndex <= index {
-        try FileIO.unlink(FileIO.path(directory, segments[0].name))
-        if options.fsync != .none { try FileIO.syncDirectory(directory) }
+        try fileSystem.unlink(FileIO.path(directory, segments[0].name))
+        try syncDirectory()  // the removal, before the next one
         segments.removeFirst()
         removed += 1
       }
-      if snapshot.index > 0 { try SnapshotFiles.removeAll(except: snapshot, directory: directory) }
+      if snapshot.index > 0 {
+        try SnapshotFiles.removeAll(except: snapshot, directory: directory, fs: fileSystem)
+      }
     }
     if removed > 0 { logger.info("wal: compacted through \(index): removed \(removed) segments") }
   }
@@ -343,6 +373,12 @@ public final class WAL {
   }
 
   // MARK: - Internals
+
+  /// Makes the creations, renames and removals in the WAL's directory durable (unless syncing
+  /// is off).
+  func syncDirectory() throws(WALError) {
+    if options.syncsDirectories { try fileSystem.syncDirectory(directory) }
+  }
 
   func checkUsable() throws(WALError) {
     if let failure { throw .failed(failure.description) }

@@ -66,8 +66,8 @@ public struct WALInspection: Sendable {
     visit: ((WALInspection.Record) -> Void)? = nil
   ) throws(WALError) -> WALInspection {
     try WALScanner.scan(
-      directory: directory, recordBytesMax: recordBytesMax, unsyncedBytesMax: WALOptions().unsyncedBytesMax,
-      visit: visit)
+      directory: directory, fileSystem: PosixFileSystem.shared, recordBytesMax: recordBytesMax,
+      unsyncedBytesMax: WALOptions().unsyncedBytesMax, visit: visit)
   }
 
   /// Scans the bytes of one segment as recovery reads a WAL's only (so last) segment, without a
@@ -99,12 +99,13 @@ enum WALScanner {
   /// synced (each segment header records its writer's; the larger is used): damage followed by
   /// more data than that cannot be a torn write.
   static func scan(
-    directory: String, recordBytesMax: Int, unsyncedBytesMax: Int, visit: ((WALInspection.Record) -> Void)? = nil
+    directory: String, fileSystem fs: any WALFileSystem, recordBytesMax: Int, unsyncedBytesMax: Int,
+    visit: ((WALInspection.Record) -> Void)? = nil
   ) throws(WALError) -> WALInspection {
     var result = WALInspection()
     var replay = Replay()
     var named: [(sequence: UInt64, firstIndex: UInt64, name: String)] = []
-    for n in try FileIO.list(directory) {
+    for n in try fs.list(directory) {
       if let p = SegmentNames.parse(n) { named.append((p.sequence, p.firstIndex, n)) }
     }
     named.sort { $0.sequence < $1.sequence }
@@ -118,7 +119,7 @@ enum WALScanner {
     }
     for (k, seg) in named.enumerated() {
       let path = FileIO.path(directory, seg.name)
-      let bytes = try FileIO.readAll(path)
+      let bytes = try fs.readAll(path)
       let isLast = k == named.count - 1
       let outcome = bytes.withUnsafeBytes { image in
         scanSegment(

@@ -90,6 +90,23 @@ public struct WALOptions: Sendable, Equatable {
   /// Tests only: behave as if the kernel refused to set up a ring.
   var simulateURingUnavailable = false
 
+  /// Fault injection, for the power-loss tests and `raft-sim --inject-skip-sync` only: batches
+  /// are acknowledged without a sync (directory and snapshot syncs still run), so a power cut
+  /// loses acknowledged writes. The durability checks must fail with it.
+  public var injectSkipSync = false
+
+  /// Fault injection, for the power-loss tests only: the WAL never syncs its directory, so a
+  /// power cut can lose a segment's creation by rename (and what was acknowledged in it).
+  public var injectSkipDirectorySync = false
+
+  /// Whether creations, renames and removals in the WAL's directory are synced.
+  var syncsDirectories: Bool { fsync != .none && !injectSkipDirectorySync }
+
+  /// Whether the next segment is prepared on a thread of its own, ahead of use (the default);
+  /// false prepares it on the owner's thread when a roll needs it (deterministic: the
+  /// simulator's choice).
+  public var spareInBackground = true
+
   /// The defaults.
   public init() {}
 

@@ -416,7 +416,9 @@ extension RecoveryTests {
 
   func testARingThatCannotBeSetUpThrowsCleanly() {
     // A depth of 0 is refused by the kernel (EINVAL): the error comes back, nothing is freed twice.
-    XCTAssertThrowsError(try URingBatchIO(depth: 0, sqpoll: false, slots: 2, fsync: .datasync, writes: .inline)) {
+    XCTAssertThrowsError(
+      try URingBatchIO(fs: PosixFileSystem.shared, depth: 0, sqpoll: false, slots: 2, fsync: .datasync, writes: .inline)
+    ) {
       e in
       guard case WALError.io(let op, _, let err) = e else { return XCTFail("\(e)") }
       XCTAssertEqual(op, "io_uring_setup")

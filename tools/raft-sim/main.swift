@@ -8,6 +8,7 @@ import RaftSim
 #endif
 
 extension SimMode: ExpressibleByArgument {}
+extension SimDiskKind: ExpressibleByArgument {}
 
 /// `raft-sim`: runs seeded, deterministic cluster simulations and reports the seeds that broke
 /// an invariant, each with the command that replays it.
@@ -32,6 +33,12 @@ struct RaftSimCommand: ParsableCommand {
   var steps = 3_000
   @Option(help: "Ready handling: sync or async (default: by seed parity).")
   var mode: SimMode?
+  @Option(
+    help: """
+      Each node's disk: model (what the WAL keeps, modelled; fast) or wal (the real WAL over an in-memory \
+      file system that loses unsynced data at each crash, torn and reordered).
+      """)
+  var disk: SimDiskKind = .model
   @Flag(help: "Print one line per seed, not only the failing ones.")
   var verbose = false
   @Flag(
@@ -42,6 +49,11 @@ struct RaftSimCommand: ParsableCommand {
     help: ArgumentHelp(
       "Inject a bug on purpose (reads without ReadIndex), to see the checks catch it.", visibility: .hidden))
   var injectStaleReads = false
+  @Flag(
+    help: ArgumentHelp(
+      "Inject a bug on purpose (writes acknowledged without their sync), to see the checks catch it.",
+      visibility: .hidden))
+  var injectSkipSync = false
 
   func validate() throws {
     guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
@@ -62,6 +74,8 @@ struct RaftSimCommand: ParsableCommand {
       var options = SimulationOptions(seed: s, nodes: nodes, steps: steps, mode: mode ?? (s % 2 == 0 ? .sync : .async))
       options.acknowledgeBeforeSync = injectAckBeforeSync
       options.staleReads = injectStaleReads
+      options.disk = disk
+      options.skipSync = injectSkipSync
       CrashReport.set("raft-sim: seed \(s) crashed (a Raft assertion); replay: \(options.replay)\n")
       let r = Simulation(options).run()
       operations += r.operations
@@ -80,7 +94,8 @@ struct RaftSimCommand: ParsableCommand {
     }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     print(
-      "\(seeds) seeds, \(violations) violations (\(nodes) nodes, \(steps) steps each; \(operations) operations, "
+      "\(seeds) seeds, \(violations) violations (\(nodes) nodes, \(steps) steps each, disk \(disk.rawValue); "
+        + "\(operations) operations, "
         + "\(acknowledged) acknowledged writes, \(crashes) crashes, \(snapshots) snapshots sent; "
         + "\(String(format: "%.1f", seconds)) s)")
     if violations > 0 { throw ExitCode(1) }
