@@ -89,7 +89,7 @@ let package = Package(
     .executableTarget(
       name: "raftkv",
       dependencies: [
-        "RaftKV", "RaftEngineOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "RaftKV", "RaftEngineOptions", "RaftWAL", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "tools/raftkv",
       swiftSettings: strict),

@@ -65,6 +65,7 @@ extension Node {
       failed.withLock { $0 = failure }
       hasFailed.store(true, ordering: .releasing)
       knownLeader.store(0, ordering: .relaxed)
+      configuration.onFailure?(failure)
     }
     loopEnded = true
   }

@@ -80,6 +80,12 @@ public struct NodeConfiguration: Sendable {
   /// thread (not the run loop) and closes the stream of a snapshot it refuses, so that a peer
   /// cannot make the state machine fail on restore. Nil: every snapshot's data is taken.
   public var snapshotDataCheck: (@Sendable ([UInt8]) -> String?)? = nil
+  /// Called once, on the run loop's thread, when the node stops on a failure: the storage
+  /// failed (an I/O error, a full disk) or an invariant broke. The node accepts nothing more
+  /// (proposals fail with the error); what it acknowledged before is durable. etcd's answer is
+  /// fail-stop: log the cause and exit non-zero, so that an operator (or a supervisor) looks at
+  /// the disk before the member comes back. Nil: the node just stays stopped.
+  public var onFailure: (@Sendable (EngineError) -> Void)? = nil
 
   public init(id: UInt64, peers: [UInt64], directory: String) {
     self.id = id

@@ -32,6 +32,8 @@ public struct EngineKnobs: ParsableArguments {
   public var uringWrites = WALOptions().uringWrites
   @Option(help: "datasync, fsync or none (none: no durability at all; measures the CPU path).")
   public var fsync = WALOptions.Fsync.datasync
+  @Option(help: "WAL: the size of every segment file, in bytes (a multiple of 4096, 64 KiB to 1 GiB).")
+  public var segmentBytes = WALOptions().segmentBytes
   @Option(help: "WAL: how segments are prepared ahead: zero, fallocate or auto.")
   public var prepare = WALOptions().segmentPreparation
   @Option(help: "Raft: bytes of entries in one MsgApp at most.")
@@ -80,7 +82,9 @@ public struct EngineKnobs: ParsableArguments {
     o.syncsInFlightMax = min(maxInflightSyncs, maxInflightBatches)
     o.ringDepth = ringDepth
     o.sqpoll = sqpoll
-    o.recordBytesMax = max(o.recordBytesMax, payload + 1024)
+    o.segmentBytes = segmentBytes
+    // The default record bound, lowered to what a small segment holds, but never below a payload.
+    o.recordBytesMax = max(min(o.recordBytesMax, segmentBytes / 2), payload + 1024)
     return o
   }
 

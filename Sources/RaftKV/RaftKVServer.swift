@@ -80,9 +80,12 @@ public final class RaftKVServer: KVService, Sendable {
 
   /// Opens the member's WAL (recovering its state) and prepares the transport and the HTTP
   /// server; `start()` runs them. `onRemoved` is called (once, on an engine thread) when a conf
-  /// change removed this member: raftexample's cue to shut down.
+  /// change removed this member: raftexample's cue to shut down. `onFailed` is called (once,
+  /// on an engine thread) when the node stopped on a storage failure or a broken invariant:
+  /// the member answers nothing more, and the caller should exit non-zero (fail-stop, as etcd).
   public init(
-    configuration: RaftKVConfiguration, group: any EventLoopGroup, onRemoved: (@Sendable () -> Void)? = nil
+    configuration: RaftKVConfiguration, group: any EventLoopGroup, onRemoved: (@Sendable () -> Void)? = nil,
+    onFailed: (@Sendable (EngineError) -> Void)? = nil
   ) throws {
     precondition(configuration.cluster[configuration.id] != nil, "the cluster must list this member")
     self.configuration = configuration
@@ -116,6 +119,7 @@ public final class RaftKVServer: KVService, Sendable {
     nodeConfiguration.peers = configuration.join ? [] : configuration.cluster.keys.sorted()
     nodeConfiguration.logger = configuration.logger
     nodeConfiguration.metricsFactory = metrics
+    nodeConfiguration.onFailure = onFailed
     node = try Node(configuration: nodeConfiguration, stateMachine: store, transport: transport)
     Self.updatePeers(transport, store.members, localID: localID, logger: logger)
   }

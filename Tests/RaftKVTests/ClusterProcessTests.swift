@@ -141,11 +141,73 @@ final class ClusterProcessTests: XCTestCase {
       (["--id", "1", "--cluster", "http://127.0.0.1:1", "--port", "70000"], "--port"),
       (["--id", "1", "--cluster", "http://127.0.0.1:1", "--port", "2", "--ready-handling", "maybe"], "ready-handling"),
       (["--id", "1", "--cluster", "http://127.0.0.1:1", "--port", "2", "--batch-max-entries", "0"], "batchEntriesMax"),
+      (["--id", "1", "--cluster", "http://127.0.0.1:1", "--port", "2", "--segment-bytes", "1000"], "segmentBytes"),
+      (
+        ["--id", "1", "--cluster", "http://127.0.0.1:1", "--port", "2", "--segment-bytes", "1048576"],
+        "raise --segment-bytes"
+      ),
     ]
     for (args, expected) in cases {
       let r = try runTool("raftkv", args)
       XCTAssertEqual(r.status, 64, "\(args): \(r.stderr)")
       XCTAssertTrue(r.stderr.contains(expected), "\(args): \(r.stderr)")
+    }
+  }
+
+  func testAFullDiskStopsTheMemberWithANonZeroExitAndLosesNothing() throws {
+    // Fail-stop, as etcd: a storage failure is logged with its cause, the member stops
+    // accepting writes and exits non-zero; what it acknowledged is there after a restart.
+    try XCTSkipUnless(getuid() == 0, "needs root to mount a small tmpfs (CI runs as root)")
+    let mountPoint = try makeTestDirectory("raftkv-full")
+    defer { try? FileManager.default.removeItem(atPath: mountPoint) }
+    func system(_ path: String, _ args: [String]) throws -> Bool {
+      let p = Process()
+      p.executableURL = URL(fileURLWithPath: path)
+      p.arguments = args
+      p.standardError = FileHandle.nullDevice
+      try p.run()
+      p.waitUntilExit()
+      return p.terminationStatus == 0
+    }
+    func mount(_ args: [String]) throws -> Bool { try system("/bin/mount", args) }
+    guard try mount(["-t", "tmpfs", "-o", "size=12m", "tmpfs", mountPoint]) else {
+      throw XCTSkip("mount -t tmpfs failed (no privilege in this container)")
+    }
+    defer { _ = try? system("/bin/umount", [mountPoint]) }
+
+    let c = try KVCluster(
+      size: 1, args: ["--segment-bytes", "\(4 << 20)", "--max-value-bytes", "65536", "--data-dir", "\(mountPoint)/m1"])
+    defer { c.shutdown() }
+    try c.start(1)
+    XCTAssertEqual(c.waitForLeader(), 1, c.logs())
+    let value = String(repeating: "v", count: 60_000)
+    var acknowledged: [String] = []
+    var refused: Int?
+    for k in 0..<400 {
+      let status = c.put(1, "key-\(k)", value + "\(k)", timeout: 10)
+      if status == 200 || status == 204 {
+        acknowledged.append("key-\(k)")
+      } else {
+        refused = status ?? 0
+        break
+      }
+    }
+    XCTAssertNotNil(refused, "the disk never filled: \(acknowledged.count) writes")
+    let status = c.waitForExitStatus(1, seconds: 30)
+    XCTAssertNotNil(status, "the member kept running after its disk filled\n\(c.logs())")
+    XCTAssertNotEqual(status ?? 0, 0, c.logs())
+    let log = c.logs(lines: 40)
+    XCTAssertTrue(log.contains("disk full") && log.contains("raftkv stopping: the node failed"), log)
+    XCTAssertGreaterThan(acknowledged.count, 10, log)
+
+    // Room again: the member restarts and every acknowledged write is there.
+    XCTAssertTrue(try mount(["-o", "remount,size=64m", mountPoint]))
+    try c.start(1)
+    XCTAssertEqual(c.waitForLeader(), 1, c.logs())
+    for key in acknowledged {
+      let k = Int(key.dropFirst(4))!
+      XCTAssertEqual(
+        c.get(1, key, linearizable: true).map { String(decoding: $0.body, as: UTF8.self) }, value + "\(k)", key)
     }
   }
 }

@@ -203,6 +203,14 @@ final class KVCluster {
     return true
   }
 
+  /// Waits up to `seconds` for member `id` to exit on its own; its exit status, or nil while it
+  /// runs.
+  func waitForExitStatus(_ id: UInt64, seconds: Double) -> Int32? {
+    guard let p = processes[id] else { return nil }
+    guard waitForExit(id, seconds: seconds) else { return nil }
+    return p.terminationStatus
+  }
+
   func shutdown() {
     for id in Array(processes.keys) { kill(id) }
     try? FileManager.default.removeItem(atPath: dir)

@@ -7,6 +7,8 @@ import RaftEngine
 import RaftEngineOptions
 import RaftKV
 import RaftTransport
+import RaftWAL
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -89,6 +91,11 @@ struct RaftKVCommand: ParsableCommand {
       throw ValidationError("--max-value-bytes must be positive and at most --max-body-bytes")
     }
     guard maxKeyBytes > 0 else { throw ValidationError("--max-key-bytes must be positive") }
+    do {
+      try walOptions.validate()
+    } catch {
+      throw ValidationError("\(error) (records must hold a --max-value-bytes value: raise --segment-bytes)")
+    }
     guard requestTimeout > 0 else { throw ValidationError("--request-timeout must be positive") }
     guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel) is unknown") }
     let secure = urls.values.filter(\.secure).count
@@ -112,6 +119,13 @@ struct RaftKVCommand: ParsableCommand {
       throw ValidationError("--trusted-ca-file and --client-cert-auth need --cert-file and --key-file")
     }
     if clientCertAuth && trustedCaFile == nil { throw ValidationError("--client-cert-auth needs --trusted-ca-file") }
+  }
+
+  /// The WAL's options: the knobs, with records large enough for a value and its request.
+  private var walOptions: WALOptions {
+    var o = knobs.walOptions(payload: maxValueBytes + maxBodyBytes / 64)
+    o.recordBytesMax = max(o.recordBytesMax, maxValueBytes + 64 << 10)
+    return o
   }
 
   private func parsedCluster() throws -> [UInt64: PeerAddress] {
@@ -150,7 +164,7 @@ struct RaftKVCommand: ParsableCommand {
     c.node.compactionRetainEntries = snapshotCatchupEntries
     c.node.tickMicroseconds = tickMs * 1000
     knobs.configure(&c.node, payload: maxValueBytes + maxBodyBytes / 64)
-    c.node.wal.recordBytesMax = max(c.node.wal.recordBytesMax, maxValueBytes + 64 << 10)
+    c.node.wal = walOptions
     c.transport.frameBytesMax = max(c.transport.frameBytesMax, 2 * maxValueBytes + (1 << 20))
     if knobs.fsync == .none { logger.warning("--fsync none: nothing is durable (for measurement only)") }
     do {
@@ -170,9 +184,16 @@ struct RaftKVCommand: ParsableCommand {
 
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
     let done = DispatchSemaphore(value: 0)
+    let failure = Mutex<EngineError?>(nil)
     let server: RaftKVServer
     do {
-      server = try RaftKVServer(configuration: c, group: group, onRemoved: { done.signal() })
+      server = try RaftKVServer(
+        configuration: c, group: group, onRemoved: { done.signal() },
+        onFailed: { error in
+          // Fail-stop, as etcd: the cause, then a non-zero exit; nothing more is accepted.
+          failure.withLock { $0 = error }
+          done.signal()
+        })
       try server.start()
     } catch {
       logger.critical("raftkv failed to start: \(error)")
@@ -188,6 +209,14 @@ struct RaftKVCommand: ParsableCommand {
       sources.append(source)
     }
     done.wait()
+    if let error = failure.withLock({ $0 }) {
+      logger.critical(
+        "raftkv stopping: the node failed (\(error)); every write acknowledged before is durable. Check the data directory's disk, then restart the member."
+      )
+      server.stop()
+      try? group.syncShutdownGracefully()
+      throw ExitCode(2)
+    }
     logger.info("raftkv stopping")
     server.stop()
     try? group.syncShutdownGracefully()
