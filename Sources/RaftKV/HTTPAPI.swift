@@ -95,8 +95,18 @@ public struct KVLimits: Sendable {
 /// the request could not be carried out now (retry is safe: PUT and DELETE are idempotent).
 @_spi(Testing) public struct HTTPAPI: Sendable {
   let server: any KVService
+  /// Admits requests until a graceful shutdown closes it (nil: always open).
+  let gate: RequestGate?
 
-  @_spi(Testing) public init(server: any KVService) { self.server = server }
+  @_spi(Testing) public init(server: any KVService) {
+    self.server = server
+    gate = nil
+  }
+
+  init(server: any KVService, gate: RequestGate) {
+    self.server = server
+    self.gate = gate
+  }
 
   @_spi(Testing) public func handle(
     _ request: NIOHTTPServerRequestFull, _ answer: @escaping @Sendable (HTTPAnswer) -> Void
@@ -105,12 +115,20 @@ public struct KVLimits: Sendable {
     let (rawPath, query) = Self.split(head.uri)
     let method = head.method
     let body = request.body.map { Array($0.readableBytesView) } ?? []
-    let done: @Sendable (HTTPAnswer) -> Void = { a in
+    let gate = self.gate
+    let count: @Sendable (HTTPAnswer) -> Void = { a in
       Counter(
         label: "raftkv_http_requests_total", dimensions: [("method", "\(method)"), ("code", "\(a.status.code)")],
         factory: server.metrics
       ).increment()
       answer(a)
+    }
+    if let gate, !gate.enter() {
+      return count(.error(.serviceUnavailable, "shutting down"))
+    }
+    let done: @Sendable (HTTPAnswer) -> Void = { a in
+      count(a)
+      gate?.leave()
     }
     guard let path = Self.percentDecode(rawPath) else {
       return done(.error(.badRequest, "bad percent-encoding in path"))

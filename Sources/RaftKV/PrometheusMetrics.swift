@@ -1,211 +1,93 @@
 import CoreMetrics
-import Synchronization
+import Prometheus
 
-/// A swift-metrics backend that keeps every instrument's value in memory and renders them in
-/// Prometheus' text exposition format (version 0.0.4), for `GET /metrics`.
+/// The member's swift-metrics backend, for `GET /metrics`: swift-prometheus's collector
+/// registry, with each metric's `# HELP` line (`help`) and the buckets below.
 ///
-/// Counters become `counter`s, meters and plain recorders `gauge`s, aggregating recorders and
-/// timers `histogram`s (timers in seconds) with fixed exponential buckets. Instruments made
-/// twice with the same label and dimensions share one series.
+/// Counters become `counter`s, meters and plain recorders `gauge`s, aggregating recorders
+/// `histogram`s of sizes, timers `histogram`s in seconds (named `<label>_seconds`). Instruments
+/// made twice with the same label and dimensions share one series.
 public final class PrometheusMetrics: MetricsFactory, Sendable {
-  private let series = Mutex<[SeriesKey: any PrometheusSeries]>([:])
+  /// Where the series live; `render()` emits it.
+  public let registry: PrometheusCollectorRegistry
 
-  public init() {}
+  public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) { self.registry = registry }
 
-  struct SeriesKey: Hashable {
-    var name: String
-    var labels: [String]
-  }
+  /// `# HELP` text by metric name (a metric not listed has no HELP line).
+  static let help: [String: String] = [
+    "raft_proposal_to_commit_seconds": "From a proposal entering Raft to its entry committing (leader).",
+    "raft_commit_to_apply_seconds": "From an entry committing to the state machine applying it.",
+    "raft_wal_batch_sync_seconds": "From a WAL batch's submission to its durable acknowledgement.",
+    "raft_ready_handling_seconds": "Run loop time spent handing out the Readys of one turn.",
+    "raft_wal_batch_entries": "Entries in one WAL batch (one write, one sync).",
+    "raft_wal_batch_bytes": "Bytes in one WAL batch, framing included.",
+    "raft_inbox_depth": "Inputs the run loop took from its inbox in one turn.",
+    "raft_peer_messages_refused_total": "Peer messages refused before Raft saw them, by kind.",
+    "raft_term": "The node's current Raft term.",
+    "raft_is_leader": "1 while this node is the leader.",
+    "raft_commit_index": "The node's commit index.",
+    "raft_applied_index": "The highest index the state machine applied.",
+    "raft_snapshot_index": "The index of the latest snapshot.",
+    "raft_connected_peers": "Peers with an open connection.",
+    "raftkv_keys": "Keys in the store.",
+    "raftkv_http_requests_total": "HTTP requests answered, by method and status code.",
+  ]
 
-  private func make<S: PrometheusSeries>(
-    _ label: String, _ dimensions: [(String, String)], _ create: (String, String) -> S
-  ) -> S {
-    let name = Self.sanitize(label)
-    let labels = dimensions.map { "\(Self.sanitize($0.0))=\"\(Self.escape($0.1))\"" }
-    let key = SeriesKey(name: name, labels: labels)
-    return series.withLock { all in
-      if let existing = all[key] as? S { return existing }
-      let s = create(name, labels.joined(separator: ","))
-      all[key] = s
-      return s
-    }
+  /// Latency buckets: 50 µs to 10 s.
+  static let durationBuckets: [Duration] = [
+    .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1),
+    .microseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+    .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5),
+    .seconds(10),
+  ]
+  /// Size buckets (entries, bytes): powers of 4 from 1 to 4 Mi.
+  static let sizeBuckets: [Double] = (0...11).map { Double(1 << (2 * $0)) }
+
+  private func descriptor(_ name: String) -> MetricNameDescriptor {
+    MetricNameDescriptor(metricName: name, unitName: "", helpText: Self.help[name] ?? "")
   }
 
   public func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
-    make(label, dimensions) { PrometheusValue(name: $0, labels: $1, type: "counter") }
+    registry.makeCounter(descriptor: descriptor(label), labels: dimensions)
   }
 
   public func makeFloatingPointCounter(label: String, dimensions: [(String, String)])
     -> any FloatingPointCounterHandler
   {
-    make(label, dimensions) { PrometheusValue(name: $0, labels: $1, type: "counter") }
+    registry.makeCounter(descriptor: descriptor(label), labels: dimensions)
   }
 
   public func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
-    make(label, dimensions) { PrometheusValue(name: $0, labels: $1, type: "gauge") }
+    registry.makeGauge(descriptor: descriptor(label), labels: dimensions)
   }
 
   public func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
-    if aggregate {
-      return make(label, dimensions) {
-        PrometheusHistogram(name: $0, labels: $1, buckets: Self.sizeBuckets, divisor: 1)
-      }
-    }
-    return make(label, dimensions) { PrometheusValue(name: $0, labels: $1, type: "gauge") }
+    guard aggregate else { return registry.makeGauge(descriptor: descriptor(label), labels: dimensions) }
+    return registry.makeValueHistogram(descriptor: descriptor(label), labels: dimensions, buckets: Self.sizeBuckets)
   }
 
   public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
-    make(label + "_seconds", dimensions) {
-      PrometheusHistogram(name: $0, labels: $1, buckets: Self.secondsBuckets, divisor: 1e9)
-    }
+    registry.makeDurationHistogram(
+      descriptor: descriptor(label + "_seconds"), labels: dimensions, buckets: Self.durationBuckets)
   }
 
-  public func destroyCounter(_ handler: any CounterHandler) {}
-  public func destroyFloatingPointCounter(_ handler: any FloatingPointCounterHandler) {}
-  public func destroyMeter(_ handler: any MeterHandler) {}
-  public func destroyRecorder(_ handler: any RecorderHandler) {}
-  public func destroyTimer(_ handler: any TimerHandler) {}
-
-  /// Every series in the text format, grouped by metric name (one `# TYPE` line each).
-  public func render() -> String {
-    let all = series.withLock { Array($0.values) }
-    var byName: [String: [any PrometheusSeries]] = [:]
-    for s in all { byName[s.name, default: []].append(s) }
-    var out = ""
-    for name in byName.keys.sorted() {
-      let group = byName[name]!.sorted { $0.labels < $1.labels }
-      out += "# TYPE \(name) \(group[0].type)\n"
-      for s in group { s.render(into: &out) }
-    }
-    return out
+  public func destroyCounter(_ handler: any CounterHandler) {
+    if let c = handler as? Prometheus.Counter { registry.unregisterCounter(c) }
+  }
+  public func destroyFloatingPointCounter(_ handler: any FloatingPointCounterHandler) {
+    if let c = handler as? Prometheus.Counter { registry.unregisterCounter(c) }
+  }
+  public func destroyMeter(_ handler: any MeterHandler) {
+    if let g = handler as? Prometheus.Gauge { registry.unregisterGauge(g) }
+  }
+  public func destroyRecorder(_ handler: any RecorderHandler) {
+    if let g = handler as? Prometheus.Gauge { registry.unregisterGauge(g) }
+    if let h = handler as? ValueHistogram { registry.unregisterValueHistogram(h) }
+  }
+  public func destroyTimer(_ handler: any TimerHandler) {
+    if let h = handler as? DurationHistogram { registry.unregisterDurationHistogram(h) }
   }
 
-  /// Latency buckets, in seconds: 50 µs to 10 s.
-  static let secondsBuckets: [Double] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-  ]
-  /// Size buckets (entries, bytes): powers of 4 from 1 to 4 Mi.
-  static let sizeBuckets: [Double] = (0...11).map { Double(1 << (2 * $0)) }
-
-  /// Metric and label names: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-  static func sanitize(_ s: String) -> String {
-    var out = ""
-    for (k, c) in s.unicodeScalars.enumerated() {
-      let ok =
-        (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || c == "_" || c == ":" || (k > 0 && c >= "0" && c <= "9")
-      out.unicodeScalars.append(ok ? c : "_")
-    }
-    return out.isEmpty ? "_" : out
-  }
-
-  /// Label values: backslash, double quote and newline escaped.
-  static func escape(_ s: String) -> String {
-    var out = ""
-    for c in s {
-      switch c {
-      case "\\": out += "\\\\"
-      case "\"": out += "\\\""
-      case "\n": out += "\\n"
-      default: out.append(c)
-      }
-    }
-    return out
-  }
-}
-
-/// One rendered series.
-protocol PrometheusSeries: AnyObject, Sendable {
-  var name: String { get }
-  var labels: String { get }
-  var type: String { get }
-  func render(into out: inout String)
-}
-
-/// Formats a sample value the way Prometheus reads it.
-private func format(_ v: Double) -> String {
-  if v == v.rounded(), abs(v) < 1e15 { return String(Int64(v)) }
-  return "\(v)"
-}
-
-/// A counter or a gauge: one value.
-final class PrometheusValue: PrometheusSeries, CounterHandler, FloatingPointCounterHandler, MeterHandler,
-  RecorderHandler, Sendable
-{
-  let name: String
-  let labels: String
-  let type: String
-  private let value = Mutex<Double>(0)
-
-  init(name: String, labels: String, type: String) {
-    self.name = name
-    self.labels = labels
-    self.type = type
-  }
-
-  func increment(by amount: Int64) { value.withLock { $0 += Double(amount) } }
-  func increment(by amount: Double) { value.withLock { $0 += amount } }
-  func decrement(by amount: Double) { value.withLock { $0 -= amount } }
-  func reset() { value.withLock { $0 = 0 } }
-  func set(_ v: Int64) { value.withLock { $0 = Double(v) } }
-  func set(_ v: Double) { value.withLock { $0 = v } }
-  func record(_ v: Int64) { set(v) }
-  func record(_ v: Double) { set(v) }
-
-  func render(into out: inout String) {
-    let v = value.withLock { $0 }
-    out += labels.isEmpty ? "\(name) \(format(v))\n" : "\(name){\(labels)} \(format(v))\n"
-  }
-}
-
-/// A histogram: cumulative bucket counts, a sum and a count.
-final class PrometheusHistogram: PrometheusSeries, RecorderHandler, TimerHandler, Sendable {
-  let name: String
-  let labels: String
-  let type = "histogram"
-  private let buckets: [Double]
-  /// Divides each recorded value (1e9: nanoseconds to seconds).
-  private let divisor: Double
-
-  private struct Counts {
-    var perBucket: [UInt64]
-    /// In the recorded unit (divided by `divisor` when rendered).
-    var sum = 0.0
-    var count: UInt64 = 0
-  }
-  private let counts: Mutex<Counts>
-
-  init(name: String, labels: String, buckets: [Double], divisor: Double) {
-    self.name = name
-    self.labels = labels
-    self.buckets = buckets
-    self.divisor = divisor
-    counts = Mutex(Counts(perBucket: Array(repeating: 0, count: buckets.count)))
-  }
-
-  func record(_ v: Int64) { observe(Double(v)) }
-  func record(_ v: Double) { observe(v) }
-  func recordNanoseconds(_ duration: Int64) { observe(Double(duration)) }
-
-  private func observe(_ v: Double) {
-    let k = buckets.firstIndex { v / divisor <= $0 }
-    counts.withLock { c in
-      if let k { c.perBucket[k] += 1 }
-      c.sum += v
-      c.count += 1
-    }
-  }
-
-  func render(into out: inout String) {
-    let c = counts.withLock { $0 }
-    let sep = labels.isEmpty ? "" : ","
-    var cumulative: UInt64 = 0
-    for (k, bound) in buckets.enumerated() {
-      cumulative += c.perBucket[k]
-      out += "\(name)_bucket{\(labels)\(sep)le=\"\(format(bound))\"} \(cumulative)\n"
-    }
-    out += "\(name)_bucket{\(labels)\(sep)le=\"+Inf\"} \(c.count)\n"
-    let braces = labels.isEmpty ? "" : "{\(labels)}"
-    out += "\(name)_sum\(braces) \(format(c.sum / divisor))\n"
-    out += "\(name)_count\(braces) \(c.count)\n"
-  }
+  /// Every series in Prometheus' text exposition format (0.0.4), with `# HELP` and `# TYPE`.
+  public func render() -> String { registry.emitToString() }
 }

@@ -77,6 +77,8 @@ public final class RaftKVServer: KVService, Sendable {
   /// Called once when this member is removed.
   private let removed: RemovalHook
   private let stopped = Atomic<Bool>(false)
+  /// The HTTP requests in flight (closed by `shutDownGracefully`).
+  private let gate = RequestGate()
 
   /// Opens the member's WAL (recovering its state) and prepares the transport and the HTTP
   /// server; `start()` runs them. `onRemoved` is called (once, on an engine thread) when a conf
@@ -128,7 +130,7 @@ public final class RaftKVServer: KVService, Sendable {
   public func start() throws {
     try transport.start(delegate: TransportDelegate(node: node))
     node.start()
-    let api = HTTPAPI(server: self)
+    let api = HTTPAPI(server: self, gate: gate)
     let maxBody = configuration.maxBodyBytes
     let tls = configuration.httpTLS
     let channel = try ServerBootstrap(group: group)
@@ -155,6 +157,19 @@ public final class RaftKVServer: KVService, Sendable {
 
   /// The HTTP port (after `start`).
   public var httpPort: Int? { httpChannel.withLock { $0?.localAddress?.port } }
+
+  /// A graceful stop (SIGTERM, SIGINT): takes no new request (503 "shutting down"; the
+  /// listener stays open meanwhile, so that a connection already made gets that answer rather
+  /// than a reset), waits up to `drainSeconds` for the requests in flight to be answered, then
+  /// `stop()`s: the listener closes, the node syncs and closes its WAL. Returns how many
+  /// requests were still in flight when the wait ended (0: all answered).
+  @discardableResult
+  public func shutDownGracefully(drainSeconds: Double = 10) -> Int {
+    let left = gate.drain(seconds: drainSeconds)
+    if left > 0 { logger.warning("shutting down with requests still in flight", metadata: ["requests": "\(left)"]) }
+    stop()
+    return left
+  }
 
   /// Stops serving, then the node (everything acknowledged is durable), then the transport.
   public func stop() {

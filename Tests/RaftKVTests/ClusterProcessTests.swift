@@ -210,4 +210,66 @@ final class ClusterProcessTests: XCTestCase {
         c.get(1, key, linearizable: true).map { String(decoding: $0.body, as: UTF8.self) }, value + "\(k)", key)
     }
   }
+
+  func testSIGTERMFinishesTheRequestsInFlightThenExitsZero() throws {
+    // swift-service-lifecycle's graceful shutdown: no new request is taken (503 "shutting
+    // down", or the listener is gone), every request already taken is answered, the WAL is
+    // synced and closed, and the exit status is 0. What was acknowledged is there afterwards.
+    let c = try KVCluster(size: 1)
+    defer { c.shutdown() }
+    try c.start(1)
+    XCTAssertEqual(c.waitForLeader(), 1, c.logs())
+    let process = try XCTUnwrap(c.processes[1])
+    let port = c.httpPorts[1]!
+    final class Outcomes: Sendable {
+      let acknowledged = Mutex<[String]>([])
+      let wrong = Mutex<[String]>([])
+    }
+    let outcomes = Outcomes()
+    /// Set just before SIGTERM: the clients begin no new request after it.
+    let signalled = Atomic<Bool>(false)
+    let enough = DispatchSemaphore(value: 0)
+    let group = DispatchGroup()
+    for t in 0..<32 {
+      DispatchQueue.global().async(group: group) {
+        var k = 0
+        while !signalled.load(ordering: .acquiring) {
+          let key = "t\(t)-\(k)"
+          k += 1
+          do {
+            let r = try http("PUT", port: port, "/\(key)", body: Array("v-\(key)".utf8), timeout: 20)
+            if r.status == 204 {
+              let n = outcomes.acknowledged.withLock {
+                $0.append(key)
+                return $0.count
+              }
+              if n == 300 { enough.signal() }
+              continue
+            }
+            if r.status != 503 || !r.text.contains("shutting down") {
+              outcomes.wrong.withLock { $0.append("\(key): \(r.status) \(r.text)") }
+            }
+          } catch {
+            outcomes.wrong.withLock { $0.append("\(key): \(error)") }  // a request taken and dropped
+          }
+          return
+        }
+      }
+    }
+    XCTAssertEqual(enough.wait(timeout: .now() + 30), .success, "no load: \(c.logs())")
+    signalled.store(true, ordering: .releasing)
+    c.kill(1, signal: SIGTERM)
+    XCTAssertEqual(group.wait(timeout: .now() + 30), .success, "clients still blocked after the member exited")
+    XCTAssertEqual(process.terminationReason, .exit, c.logs())
+    XCTAssertEqual(process.terminationStatus, 0, c.logs())
+    XCTAssertEqual(outcomes.wrong.withLock { $0 }, [], "requests taken but not answered")
+    let log = c.logs(lines: 20)
+    XCTAssertTrue(log.contains("finishing the requests in flight") && log.contains("unanswered=0"), log)
+
+    try c.start(1)
+    XCTAssertEqual(c.waitForLeader(), 1, c.logs())
+    for key in outcomes.acknowledged.withLock({ $0 }) {
+      XCTAssertEqual(c.get(1, key).map(\.text), "v-\(key)", key)
+    }
+  }
 }

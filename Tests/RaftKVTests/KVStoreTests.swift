@@ -92,7 +92,11 @@ final class KVStoreTests: XCTestCase {
     XCTAssertTrue(text.contains("lat_seconds_bucket{le=\"0.00025\"} 0\nlat_seconds_bucket{le=\"0.0005\"} 1\n"), text)
     XCTAssertTrue(
       text.contains("lat_seconds_bucket{le=\"+Inf\"} 1\nlat_seconds_sum 0.0003\nlat_seconds_count 1\n"), text)
-    XCTAssertTrue(text.contains("# TYPE depth gauge\ndepth{n=\"1\"} 5\n"), text)
+    XCTAssertTrue(text.contains("# TYPE depth gauge\ndepth{n=\"1\"} 5.0\n"), text)
+    // Known metrics carry their HELP line (swift-prometheus emits it before TYPE).
+    m.makeMeter(label: "raft_term", dimensions: [("node", "1")]).set(Int64(7))
+    XCTAssertTrue(
+      m.render().contains("# HELP raft_term The node's current Raft term.\n# TYPE raft_term gauge\n"), m.render())
   }
 }
 

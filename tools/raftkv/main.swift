@@ -8,7 +8,7 @@ import RaftEngineOptions
 import RaftKV
 import RaftTransport
 import RaftWAL
-import Synchronization
+import ServiceLifecycle
 
 #if canImport(Glibc)
   import Glibc
@@ -17,7 +17,7 @@ import Synchronization
 /// `raftkv`: one member of a replicated key-value store with an HTTP API (etcd's raftexample,
 /// answering writes once they are committed and applied).
 @main
-struct RaftKVCommand: ParsableCommand {
+struct RaftKVCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "raftkv",
     abstract: "A member of a Raft-replicated key-value store with an HTTP API.",
@@ -141,7 +141,7 @@ struct RaftKVCommand: ParsableCommand {
     return out
   }
 
-  func run() throws {
+  func run() async throws {
     let level = Logger.Level(rawValue: logLevel)!
     LoggingSystem.bootstrap { label in
       var h = StreamLogHandler.standardError(label: label)
@@ -183,43 +183,81 @@ struct RaftKVCommand: ParsableCommand {
     }
 
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-    let done = DispatchSemaphore(value: 0)
-    let failure = Mutex<EngineError?>(nil)
+    let (stops, stop) = AsyncStream.makeStream(of: MemberStop.self)
     let server: RaftKVServer
     do {
       server = try RaftKVServer(
-        configuration: c, group: group, onRemoved: { done.signal() },
-        onFailed: { error in
-          // Fail-stop, as etcd: the cause, then a non-zero exit; nothing more is accepted.
-          failure.withLock { $0 = error }
-          done.signal()
-        })
+        configuration: c, group: group, onRemoved: { stop.yield(.removed) },
+        onFailed: { error in stop.yield(.failed(error)) })
       try server.start()
     } catch {
       logger.critical("raftkv failed to start: \(error)")
       throw ExitCode(1)
     }
-    signal(SIGTERM, SIG_IGN)
-    signal(SIGINT, SIG_IGN)
-    var sources: [any DispatchSourceSignal] = []
-    for sig in [SIGTERM, SIGINT] {
-      let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-      source.setEventHandler { done.signal() }
-      source.resume()
-      sources.append(source)
+    // swift-service-lifecycle: SIGTERM and SIGINT start a graceful shutdown of the member.
+    let member = RaftKVMember(server: server, stops: stops, stop: stop, logger: logger)
+    let services = ServiceGroup(
+      configuration: ServiceGroupConfiguration(
+        services: [.init(service: member)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    do {
+      try await services.run()
+    } catch {
+      try? await group.shutdownGracefully()
+      // Fail-stop, as etcd: the cause is logged; a non-zero exit.
+      throw ExitCode(2)
     }
-    done.wait()
-    if let error = failure.withLock({ $0 }) {
+    try? await group.shutdownGracefully()
+  }
+}
+
+/// Why the member stops.
+enum MemberStop: Sendable {
+  /// SIGTERM or SIGINT: a graceful shutdown.
+  case signal
+  /// A conf change removed this member (raftexample's cue to shut down).
+  case removed
+  /// The node stopped on a storage failure or a broken invariant.
+  case failed(EngineError)
+}
+
+/// The member as a swift-service-lifecycle service: runs until a shutdown signal, its removal
+/// or a failure. A signal or a removal finishes the requests in flight, syncs and closes the
+/// WAL, and ends normally (exit 0); a failure is logged and thrown (exit 2, fail-stop).
+struct RaftKVMember: Service {
+  let server: RaftKVServer
+  let stops: AsyncStream<MemberStop>
+  let stop: AsyncStream<MemberStop>.Continuation
+  let logger: Logger
+
+  struct Failed: Error, CustomStringConvertible {
+    var error: EngineError
+    var description: String { "the node failed: \(error)" }
+  }
+
+  func run() async throws {
+    let stop = self.stop
+    let reason = await withGracefulShutdownHandler {
+      var first = MemberStop.signal
+      for await r in stops {
+        first = r
+        break
+      }
+      return first
+    } onGracefulShutdown: {
+      stop.yield(.signal)
+    }
+    switch reason {
+    case .failed(let error):
       logger.critical(
         "raftkv stopping: the node failed (\(error)); every write acknowledged before is durable. Check the data directory's disk, then restart the member."
       )
       server.stop()
-      try? group.syncShutdownGracefully()
-      throw ExitCode(2)
+      throw Failed(error: error)
+    case .signal, .removed:
+      logger.info("raftkv stopping: finishing the requests in flight, then syncing and closing the WAL")
+      let server = self.server
+      let left = await Task.detached { server.shutDownGracefully(drainSeconds: 10) }.value
+      logger.info("raftkv stopped", metadata: ["unanswered": "\(left)"])
     }
-    logger.info("raftkv stopping")
-    server.stop()
-    try? group.syncShutdownGracefully()
-    _ = sources
   }
 }
