@@ -119,12 +119,15 @@ public final class Node: @unchecked Sendable {
     if hs.isEmpty && lastIndex == 0 && !configuration.peers.isEmpty {
       try rawNode.bootstrap(configuration.peers.map { Peer(id: $0) })
     }
+    var coreConfiguration = EngineCore.Configuration(
+      id: configuration.id, readyHandling: configuration.readyHandling,
+      snapshotEntries: configuration.snapshotEntries,
+      compactionRetainEntries: configuration.compactionRetainEntries, faults: faults,
+      peerMessageLimits: PeerMessageLimits(entryBytesMax: storage.wal.options.recordBytesMax))
+    coreConfiguration.snapshotBytes = configuration.snapshotBytes
+    coreConfiguration.compactionRetainBytes = configuration.compactionRetainBytes
     core = EngineCore(
-      configuration: EngineCore.Configuration(
-        id: configuration.id, readyHandling: configuration.readyHandling,
-        snapshotEntries: configuration.snapshotEntries,
-        compactionRetainEntries: configuration.compactionRetainEntries, faults: faults,
-        peerMessageLimits: PeerMessageLimits(entryBytesMax: storage.wal.options.recordBytesMax)),
+      configuration: coreConfiguration,
       rawNode: rawNode, hardState: hs, confState: cs, snapshotIndex: snapshot.metadata.index)
     let inbox = BatchQueue<Input>(
       capacity: configuration.inboxCapacity, spinNanoseconds: configuration.spinNanoseconds, engineThread: true)

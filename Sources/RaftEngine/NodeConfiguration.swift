@@ -58,6 +58,14 @@ public struct NodeConfiguration: Sendable {
   public var snapshotEntries: UInt64 = 10_000
   /// Entries kept behind a snapshot for slow followers (etcd's `SnapshotCatchUpEntries`).
   public var compactionRetainEntries: UInt64 = 5_000
+  /// Also snapshot once the entries applied since the last snapshot carry this many payload
+  /// bytes (0: by count only). With large values the count alone would let the log held in
+  /// memory (`WALStorage` keeps every entry above the compaction point) grow to count x value
+  /// size: 10,000 entries of 64 KiB are 640 MiB.
+  public var snapshotBytes: UInt64 = 64 << 20
+  /// Keep at most this many payload bytes of entries behind a snapshot, whatever
+  /// `compactionRetainEntries` allows (0: by count only).
+  public var compactionRetainBytes: UInt64 = 32 << 20
   /// Proposals queued on the run loop at most (beyond it `propose` fails with `.busy`).
   public var inboxCapacity = 1 << 16
   /// How long the run loop may poll its inbox before it parks, in nanoseconds, while a worker's

@@ -31,7 +31,7 @@ final class EngineCoreTests: XCTestCase {
 
     init(
       _ mode: NodeConfiguration.ReadyHandling, voters: [UInt64] = [1], snapshotEntries: UInt64 = 0,
-      retain: UInt64 = 0, faults: EngineFaults = EngineFaults()
+      retain: UInt64 = 0, snapshotBytes: UInt64 = 0, retainBytes: UInt64 = 0, faults: EngineFaults = EngineFaults()
     ) throws {
       try storage.applySnapshot(
         Snapshot(metadata: SnapshotMetadata(confState: ConfState(voters: voters), index: 1, term: 1)))
@@ -39,10 +39,12 @@ final class EngineCoreTests: XCTestCase {
       config.applied = 1
       config.asyncStorageWrites = mode == .async
       config.randomSeed = 1
+      var configuration = EngineCore.Configuration(
+        id: 1, readyHandling: mode, snapshotEntries: snapshotEntries, compactionRetainEntries: retain, faults: faults)
+      configuration.snapshotBytes = snapshotBytes
+      configuration.compactionRetainBytes = retainBytes
       core = EngineCore(
-        configuration: EngineCore.Configuration(
-          id: 1, readyHandling: mode, snapshotEntries: snapshotEntries, compactionRetainEntries: retain,
-          faults: faults),
+        configuration: configuration,
         rawNode: try RawNode(config: config), hardState: HardState(), confState: ConfState(voters: voters),
         snapshotIndex: 1)
     }
@@ -140,10 +142,12 @@ final class EngineCoreTests: XCTestCase {
   }
 
   /// A single voter that leads (its election and first entry handled).
-  func leader(_ mode: NodeConfiguration.ReadyHandling, snapshotEntries: UInt64 = 0, retain: UInt64 = 0) throws
-    -> Harness
-  {
-    let h = try Harness(mode, snapshotEntries: snapshotEntries, retain: retain)
+  func leader(
+    _ mode: NodeConfiguration.ReadyHandling, snapshotEntries: UInt64 = 0, retain: UInt64 = 0,
+    snapshotBytes: UInt64 = 0, retainBytes: UInt64 = 0
+  ) throws -> Harness {
+    let h = try Harness(
+      mode, snapshotEntries: snapshotEntries, retain: retain, snapshotBytes: snapshotBytes, retainBytes: retainBytes)
     h.core.campaign()
     if mode == .async {
       try runAsync(h)
@@ -290,6 +294,34 @@ final class EngineCoreTests: XCTestCase {
     // An older one coming late is never saved.
     h.core.applied(ApplyOutcome(appliedIndex: 7, snapshot: (6, ConfState(voters: [1]), [0xAC])))
     XCTAssertEqual(describe(h.take()), [])
+  }
+
+  func testLargeEntriesAreSnapshottedByBytesAndTheLogKeptWithinItsByteBound() throws {
+    // 1,000-byte entries: the count cadence (1,000 entries) is far away; the byte cadence
+    // (3,000 bytes) asks for a snapshot every third entry, and compaction keeps at most 2,000
+    // bytes of entries behind it, however many entries the count would keep.
+    let h = try leader(.async, snapshotEntries: 1000, retain: 1000, snapshotBytes: 3000, retainBytes: 2000)
+    var asked: [UInt64] = []
+    for k in 0..<6 {
+      h.core.propose([Payload([UInt8](repeating: UInt8(k), count: 1000))], completion: { _ in })
+      _ = try runAsync(h) { job in
+        if job.snapshotConfState != nil { asked.append(job.lastIndex) }
+      }
+    }
+    // The leader's empty entry is index 2; the six entries are 3...8.
+    XCTAssertEqual(asked, [5, 8])
+    h.core.applied(ApplyOutcome(appliedIndex: 8, snapshot: (8, ConfState(voters: [1]), [0xAB])))
+    XCTAssertEqual(describe(h.take()), ["save snapshot 8 compact 6"], "entries 7 and 8 (2,000 bytes) stay")
+    // Without byte bounds the count alone decides: no snapshot, nothing compacted.
+    let byCount = try leader(.async, snapshotEntries: 1000, retain: 1000)
+    var none: [UInt64] = []
+    for k in 0..<6 {
+      byCount.core.propose([Payload([UInt8](repeating: UInt8(k), count: 1000))], completion: { _ in })
+      _ = try runAsync(byCount) { job in
+        if job.snapshotConfState != nil { none.append(job.lastIndex) }
+      }
+    }
+    XCTAssertEqual(none, [])
   }
 
   func testPeerMessagesOfLocalTypesAreRefused() throws {

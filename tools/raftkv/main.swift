@@ -44,6 +44,13 @@ struct RaftKVCommand: AsyncParsableCommand {
   var snapshotEvery: UInt64 = 10_000
   @Option(help: "Entries kept behind a snapshot for slow followers.")
   var snapshotCatchupEntries: UInt64 = 5_000
+  @Option(
+    help:
+      "Also snapshot once the entries applied since the last snapshot carry this many bytes of values (0: by count only)."
+  )
+  var snapshotEveryBytes: UInt64 = NodeConfiguration(id: 1, peers: [1], directory: "").snapshotBytes
+  @Option(help: "Keep at most this many bytes of entries behind a snapshot (0: by count only).")
+  var snapshotCatchupBytes: UInt64 = NodeConfiguration(id: 1, peers: [1], directory: "").compactionRetainBytes
   @Option(help: "How Ready is handled: sync (persist, send, apply, advance) or async (storage workers).")
   var readyHandling = NodeConfiguration.ReadyHandling.async
   @Option(help: "One Raft tick, in milliseconds (elections after 10 ticks, heartbeats every tick).")
@@ -162,6 +169,8 @@ struct RaftKVCommand: AsyncParsableCommand {
     c.node.readyHandling = readyHandling
     c.node.snapshotEntries = snapshotEvery
     c.node.compactionRetainEntries = snapshotCatchupEntries
+    c.node.snapshotBytes = snapshotEveryBytes
+    c.node.compactionRetainBytes = snapshotCatchupBytes
     c.node.tickMicroseconds = tickMs * 1000
     knobs.configure(&c.node, payload: maxValueBytes + maxBodyBytes / 64)
     c.node.wal = walOptions

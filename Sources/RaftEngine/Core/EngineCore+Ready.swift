@@ -200,9 +200,19 @@ extension EngineCore {
     var completions: [ProposalOutcome] = []
     proposals.resolve(committed: entries, into: &completions)
     var snapshotConfState: ConfState?
+    var bytes: UInt64 = 0
+    entries.withUnsafeBufferPointer { buf in for e in buf { bytes &+= UInt64(e.data.count) } }
+    bytesSinceSnapshot += bytes
+    appliedBytesTotal += bytes
+    if configuration.compactionRetainBytes > 0 { appliedBytesMarks.append((last.index, appliedBytesTotal)) }
     let every = configuration.snapshotEntries
-    if every > 0 && last.index > snapshotPolicyIndex && (nodeAdded || last.index >= snapshotPolicyIndex + every) {
+    let everyBytes = configuration.snapshotBytes
+    if (every > 0 || everyBytes > 0) && last.index > snapshotPolicyIndex
+      && (nodeAdded || (every > 0 && last.index >= snapshotPolicyIndex + every)
+        || (everyBytes > 0 && bytesSinceSnapshot >= everyBytes))
+    {
       snapshotPolicyIndex = last.index
+      bytesSinceSnapshot = 0
       nodeAdded = false
       snapshotConfState = confState
     }
@@ -223,7 +233,9 @@ extension EngineCore {
     handedOutIndex = index
     confState = snapshot.metadata.confState
     snapshotPolicyIndex = index
+    bytesSinceSnapshot = 0
     nodeAdded = false
+    appliedBytesMarks.removeAll()
     savedSnapshotIndex = max(savedSnapshotIndex, index)
     compactedThrough = max(compactedThrough, index)
     var overtaken: [ProposalOutcome] = []
@@ -236,14 +248,28 @@ extension EngineCore {
   mutating func saveSnapshot(index: UInt64, confState: ConfState, data: [UInt8]) {
     guard index > savedSnapshotIndex else { return }
     savedSnapshotIndex = index
-    let retain = configuration.compactionRetainEntries
+    var through = index > configuration.compactionRetainEntries ? index - configuration.compactionRetainEntries : 0
+    through = max(through, retainedByBytes(behind: index))
     var compactThrough: UInt64?
-    if index > retain && index - retain > compactedThrough {
-      compactThrough = index - retain
-      compactedThrough = index - retain
+    if through > compactedThrough {
+      compactThrough = through
+      compactedThrough = through
     }
+    while let m = appliedBytesMarks.first, m.index <= compactedThrough { appliedBytesMarks.removeFirst() }
     actions.append(
       .saveSnapshot(SnapshotSave(index: index, confState: confState, data: data, compactThrough: compactThrough)))
+  }
+
+  /// With `compactionRetainBytes`: the index through which to compact so that at most that
+  /// many payload bytes of entries stay behind a snapshot at `index` (marks are apply jobs, so
+  /// it keeps whole jobs); 0 without it.
+  func retainedByBytes(behind index: UInt64) -> UInt64 {
+    let retain = configuration.compactionRetainBytes
+    guard retain > 0, let at = appliedBytesMarks.last(where: { $0.index <= index }) else { return 0 }
+    // The oldest mark after which, up to `index`, at most `retain` bytes remain (`at` itself
+    // qualifies: then nothing is kept behind the snapshot).
+    for m in appliedBytesMarks where at.total - m.total <= retain { return m.index }
+    return at.index
   }
 
   // MARK: Leadership

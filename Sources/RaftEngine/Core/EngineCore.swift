@@ -1,3 +1,4 @@
+import DequeModule
 import Raft
 
 /// The engine's decisions, without I/O: one deterministic state machine that owns the
@@ -56,6 +57,13 @@ public struct EngineCore: ~Copyable {
     public var snapshotEntries: UInt64
     /// Entries kept behind a snapshot for slow followers.
     public var compactionRetainEntries: UInt64
+    /// Snapshot also once the entries applied since the last snapshot carry this many payload
+    /// bytes (0: by count only), so that large values do not make the log in memory grow with
+    /// the entry count.
+    public var snapshotBytes: UInt64 = 0
+    /// Keep at most this many payload bytes of entries behind a snapshot, whatever
+    /// `compactionRetainEntries` allows (0: by count only).
+    public var compactionRetainBytes: UInt64 = 0
     public var faults: EngineFaults
     /// What a peer's message may carry (the log's entry size limit).
     public var peerMessageLimits: PeerMessageLimits
@@ -142,6 +150,14 @@ public struct EngineCore: ~Copyable {
   var savedSnapshotIndex: UInt64
   /// The log is compacted through here (or a snapshot replaced it).
   var compactedThrough: UInt64
+  /// Payload bytes handed out for applying since `snapshotPolicyIndex` (for `snapshotBytes`).
+  var bytesSinceSnapshot: UInt64 = 0
+  /// Payload bytes handed out for applying, in all, at the end of each apply job since the
+  /// compaction point, oldest first (for `compactionRetainBytes`). Invariant: indexes and
+  /// totals increase along it; trimmed below `compactedThrough`.
+  var appliedBytesMarks = Deque<(index: UInt64, total: UInt64)>()
+  /// Payload bytes handed out for applying, in all.
+  var appliedBytesTotal: UInt64 = 0
 
   /// The largest proposal payload the log stores.
   var payloadBytesMax: Int { configuration.peerMessageLimits.payloadBytesMax }
