@@ -109,6 +109,9 @@ public final class Node: @unchecked Sendable {
     raftConfig.maxSizePerMsg = configuration.maxSizePerMsg
     raftConfig.maxInflightMsgs = configuration.maxInflightMsgs
     raftConfig.maxCommittedSizePerReady = configuration.maxCommittedSizePerReady
+    raftConfig.maxUncommittedEntriesSize = configuration.maxUncommittedEntriesSize
+    raftConfig.maxInflightBytes =
+      configuration.maxInflightBytes == 0 ? 0 : max(configuration.maxInflightBytes, configuration.maxSizePerMsg)
     raftConfig.preVote = configuration.preVote
     raftConfig.checkQuorum = configuration.checkQuorum
     raftConfig.randomSeed = configuration.id &* 0x9E37_79B9_7F4A_7C15 ^ EngineClock.nanoseconds()

@@ -51,6 +51,14 @@ public struct NodeConfiguration: Sendable {
   public var maxSizePerMsg: UInt64 = 1 << 20
   public var maxInflightMsgs = 256
   public var maxCommittedSizePerReady: UInt64 = 0
+  /// The leader refuses proposals (`.dropped`) while the entries it appended and not yet
+  /// committed carry more than this many payload bytes (etcd-raft's
+  /// `MaxUncommittedEntriesSize`; 0: no limit): a leader cut off from its quorum, or behind
+  /// a slow one, does not let the uncommitted log grow without bound.
+  public var maxUncommittedEntriesSize: UInt64 = 64 << 20
+  /// Bytes of entries in flight to one follower at most (etcd-raft's `MaxInflightBytes`; 0: no
+  /// limit; at least `maxSizePerMsg`): bounds what a follower can be sent ahead of its answers.
+  public var maxInflightBytes: UInt64 = 32 << 20
   public var preVote = true
   public var checkQuorum = true
   /// Take a snapshot of the state machine (`StateMachine.snapshotData`) every this many applied

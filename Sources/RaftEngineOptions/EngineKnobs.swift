@@ -42,6 +42,10 @@ public struct EngineKnobs: ParsableArguments {
   public var maxInflightMsgs = 256
   @Option(help: "Raft: bytes of committed entries in one Ready at most (0: no limit).")
   public var maxCommittedSizePerReady: UInt64 = 0
+  @Option(help: "Raft: the leader refuses proposals while its uncommitted entries carry this many bytes (0: no limit).")
+  public var maxUncommittedBytes = NodeConfiguration(id: 1, peers: [1], directory: "").maxUncommittedEntriesSize
+  @Option(help: "Raft: bytes of entries in flight to one follower at most (0: no limit; at least --max-size-per-msg).")
+  public var maxInflightBytes = NodeConfiguration(id: 1, peers: [1], directory: "").maxInflightBytes
   @Option(
     help:
       "Engine threads: polling before parking, in microseconds, for the run loop and the apply worker when a core is free (at most processors - 1 threads spin at once)."
@@ -66,6 +70,9 @@ public struct EngineKnobs: ParsableArguments {
       throw ValidationError("--max-inflight-msgs must be between 1 and 1048576")
     }
     guard (0...1_000_000).contains(spinUs) else { throw ValidationError("--spin-us must be between 0 and 1000000") }
+    guard maxInflightBytes == 0 || maxInflightBytes >= maxSizePerMsg else {
+      throw ValidationError("--max-inflight-bytes must be 0 or at least --max-size-per-msg (\(maxSizePerMsg))")
+    }
   }
 
   /// The WAL options, with room for records of `payload` bytes.
@@ -94,6 +101,8 @@ public struct EngineKnobs: ParsableArguments {
     c.maxSizePerMsg = maxSizePerMsg
     c.maxInflightMsgs = maxInflightMsgs
     c.maxCommittedSizePerReady = maxCommittedSizePerReady
+    c.maxUncommittedEntriesSize = maxUncommittedBytes
+    c.maxInflightBytes = maxInflightBytes
     c.spinNanoseconds = UInt64(spinUs) * 1000
     c.storageThreads = storageThreads
   }

@@ -54,6 +54,62 @@ final class NodeTests: XCTestCase {
     XCTAssertNoThrow(try wait(node, { node.propose([1, 2, 3], completion: $0) }).get())
   }
 
+  func testALeaderCutOffFromItsQuorumRefusesProposalsBeyondTheUncommittedBound() throws {
+    // Followers gone: nothing commits. The leader takes proposals until the uncommitted entries
+    // carry `maxUncommittedEntriesSize` bytes, then refuses the rest at once (`.dropped`, which
+    // raftkv answers 503 with Retry-After) instead of holding them all in memory.
+    var template = Array("\(NSTemporaryDirectory())/swift-raft-uncommitted-XXXXXX".utf8CString)
+    let root = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!)! })
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let network = InMemoryNetwork()
+    defer { network.shutdown() }
+    var nodes: [UInt64: Node] = [:]
+    for id: UInt64 in 1...3 {
+      var c = NodeConfiguration(id: id, peers: [1, 2, 3], directory: "\(root)/node-\(id)")
+      c.tickMicroseconds = 5_000
+      c.checkQuorum = false  // the leader keeps leading once cut off
+      c.maxUncommittedEntriesSize = 4 << 20
+      let node = try Node(
+        configuration: c, stateMachine: RecordingStateMachine(), transport: network.transport(for: id))
+      network.register(id, sink: node.sink)
+      nodes[id] = node
+      node.start()
+    }
+    defer { for n in nodes.values { n.stop() } }
+    nodes[1]!.campaign()
+    let deadline = Date().addingTimeInterval(10)
+    while nodes[1]!.leader != 1 && Date() < deadline {
+      if let other = nodes[1]!.leader, other != 1 { nodes[other]!.transferLeadership(to: 1) }
+      usleep(20_000)
+    }
+    XCTAssertEqual(nodes[1]!.leader, 1)
+    for id: UInt64 in [2, 3] {
+      network.unregister(id)
+      nodes[id]!.stop()
+      nodes[id] = nil
+    }
+    let refused = Atomic<Int>(0)
+    let payload = [UInt8](repeating: 9, count: 512 << 10)
+    let leader = nodes[1]!
+    for _ in 0..<16 {
+      leader.propose(payload) { r in
+        if case .failure(.dropped) = r { refused.add(1, ordering: .relaxed) }
+      }
+      // Two status round trips through the run loop: the first is answered in the turn that
+      // took the proposal (before that turn hands it to Raft), the second in a later turn; so
+      // the proposal reached Raft, and a refusal was answered, before the next one goes, and
+      // each is its own message.
+      for _ in 0..<2 {
+        let seen = DispatchSemaphore(value: 0)
+        leader.status { _ in seen.signal() }
+        XCTAssertEqual(seen.wait(timeout: .now() + 10), .success)
+      }
+    }
+    // 4 MiB of 512 KiB entries: eight are taken (and wait for a quorum); the other eight are
+    // refused at once.
+    XCTAssertEqual(refused.load(ordering: .relaxed), 8)
+  }
+
   func testARefusedConfChangeFailsInsteadOfSucceeding() throws {
     let (node, dir) = try singleLeader()
     defer {
