@@ -9,20 +9,6 @@ import XCTest
 /// `raft-bench kv` against a real raftkv member: etcd's report format, the JSON object, the
 /// error distribution, and bad flags.
 final class KVBenchTests: XCTestCase {
-  /// A free TCP port on loopback.
-  func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-    }
-    return Int(UInt16(bigEndian: addr.sin_port))
-  }
-
   /// A one-member raftkv; returns its HTTP port once it leads.
   func startMember() throws -> Int {
     let dir = try makeTestDirectory("kv-bench")

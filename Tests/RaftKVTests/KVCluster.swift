@@ -74,23 +74,6 @@ func http(
   return HTTPReply(status: status, headers: headers, body: Array(response[end.upperBound...]))
 }
 
-/// A free TCP port on loopback (bound, read, released).
-func freePort() -> Int {
-  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-  defer { close(fd) }
-  var addr = sockaddr_in()
-  addr.sin_family = sa_family_t(AF_INET)
-  addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-  _ = withUnsafePointer(to: &addr) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-  }
-  var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-  _ = withUnsafeMutablePointer(to: &addr) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-  }
-  return Int(UInt16(bigEndian: addr.sin_port))
-}
-
 /// The client side of HTTPS: the CA that issued the members' certificates, and the client's
 /// own certificate (nil: none is presented).
 struct ClientTLS {
@@ -137,6 +120,8 @@ final class KVCluster {
   private(set) var raftPorts: [UInt64: Int] = [:]
   private(set) var httpPorts: [UInt64: Int] = [:]
   private(set) var processes: [UInt64: Process] = [:]
+  /// Signalled when each member's process exits.
+  private var exits: [UInt64: DispatchSemaphore] = [:]
 
   /// Ports for members 1...`size` (more are made by `reserve`); nothing starts yet.
   init(size: Int, args: [String] = []) throws {
@@ -182,24 +167,29 @@ final class KVCluster {
     log.seekToEndOfFile()
     p.standardOutput = log
     p.standardError = log
+    let exited = DispatchSemaphore(value: 0)
+    p.terminationHandler = { _ in exited.signal() }
     try p.run()
     processes[id] = p
+    exits[id] = exited
   }
 
   /// Sends `signal` to member `id` and waits for it to exit.
   func kill(_ id: UInt64, signal: Int32 = SIGKILL) {
     guard let p = processes.removeValue(forKey: id) else { return }
+    exits[id] = nil
     Glibc.kill(p.processIdentifier, signal)
     p.waitUntilExit()
   }
 
   /// Waits up to `seconds` for member `id` to exit on its own; true when it did.
   func waitForExit(_ id: UInt64, seconds: Double) -> Bool {
-    guard let p = processes[id] else { return true }
-    let deadline = Date().addingTimeInterval(seconds)
-    while p.isRunning && Date() < deadline { usleep(20_000) }
-    if p.isRunning { return false }
+    guard let p = processes[id], let exited = exits[id] else { return true }
+    // The process's termination handler signals it: wait on the exit itself.
+    guard exited.wait(timeout: .now() + seconds) == .success else { return false }
+    p.waitUntilExit()
     processes[id] = nil
+    exits[id] = nil
     return true
   }
 

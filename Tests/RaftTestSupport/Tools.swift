@@ -1,4 +1,8 @@
 import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 import Raft
 
 /// An executable of this package built next to the test bundle (the test target depends on
@@ -80,4 +84,21 @@ public func makeTestCertificates(in dir: String, members: [UInt64]) throws {
   guard p.terminationStatus == 0 else {
     throw CertificatesFailed(description: "tools/make-test-certs exited with \(p.terminationStatus)")
   }
+}
+
+/// A free TCP port on loopback (bound, read, released).
+public func freePort() -> Int {
+  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  defer { close(fd) }
+  var addr = sockaddr_in()
+  addr.sin_family = sa_family_t(AF_INET)
+  addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+  _ = withUnsafePointer(to: &addr) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+  }
+  var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+  _ = withUnsafeMutablePointer(to: &addr) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+  }
+  return Int(UInt16(bigEndian: addr.sin_port))
 }
