@@ -153,6 +153,10 @@ public final class Node: @unchecked Sendable {
     }
   }
 
+  /// Whether the run loop's inbox holds `inboxPeerBacklogMax` inputs or more: the transport
+  /// then stops reading from peers until it drains.
+  public var inboxBacklogged: Bool { inbox.count >= configuration.inboxPeerBacklogMax }
+
   /// Where the transport delivers this node's messages.
   public var sink: MessageSink {
     { [inbox] messages in inbox.push(contentsOf: messages.map { Input.peer($0) }) }

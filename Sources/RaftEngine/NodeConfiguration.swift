@@ -76,6 +76,10 @@ public struct NodeConfiguration: Sendable {
   public var compactionRetainBytes: UInt64 = 32 << 20
   /// Proposals queued on the run loop at most (beyond it `propose` fails with `.busy`).
   public var inboxCapacity = 1 << 16
+  /// Inputs queued on the run loop from which the transport stops reading from peers (NIO
+  /// back-pressure) until the run loop catches up: a peer's messages are never buffered
+  /// without bound.
+  public var inboxPeerBacklogMax = 4096
   /// How long the run loop may poll its inbox before it parks, in nanoseconds, while a worker's
   /// answer is due (a write's durable acknowledgement, an apply outcome) and `SpinBudget`
   /// grants it one of its slots (one fewer than the processors: on 2 cores one thread spins at

@@ -32,6 +32,10 @@ import Raft
   /// The snapshot stream being received: its id, its MsgSnap (data still empty), the data so
   /// far, and the announced length. Invariant: `data.count <= total <= snapshotBytesMax`.
   private var assembling: (id: UInt64, message: Message, data: [UInt8], total: Int)?
+  /// Reading is paused while the node is backlogged (`TransportDelegate.backlogged`): frames
+  /// already decoded from the last read wait here, in order, until it catches up.
+  private var paused = false
+  private var held: [Frame] = []
 
   @_spi(Testing) public init(
     localID: UInt64, options: TCPTransportOptions, delegate: TransportDelegate, logger: Logger,
@@ -50,11 +54,47 @@ import Raft
   }
 
   public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let frame = unwrapInboundIn(data)
+    if paused { return held.append(frame) }
     do {
-      try handle(unwrapInboundIn(data), context: context)
+      try handle(frame, context: context)
     } catch {
       errorCaught(context: context, error: error)
     }
+  }
+
+  /// Stops reading from the socket until the node catches up.
+  private func pause(_ context: ChannelHandlerContext) {
+    guard !paused else { return }
+    paused = true
+    context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+    scheduleResume(context)
+  }
+
+  private func scheduleResume(_ context: ChannelHandlerContext) {
+    let loop = context.eventLoop
+    let bound = NIOLoopBound((self, context), eventLoop: loop)
+    loop.scheduleTask(in: .milliseconds(1)) { bound.value.0.resume(bound.value.1) }
+  }
+
+  /// Delivers the frames held while paused, then reads again (or stays paused while the node
+  /// is still behind).
+  private func resume(_ context: ChannelHandlerContext) {
+    guard paused, context.channel.isActive else { return }
+    if delegate.backlogged() { return scheduleResume(context) }
+    paused = false
+    while !held.isEmpty && !paused {
+      let frame = held.removeFirst()
+      do {
+        try handle(frame, context: context)
+      } catch {
+        held.removeAll()
+        return errorCaught(context: context, error: error)
+      }
+    }
+    if paused { return }
+    context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+    context.read()
   }
 
   public func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -105,7 +145,10 @@ import Raft
       let frameBytes = body.readBytes(length: body.readableBytes) ?? []
       let messages = try RaftCodec.decodeMessages(frameBytes, limits: limits)
       for m in messages { try check(m, from: from) }
-      if !messages.isEmpty { delegate.deliver(messages) }
+      if !messages.isEmpty {
+        delegate.deliver(messages)
+        if delegate.backlogged() { pause(context) }
+      }
     case .snapshotBegin:
       guard assembling == nil else { throw FrameError.protocolViolation("snapshot stream started inside another") }
       let id = try body.readUInt64("stream id")

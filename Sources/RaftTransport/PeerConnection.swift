@@ -15,16 +15,21 @@ public struct TransportDelegate: Sendable {
   /// Checks a received snapshot's data (`NodeConfiguration.snapshotDataCheck`): a refused one
   /// closes its stream and is not delivered.
   public var snapshotDataCheck: (@Sendable ([UInt8]) -> String?)?
+  /// Whether the node is behind on what it was delivered: while true, the transport stops
+  /// reading from its peers' connections (NIO back-pressure: TCP's window then holds the
+  /// senders back) instead of buffering, and checks again every millisecond.
+  public var backlogged: @Sendable () -> Bool
 
   public init(
     deliver: @escaping MessageSink, reportUnreachable: @escaping @Sendable (UInt64) -> Void,
     reportSnapshot: @escaping @Sendable (UInt64, SnapshotStatus) -> Void,
-    snapshotDataCheck: (@Sendable ([UInt8]) -> String?)? = nil
+    snapshotDataCheck: (@Sendable ([UInt8]) -> String?)? = nil, backlogged: @escaping @Sendable () -> Bool = { false }
   ) {
     self.deliver = deliver
     self.reportUnreachable = reportUnreachable
     self.reportSnapshot = reportSnapshot
     self.snapshotDataCheck = snapshotDataCheck
+    self.backlogged = backlogged
   }
 
   /// Delivers to `node`'s inbox and reports to it.
@@ -32,7 +37,7 @@ public struct TransportDelegate: Sendable {
     self.init(
       deliver: node.sink, reportUnreachable: { node.reportUnreachable($0) },
       reportSnapshot: { node.reportSnapshot($0, status: $1) },
-      snapshotDataCheck: node.configuration.snapshotDataCheck)
+      snapshotDataCheck: node.configuration.snapshotDataCheck, backlogged: { node.inboxBacklogged })
   }
 }
 

@@ -1,9 +1,9 @@
 import Foundation
+import Raft
 
 #if canImport(Glibc)
   import Glibc
 #endif
-import Raft
 
 /// An executable of this package built next to the test bundle (the test target depends on
 /// it, so it is always built; its absence is a failure, not a skip).

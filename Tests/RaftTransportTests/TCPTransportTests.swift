@@ -13,6 +13,9 @@ final class Recorder: Sendable {
   let messages = Mutex<[Message]>([])
   let unreachable = Mutex<[UInt64]>([])
   let snapshotStatus = Mutex<[(UInt64, SnapshotStatus)]>([])
+  /// What the delegate's `backlogged` answers, and how often it was asked.
+  let backlogged = Atomic<Bool>(false)
+  let backlogChecks = Atomic<Int>(0)
   /// The snapshot data check the delegate passes on (nil: none).
   let snapshotDataCheck: (@Sendable ([UInt8]) -> String?)?
 
@@ -25,7 +28,11 @@ final class Recorder: Sendable {
       deliver: { ms in self.messages.withLock { $0 += ms } },
       reportUnreachable: { p in self.unreachable.withLock { $0.append(p) } },
       reportSnapshot: { p, s in self.snapshotStatus.withLock { $0.append((p, s)) } },
-      snapshotDataCheck: snapshotDataCheck)
+      snapshotDataCheck: snapshotDataCheck,
+      backlogged: {
+        self.backlogChecks.add(1, ordering: .relaxed)
+        return self.backlogged.load(ordering: .relaxed)
+      })
   }
 
   var count: Int { messages.withLock { $0.count } }
@@ -114,6 +121,33 @@ final class TCPTransportTests: XCTestCase {
     // And the other way.
     b.send([Message(type: .msgAppResp, to: 1, from: 2, term: 1, index: 9)])
     XCTAssertTrue(ra.wait { $0.messages.withLock { $0.contains { $0.type == .msgAppResp && $0.index == 9 } } })
+  }
+
+  func testABackloggedNodeStopsTheTransportReadingUntilItCatchesUp() throws {
+    var options = TCPTransportOptions()
+    options.frameBytesTarget = 256  // many frames
+    let (a, _, _, rb) = try connectedPair(options)
+    rb.backlogged.store(true, ordering: .relaxed)
+    let before = rb.count  // what connecting delivered
+    let sent = (1...400).map { k in
+      Message(
+        type: .msgApp, to: 2, from: 1, term: 1, logTerm: 1, index: UInt64(k),
+        entries: [Entry(term: 1, index: UInt64(k), data: Array(repeating: 7, count: 200))])
+    }
+    for k in stride(from: 0, to: 400, by: 4) { a.send(Array(sent[k..<(k + 4)])) }
+    // The first frame is delivered; then the node says it is behind, and the transport stops:
+    // while it keeps asking (every millisecond), nothing more arrives.
+    XCTAssertTrue(rb.wait { $0.count > before })
+    let delivered = rb.count
+    let checks = rb.backlogChecks.load(ordering: .relaxed)
+    XCTAssertTrue(rb.wait { $0.backlogChecks.load(ordering: .relaxed) >= checks + 50 }, "the transport stopped asking")
+    XCTAssertEqual(rb.count, delivered, "messages were delivered while the node was backlogged")
+    XCTAssertLessThan(delivered, before + 400)
+    // Caught up: everything arrives, in order.
+    rb.backlogged.store(false, ordering: .relaxed)
+    XCTAssertTrue(rb.wait { $0.messages.withLock { $0.filter { !$0.entries.isEmpty }.count } >= 400 })
+    // (Connecting's probes may still trickle in: only this test's appends are compared.)
+    XCTAssertEqual(rb.messages.withLock { $0.filter { !$0.entries.isEmpty }.map(\.index) }, sent.map(\.index))
   }
 
   func testASnapshotIsStreamedInChunksAndReportedFinished() throws {
