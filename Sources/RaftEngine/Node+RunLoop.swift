@@ -86,7 +86,9 @@ extension Node {
     case .proposeConfChange(let cc, let completion):
       core.proposeConfChange(cc, completion: completion, nowNanoseconds: now)
     case .forward(let proposal, let handedOff): core.forward(proposal, handedOff: handedOff)
-    case .peer(let m): core.stepFromPeer(m)
+    case .peer(let m):
+      peerInputsQueued.queued.subtract(1, ordering: .relaxed)
+      core.stepFromPeer(m)
     case .local(let responses): for m in responses { core.step(m) }
     case .applied(let outcomes): for o in outcomes { core.applied(o) }
     case .campaign: core.campaign()

@@ -64,6 +64,12 @@ public final class Node: @unchecked Sendable {
   let threadsToken = ThreadsToken()
   /// Mirrors `failed != nil`, read without the lock on every proposal.
   let hasFailed = Atomic<Bool>(false)
+  /// Peer messages in the inbox, not yet taken by the run loop (what `inboxBacklogged` counts:
+  /// the node's own proposals never stop the transport reading its peers' answers).
+  final class PeerBacklog: Sendable {
+    let queued = Atomic<Int>(0)
+  }
+  let peerInputsQueued = PeerBacklog()
   /// True once the run loop returned (set by it, read by `stop` after the join).
   var loopEnded = false
   /// One line per second about refused peer messages (run loop only).
@@ -153,13 +159,22 @@ public final class Node: @unchecked Sendable {
     }
   }
 
+  /// Why the node stopped on its own (a storage failure or a broken invariant); nil while it
+  /// runs or after a plain `stop()`.
+  public var failure: EngineError? { failed.withLock { $0 } }
+
   /// Whether the run loop's inbox holds `inboxPeerBacklogMax` inputs or more: the transport
   /// then stops reading from peers until it drains.
-  public var inboxBacklogged: Bool { inbox.count >= configuration.inboxPeerBacklogMax }
+  public var inboxBacklogged: Bool {
+    peerInputsQueued.queued.load(ordering: .relaxed) >= configuration.inboxPeerBacklogMax
+  }
 
   /// Where the transport delivers this node's messages.
   public var sink: MessageSink {
-    { [inbox] messages in inbox.push(contentsOf: messages.map { Input.peer($0) }) }
+    { [inbox, peerInputsQueued] messages in
+      peerInputsQueued.queued.add(messages.count, ordering: .relaxed)
+      inbox.push(contentsOf: messages.map { Input.peer($0) })
+    }
   }
 
   /// Starts the run loop (and the workers in async mode).
@@ -282,7 +297,10 @@ public final class Node: @unchecked Sendable {
   }
 
   /// Steps a message from a peer.
-  public func step(_ m: Message) { inbox.push(.peer(m)) }
+  public func step(_ m: Message) {
+    peerInputsQueued.queued.add(1, ordering: .relaxed)
+    inbox.push(.peer(m))
+  }
   /// Starts an election on this node.
   public func campaign() { inbox.push(.campaign) }
   /// Asks the leader to hand leadership to `transferee`.

@@ -67,7 +67,7 @@ public struct NodeConfiguration: Sendable {
   /// Entries kept behind a snapshot for slow followers (etcd's `SnapshotCatchUpEntries`).
   public var compactionRetainEntries: UInt64 = 5_000
   /// Also snapshot once the entries applied since the last snapshot carry this many payload
-  /// bytes (0: by count only). With large values the count alone would let the log held in
+  /// bytes (0: by count only; `snapshotEntries` 0 still means never). With large values the count alone would let the log held in
   /// memory (`WALStorage` keeps every entry above the compaction point) grow to count x value
   /// size: 10,000 entries of 64 KiB are 640 MiB.
   public var snapshotBytes: UInt64 = 64 << 20

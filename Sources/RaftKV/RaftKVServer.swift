@@ -155,6 +155,9 @@ public final class RaftKVServer: KVService, Sendable {
       ])
   }
 
+  /// Why the node stopped on its own (nil: it did not).
+  public var nodeFailure: EngineError? { node.failure }
+
   /// The HTTP port (after `start`).
   public var httpPort: Int? { httpChannel.withLock { $0?.localAddress?.port } }
 

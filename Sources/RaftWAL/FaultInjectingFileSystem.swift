@@ -108,9 +108,12 @@ public final class FaultInjectingFileSystem: WALFileSystem, @unchecked Sendable 
   /// Descriptors holding the lock of an inode, by inode.
   private var lockHolders: [ObjectIdentifier: Int32] = [:]
   private var ringSyncs: [UInt64: (inode: Inode, through: UInt64)] = [:]
-  /// Files whose ring write was failed on purpose: the sync linked to it comes back cancelled,
-  /// as the kernel cancels a link after a failed request.
-  private var brokenLinks: Set<ObjectIdentifier> = []
+  /// The ring sync queued last on each descriptor (linked mode queues a write and its sync
+  /// back to back on a slot's own descriptor, one pair at a time).
+  private var linkedSync: [Int32: UInt64] = [:]
+  /// Ring syncs whose linked write was failed on purpose: they come back cancelled, as the
+  /// kernel cancels a link after a failed request.
+  private var brokenLinks: Set<UInt64> = []
   private var nextRingToken: UInt64 = 1
   private var faults: [Fault] = []
   /// Set by `powerCut` or when `dieAfter`'s count runs out: this machine is gone.
@@ -444,7 +447,7 @@ public final class FaultInjectingFileSystem: WALFileSystem, @unchecked Sendable 
       if dead { return -EIO }
       guard result >= 0, let h = handles[fd] else { return result }
       if let e = takeFault(.write, path: h.path) {
-        brokenLinks.insert(ObjectIdentifier(h.inode))
+        if let token = linkedSync[fd] { brokenLinks.insert(token) }
         return -e
       }
       return result
@@ -457,6 +460,7 @@ public final class FaultInjectingFileSystem: WALFileSystem, @unchecked Sendable 
       let token = nextRingToken
       nextRingToken += 1
       ringSyncs[token] = (h.inode, h.inode.nextSequence - 1)
+      linkedSync[fd] = token
       return token
     }
   }
@@ -465,7 +469,7 @@ public final class FaultInjectingFileSystem: WALFileSystem, @unchecked Sendable 
     locked {
       guard let sync = ringSyncs.removeValue(forKey: token), survives() else { return -EIO }
       guard result >= 0 else { return result }
-      if brokenLinks.remove(ObjectIdentifier(sync.inode)) != nil { return -ECANCELED }
+      if brokenLinks.remove(token) != nil { return -ECANCELED }
       let path = handles.values.first { $0.inode === sync.inode }?.path ?? ""
       if let e = takeFault(.sync, path: path) { return -e }
       makeDurable(sync.inode, through: sync.through)

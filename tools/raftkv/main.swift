@@ -266,6 +266,11 @@ struct RaftKVMember: Service {
       logger.info("raftkv stopping: finishing the requests in flight, then syncing and closing the WAL")
       let server = self.server
       let left = await Task.detached { server.shutDownGracefully(drainSeconds: 10) }.value
+      // A failure while draining is still fail-stop.
+      if let error = server.nodeFailure {
+        logger.critical("raftkv stopped: the node failed while shutting down (\(error))")
+        throw Failed(error: error)
+      }
       logger.info("raftkv stopped", metadata: ["unanswered": "\(left)"])
     }
   }

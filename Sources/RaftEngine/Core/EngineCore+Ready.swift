@@ -204,11 +204,15 @@ extension EngineCore {
     entries.withUnsafeBufferPointer { buf in for e in buf { bytes &+= UInt64(e.data.count) } }
     bytesSinceSnapshot += bytes
     appliedBytesTotal += bytes
-    if configuration.compactionRetainBytes > 0 { appliedBytesMarks.append((last.index, appliedBytesTotal)) }
     let every = configuration.snapshotEntries
     let everyBytes = configuration.snapshotBytes
-    if (every > 0 || everyBytes > 0) && last.index > snapshotPolicyIndex
-      && (nodeAdded || (every > 0 && last.index >= snapshotPolicyIndex + every)
+    // Marks only matter (and are only trimmed) when snapshots are taken.
+    if every > 0 && configuration.compactionRetainBytes > 0 {
+      appliedBytesMarks.append((last.index, appliedBytesTotal))
+    }
+    // `snapshotEntries` 0: never; the byte cadence only adds a trigger.
+    if every > 0 && last.index > snapshotPolicyIndex
+      && (nodeAdded || last.index >= snapshotPolicyIndex + every
         || (everyBytes > 0 && bytesSinceSnapshot >= everyBytes))
     {
       snapshotPolicyIndex = last.index
@@ -267,8 +271,9 @@ extension EngineCore {
     let retain = configuration.compactionRetainBytes
     guard retain > 0, let at = appliedBytesMarks.last(where: { $0.index <= index }) else { return 0 }
     // The oldest mark after which, up to `index`, at most `retain` bytes remain (`at` itself
-    // qualifies: then nothing is kept behind the snapshot).
-    for m in appliedBytesMarks where at.total - m.total <= retain { return m.index }
+    // qualifies: then nothing is kept behind the snapshot). When the oldest mark already
+    // qualifies, the bytes do not force a compaction (the count decides).
+    for (k, m) in appliedBytesMarks.enumerated() where at.total - m.total <= retain { return k == 0 ? 0 : m.index }
     return at.index
   }
 

@@ -58,8 +58,8 @@ public struct EngineCore: ~Copyable {
     /// Entries kept behind a snapshot for slow followers.
     public var compactionRetainEntries: UInt64
     /// Snapshot also once the entries applied since the last snapshot carry this many payload
-    /// bytes (0: by count only), so that large values do not make the log in memory grow with
-    /// the entry count.
+    /// bytes (0: by count only; only when `snapshotEntries` > 0), so that large values do not
+    /// make the log in memory grow with the entry count.
     public var snapshotBytes: UInt64 = 0
     /// Keep at most this many payload bytes of entries behind a snapshot, whatever
     /// `compactionRetainEntries` allows (0: by count only).
