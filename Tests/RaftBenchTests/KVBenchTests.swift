@@ -32,7 +32,9 @@ final class KVBenchTests: XCTestCase {
       if r.status == 0 && r.stdout.contains("\"requests\":1,") { return http }
       usleep(50_000)
     }
-    throw XCTSkip("the member did not start")
+    struct NotStarted: Error {}
+    XCTFail("the raftkv member did not start within 20 s")
+    throw NotStarted()
   }
 
   func testTheReportHasEtcdsSectionsAndTheJSONCountsEveryRequest() throws {

@@ -160,20 +160,11 @@ final class ClusterProcessTests: XCTestCase {
     try XCTSkipUnless(getuid() == 0, "needs root to mount a small tmpfs (CI runs as root)")
     let mountPoint = try makeTestDirectory("raftkv-full")
     defer { try? FileManager.default.removeItem(atPath: mountPoint) }
-    func system(_ path: String, _ args: [String]) throws -> Bool {
-      let p = Process()
-      p.executableURL = URL(fileURLWithPath: path)
-      p.arguments = args
-      p.standardError = FileHandle.nullDevice
-      try p.run()
-      p.waitUntilExit()
-      return p.terminationStatus == 0
-    }
-    func mount(_ args: [String]) throws -> Bool { try system("/bin/mount", args) }
+    func mount(_ args: [String]) throws -> Bool { try runSystemCommand("/bin/mount", args) == 0 }
     guard try mount(["-t", "tmpfs", "-o", "size=12m", "tmpfs", mountPoint]) else {
       throw XCTSkip("mount -t tmpfs failed (no privilege in this container)")
     }
-    defer { _ = try? system("/bin/umount", [mountPoint]) }
+    defer { _ = try? runSystemCommand("/bin/umount", [mountPoint]) }
 
     let c = try KVCluster(
       size: 1, args: ["--segment-bytes", "\(4 << 20)", "--max-value-bytes", "65536", "--data-dir", "\(mountPoint)/m1"])

@@ -102,3 +102,15 @@ public func freePort() -> Int {
   }
   return Int(UInt16(bigEndian: addr.sin_port))
 }
+
+/// Runs a system program (not one of the package's: `mount`, `umount`) to its end, its stderr
+/// discarded; returns its exit status.
+public func runSystemCommand(_ path: String, _ args: [String]) throws -> Int32 {
+  let p = Process()
+  p.executableURL = URL(fileURLWithPath: path)
+  p.arguments = args
+  p.standardError = FileHandle.nullDevice
+  try p.run()
+  p.waitUntilExit()
+  return p.terminationStatus
+}

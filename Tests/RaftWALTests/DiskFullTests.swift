@@ -1,4 +1,5 @@
 import Raft
+import RaftTestSupport
 import XCTest
 
 @testable import RaftWAL
@@ -10,24 +11,14 @@ import XCTest
 /// A full disk: the write fails with an error naming the file, nothing after the last durable
 /// batch is acknowledged, the WAL stops, and everything acknowledged is there on reopen.
 final class DiskFullTests: XCTestCase {
-  func run(_ tool: String, _ args: [String]) throws -> Int32 {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: tool)
-    p.arguments = args
-    p.standardError = FileHandle.nullDevice
-    try p.run()
-    p.waitUntilExit()
-    return p.terminationStatus
-  }
-
   func testAFullDiskStopsTheWALWithoutLosingAcknowledgedWrites() throws {
     try XCTSkipUnless(getuid() == 0, "needs root to mount a small tmpfs (CI runs as root)")
     let mountPoint = makeTemporaryDirectory("full")
     defer { removeDirectory(mountPoint) }
-    guard try run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mountPoint]) == 0 else {
+    guard try runSystemCommand("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mountPoint]) == 0 else {
       throw XCTSkip("mount -t tmpfs failed (no privilege in this container)")
     }
-    defer { _ = try? run("/bin/umount", [mountPoint]) }
+    defer { _ = try? runSystemCommand("/bin/umount", [mountPoint]) }
 
     for io in TestIO.all {
       let dir = mountPoint + "/" + "\(io)".replacingOccurrences(of: "/", with: "-")
