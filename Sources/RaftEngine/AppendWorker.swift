@@ -109,7 +109,9 @@ final class AppendWorker: @unchecked Sendable {
           for job in jobs {
             switch job {
             case .write(let w): try stage.write(w, to: storage, local: &responses, remote: &remote)
-            case .save(let s): try storage.save(s)
+            case .save(let s):
+              try storage.save(s)
+              s.answerSaved()
             case .apply, .restore: continue
             }
           }

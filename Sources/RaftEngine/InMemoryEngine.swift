@@ -81,9 +81,12 @@ public final class InMemoryEngine {
       core.applied(applier.restore(job))
     case .saveSnapshot(let s):
       try log.save(s)
+      s.answerSaved()
     case .complete(let outcomes):
       for o in outcomes { o.deliver() }
     case .answerRead(let completion, let result):
+      completion(result)
+    case .answerCompaction(let completion, let result):
       completion(result)
     case .handOff(let handedOff, let error):
       handedOff(error)

@@ -99,6 +99,7 @@ extension Node {
     case .reportUnreachable(let p): core.reportUnreachable(p)
     case .reportSnapshot(let p, let st): core.reportSnapshot(p, status: st)
     case .status(let reply): core.status(reply)
+    case .compact(let index, let data, let completion): core.compact(through: index, data: data, completion: completion)
     case .failed(let why): return .fail(why)
     case .stop: return .stop
     }
@@ -166,11 +167,18 @@ extension Node {
             work.applyJobs.append(.restore(job))
           }
         case .saveSnapshot(let s):
-          if sync { try storage.save(s) } else { work.appendJobs.append(.save(s)) }
+          if sync {
+            try storage.save(s)
+            s.answerSaved()
+          } else {
+            work.appendJobs.append(.save(s))
+          }
           logger.debug("snapshot taken", metadata: ["index": "\(s.index)"])
         case .complete(let outcomes):
           for o in outcomes { o.deliver() }
         case .answerRead(let completion, let result):
+          completion(result)
+        case .answerCompaction(let completion, let result):
           completion(result)
         case .handOff(let handedOff, let error):
           handedOff(error)
@@ -179,6 +187,7 @@ extension Node {
         case .leaderChanged(let leader, let state):
           knownLeader.store(leader ?? 0, ordering: .relaxed)
           logger.info("leader changed", metadata: ["leader": "\(leader ?? 0)", "state": "\(state)"])
+          configuration.onLeaderChange?(LeaderChange(leader: leader, term: core.rawNode.term))
         case .refusePeer(let peer, let type, let refusal):
           refusedPeerMessage(from: peer, type: type, refusal, now: now)
         }

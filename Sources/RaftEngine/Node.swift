@@ -36,6 +36,7 @@ public final class Node: @unchecked Sendable {
     case reportUnreachable(UInt64)
     case reportSnapshot(UInt64, SnapshotStatus)
     case status(@Sendable (Status) -> Void)
+    case compact(UInt64, [UInt8], @Sendable (Result<UInt64, EngineError>) -> Void)
     case failed(EngineError)
     case stop
   }
@@ -110,7 +111,11 @@ public final class Node: @unchecked Sendable {
     var raftConfig = Config(
       id: configuration.id, electionTick: configuration.electionTick, heartbeatTick: configuration.heartbeatTick,
       storage: storage)
-    raftConfig.applied = snapshot.metadata.index
+    let (hs, cs) = try storage.initialState()
+    // Entries the application applied before the restart are not handed out again; only
+    // committed ones can be skipped (the recovered commit index may lag: the rest come again).
+    let resumeIndex = max(snapshot.metadata.index, min(configuration.appliedIndex, hs.commit))
+    raftConfig.applied = resumeIndex
     raftConfig.asyncStorageWrites = configuration.readyHandling == .async
     raftConfig.maxSizePerMsg = configuration.maxSizePerMsg
     raftConfig.maxInflightMsgs = configuration.maxInflightMsgs
@@ -123,11 +128,13 @@ public final class Node: @unchecked Sendable {
     raftConfig.randomSeed = configuration.id &* 0x9E37_79B9_7F4A_7C15 ^ EngineClock.nanoseconds()
     raftConfig.logger = raftLogger
     let rawNode = try RawNode(config: raftConfig)
-    let (hs, cs) = try storage.initialState()
     let lastIndex = try storage.lastIndex()
     if hs.isEmpty && lastIndex == 0 && !configuration.peers.isEmpty {
       try rawNode.bootstrap(configuration.peers.map { Peer(id: $0) })
     }
+    // The configuration changes among the skipped entries still reach Raft.
+    let confState = try Self.replayConfChanges(
+      from: snapshot.metadata.index, through: resumeIndex, of: storage, into: rawNode, recovered: cs)
     var coreConfiguration = EngineCore.Configuration(
       id: configuration.id, readyHandling: configuration.readyHandling,
       snapshotEntries: configuration.snapshotEntries,
@@ -137,7 +144,8 @@ public final class Node: @unchecked Sendable {
     coreConfiguration.compactionRetainBytes = configuration.compactionRetainBytes
     core = EngineCore(
       configuration: coreConfiguration,
-      rawNode: rawNode, hardState: hs, confState: cs, snapshotIndex: snapshot.metadata.index)
+      rawNode: rawNode, hardState: hs, confState: confState, snapshotIndex: snapshot.metadata.index,
+      appliedIndex: resumeIndex)
     let inbox = BatchQueue<Input>(
       capacity: configuration.inboxCapacity, spinNanoseconds: configuration.spinNanoseconds, engineThread: true)
     self.inbox = inbox
@@ -157,6 +165,25 @@ public final class Node: @unchecked Sendable {
       applyWorker = nil
       appendWorker = nil
     }
+  }
+
+  /// Applies to `rawNode` the configuration changes among the entries in
+  /// (`snapshotIndex`, `resumeIndex`], which the application applied before a restart and Raft
+  /// does not hand out again; returns the configuration as of `resumeIndex`.
+  private static func replayConfChanges(
+    from snapshotIndex: UInt64, through resumeIndex: UInt64, of storage: WALStorage, into rawNode: RawNode,
+    recovered: ConfState
+  ) throws -> ConfState {
+    var confState = recovered
+    var next = snapshotIndex + 1
+    while next <= resumeIndex {
+      let hi = min(resumeIndex, next + 65_535)
+      for e in try storage.entries(lo: next, hi: hi + 1, maxSize: .max) where e.type != .normal {
+        if let cc = try e.decodedConfChange() { confState = rawNode.applyConfChange(cc) }
+      }
+      next = hi + 1
+    }
+    return confState
   }
 
   /// Why the node stopped on its own (a storage failure or a broken invariant); nil while it
@@ -320,6 +347,24 @@ public final class Node: @unchecked Sendable {
   /// completion gets `.timedOut` if it is still waiting. Raft drops some requests without an
   /// answer (a follower that knows no leader, a lost message); this frees their waiters.
   public func cancelReadIndex(context: [UInt8]) { inbox.push(.cancelReadIndex(context)) }
+  /// Saves a snapshot at `index` holding the application's `snapshot` data and compacts the
+  /// log behind it (less `compactionRetainEntries` kept for slow followers): memory and WAL
+  /// segments below are reclaimed. For applications that decide themselves what they have
+  /// consumed (`ReplicatedLog`), with or without the `snapshotEntries` cadence. Waits until
+  /// `index` is applied here; `completion` gets the snapshot's index once the WAL saved it and
+  /// compacted (or the newer snapshot's index, when one was already saved).
+  public func compact(
+    through index: UInt64, snapshot: [UInt8] = [],
+    completion: @escaping @Sendable (Result<UInt64, EngineError>) -> Void
+  ) {
+    if stopping.load(ordering: .relaxed) { return completion(.failure(.stopped)) }
+    switch inbox.tryPush(.compact(index, snapshot, completion)) {
+    case .enqueued: break
+    case .full: completion(.failure(.busy))
+    case .closed: completion(.failure(.stopped))
+    }
+  }
+
   /// Forgets the leader (a follower that knows it is partitioned).
   public func forgetLeader() { inbox.push(.forgetLeader) }
   public func reportUnreachable(_ peer: UInt64) { inbox.push(.reportUnreachable(peer)) }
@@ -370,6 +415,7 @@ public final class Node: @unchecked Sendable {
       case .proposeOne(_, let c): c(.failure(error))
       case .forward(_, let c): c(error)
       case .readIndex(_, let c): c?(.failure(error))
+      case .compact(_, _, let c): c(.failure(error))
       case .status(let reply): if stopping.load(ordering: .relaxed) && loopEnded { reply(core.rawNode.status()) }
       default: break
       }

@@ -2,6 +2,22 @@ import Logging
 import Metrics
 import RaftWAL
 
+/// The leader a node knows of, from some term on.
+public struct LeaderChange: Sendable, Equatable, CustomStringConvertible {
+  /// The leader's id; nil while none is known (an election is under way, or this node is
+  /// partitioned).
+  public var leader: UInt64?
+  /// The node's term when it learned of the change.
+  public var term: UInt64
+
+  public init(leader: UInt64?, term: UInt64) {
+    self.leader = leader
+    self.term = term
+  }
+
+  public var description: String { "leader \(leader.map(String.init) ?? "none") in term \(term)" }
+}
+
 /// How a `Node` runs: identity, Ready handling, timing, Raft limits, and the WAL's options.
 public struct NodeConfiguration: Sendable {
   /// How Ready is handled.
@@ -40,6 +56,11 @@ public struct NodeConfiguration: Sendable {
   public var peers: [UInt64]
   /// The WAL directory.
   public var directory: String
+  /// The application applied the log through this index before the node restarted (it keeps
+  /// its state durably itself): Raft hands out only the entries above it (etcd-raft's
+  /// `Config.Applied`). Clamped to the recovered commit index (entries above it come again).
+  /// 0: everything above the snapshot is applied again.
+  public var appliedIndex: UInt64 = 0
   public var readyHandling: ReadyHandling = .async
   /// Async mode: one storage thread or two (append, apply).
   public var storageThreads: StorageThreads = .auto
@@ -106,6 +127,9 @@ public struct NodeConfiguration: Sendable {
   /// fail-stop: log the cause and exit non-zero, so that an operator (or a supervisor) looks at
   /// the disk before the member comes back. Nil: the node just stays stopped.
   public var onFailure: (@Sendable (EngineError) -> Void)? = nil
+  /// Called on the run loop's thread each time the leader this node knows of changes (nil: none
+  /// known, as in an election). Keep it short: the run loop waits for it.
+  public var onLeaderChange: (@Sendable (LeaderChange) -> Void)? = nil
 
   public init(id: UInt64, peers: [UInt64], directory: String) {
     self.id = id

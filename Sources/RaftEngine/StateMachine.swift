@@ -5,7 +5,8 @@ import RaftWAL
 /// apply worker in async mode, the run loop in sync mode).
 public protocol StateMachine: AnyObject {
   /// Applies the committed normal entry at `index` (entries arrive in index order, each once
-  /// per process lifetime after the last snapshot). `data` is a view into a buffer the
+  /// per process lifetime after the last snapshot; those with empty data only with
+  /// `appliesEmptyEntries`). `data` is a view into a buffer the
   /// entry's batch or message shares: copy what you keep (`Array(data)`).
   func apply(index: UInt64, term: UInt64, data: Payload)
   /// Replaces the state with a snapshot's data (installed from a leader or at restart).
@@ -19,6 +20,9 @@ public protocol StateMachine: AnyObject {
   /// applies it to Raft next): for the application's own view of the membership, such as the
   /// peer addresses carried in the change's context.
   func applyConfChange(_ change: AnyConfChange, index: UInt64, term: UInt64)
+  /// Whether `apply` also gets the normal entries without data (a new leader's empty entry, an
+  /// empty proposal); false by default.
+  var appliesEmptyEntries: Bool { get }
 }
 
 extension StateMachine {
@@ -28,22 +32,31 @@ extension StateMachine {
   public func snapshotData() -> [UInt8]? { nil }
   /// Nothing to do by default.
   public func applyConfChange(_ change: AnyConfChange, index: UInt64, term: UInt64) {}
+  /// Entries without data are skipped by default.
+  public var appliesEmptyEntries: Bool { false }
 }
 
 /// Why a proposal or an engine call failed.
 public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
   /// This node is not the leader; `leader` is the one it knows of (nil when none is known).
   case notLeader(leader: UInt64?)
-  /// Raft dropped the proposal (leadership changed, a transfer is in progress, limits).
+  /// The proposal was not committed and never will be: Raft refused it (no leader, a
+  /// transfer in progress, the uncommitted-bytes limit), or its entries were appended and then
+  /// an entry of a later leader was committed in their place (or below them). Safe to retry.
   case dropped
+  /// The proposal's entries were appended to the log, and then this node lost track of them
+  /// (it stopped, or it lost leadership and saw them overwritten or passed by a snapshot):
+  /// they may still be committed by a later leader. Retrying may write them twice.
+  case outcomeUnknown(String)
   /// The node is stopping or stopped.
   case stopped
   /// No answer within the caller's deadline.
   case timedOut
   /// The node's queue is full: back off and retry.
   case busy
-  /// The storage failed; the node stopped (the message says why).
-  case storage(String)
+  /// The storage failed; the node stopped (the WAL's error says why: the operation, the file,
+  /// errno).
+  case storage(WALError)
   /// A proposed entry is larger than the log stores (`WALOptions.recordBytesMax`, less the
   /// entry's own fields): nothing of its batch was proposed.
   case tooLarge(bytes: Int, max: Int)
@@ -57,10 +70,10 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
   /// The error a failed storage operation stops the node with: a write the WAL refuses as
   /// invalid is the engine's fault (nothing a peer sends gets that far), never the disk's.
   public init(storageError error: any Error) {
-    if case .invalidRequest(let why)? = error as? WALError {
-      self = .internalFailure("the WAL refused a write: \(why)")
-    } else {
-      self = .storage("\(error)")
+    switch error as? WALError {
+    case .invalidRequest(let why)?: self = .internalFailure("the WAL refused a write: \(why)")
+    case let wal?: self = .storage(wal)
+    case nil: self = .internalFailure("the storage failed: \(error)")
     }
   }
 
@@ -68,7 +81,8 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
     switch self {
     case .notLeader(let leader?): return "not the leader (the leader is node \(leader))"
     case .notLeader(nil): return "not the leader (no leader is known)"
-    case .dropped: return "proposal dropped"
+    case .dropped: return "proposal dropped (not committed)"
+    case .outcomeUnknown(let why): return "outcome unknown (the entry may still commit): \(why)"
     case .stopped: return "node stopped"
     case .timedOut: return "timed out"
     case .busy: return "node busy (queue full)"

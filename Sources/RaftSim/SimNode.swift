@@ -392,10 +392,17 @@ final class SimNode {
         case .restore(let job):
           if mode == .sync { core!.applied(applier.restore(job)) } else { applyQueue.append(.restore(job)) }
         case .saveSnapshot(let s):
-          if mode == .sync { try log.save(s) } else { appendQueue.append(.save(s)) }
+          if mode == .sync {
+            try log.save(s)
+            s.answerSaved()
+          } else {
+            appendQueue.append(.save(s))
+          }
         case .complete(let outcomes):
           for o in outcomes { o.deliver() }
         case .answerRead(let completion, let result):
+          completion(result)
+        case .answerCompaction(let completion, let result):
           completion(result)
         case .handOff(let handedOff, let error):
           handedOff(error)
@@ -419,7 +426,9 @@ final class SimNode {
     var remote: [Message] = []
     switch appendQueue.removeFirst() {
     case .write(let w): try Self.write(w, stage: &stage, to: log, local: &local, remote: &remote)
-    case .save(let s): try log.save(s)
+    case .save(let s):
+      try log.save(s)
+      s.answerSaved()
     }
     try Self.release(stage: &stage, log: log, local: &local, remote: &remote)
     deliver(local, remote)

@@ -41,6 +41,35 @@ final class RaftBenchCLITests: XCTestCase {
     }
   }
 
+  func testLogBenchBoundsItsLogByCompactingAndSaysSo() throws {
+    for (args, mention) in [
+      (["log", "--entries", "0"], "--entries"), (["log", "--batch", "70000"], "--batch"),
+      (["log", "--nodes", "2"], "--nodes"), (["log", "--compact-every", "-1"], "--compact-every"),
+    ] {
+      let r = try raftBench(args)
+      XCTAssertEqual(r.status, 64, "\(args): \(r.stderr)")
+      XCTAssertTrue(r.stderr.contains(mention), "\(args) should mention \(mention): \(r.stderr)")
+    }
+    let dir = try scratch()
+    let r = try raftBench([
+      "log", "--entries", "19200", "--compact-every", "5000", "--retain-entries", "100", "--fsync", "none",
+      "--dir", "\(dir)/new", "--reopen",
+    ])
+    XCTAssertEqual(r.status, 0, r.stderr)
+    let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+    XCTAssertEqual(json?["entries"] as? Int, 19_200)
+    XCTAssertEqual(json?["compactions"] as? Int, 3)
+    let first = try XCTUnwrap(json?["first_index"] as? Int)
+    let last = try XCTUnwrap(json?["last_index"] as? Int)
+    XCTAssertGreaterThan(first, 15_000 - 100, "the log was compacted behind the last compaction: \(r.stdout)")
+    XCTAssertGreaterThanOrEqual(last, 19_200)
+    for key in [
+      "peak_rss_mib", "wal_dir_peak_mib", "wal_dir_final_mib", "reopen_open_seconds", "reopen_replay_ready_seconds",
+    ] {
+      XCTAssertNotNil(json?[key], "\(key) in \(r.stdout)")
+    }
+  }
+
   func testJSONLinesCarryTheDocumentedKeys() throws {
     let r = try raftBench([
       "--nodes", "1", "--clients", "4", "--duration", "0.3", "--warmup", "0.1", "--fsync", "none", "--json",

@@ -81,6 +81,7 @@ final class EngineCoreTests: XCTestCase {
       case .saveSnapshot(let s): return "save snapshot \(s.index) compact \(s.compactThrough.map(String.init) ?? "-")"
       case .complete(let os): return "complete \(os.count)"
       case .answerRead(_, let r): return "answer read \(r)"
+      case .answerCompaction(_, let r): return "answer compaction \(r)"
       case .handOff(_, let e): return "hand off \(e.map { "\($0)" } ?? "ok")"
       case .reportStatus: return "status"
       case .leaderChanged(let l, let st): return "leader \(l.map(String.init) ?? "none") \(st)"
@@ -263,7 +264,57 @@ final class EngineCoreTests: XCTestCase {
         type: .msgApp, to: 1, from: 2, term: term + 1, logTerm: term, index: lastIndex - 1, entries: [overwrite],
         commit: lastIndex))
     try runAsync(h)
-    XCTAssertEqual(outcomes.all, ["lost proposal dropped"])
+    XCTAssertEqual(outcomes.all, ["lost proposal dropped (not committed)"])
+  }
+
+  func testAppendedBatchesFailAsOutcomeUnknownWhenTheNodeStopsAndWaitingOnesAsStopped() throws {
+    // A batch appended (no quorum yet) may still be committed by the next leader: its outcome
+    // is unknown. A batch still waiting for the next Ready was never proposed.
+    let h = try leaderOfThree()
+    let outcomes = Outcomes()
+    h.core.propose([Payload([1]), Payload([2])], completion: outcomes.record("appended"))
+    try runAsync(h)
+    XCTAssertEqual(outcomes.all, [])
+    h.core.propose([Payload([3])], completion: outcomes.record("waiting"))
+    h.core.stop(.stopped)
+    try runAsync(h)
+    XCTAssertEqual(
+      outcomes.all,
+      [
+        "waiting node stopped",
+        "appended outcome unknown (the entry may still commit): the node stopped after appending it (node stopped)",
+      ])
+  }
+
+  func testACompactionRequestWaitsForItsIndexThenSavesThereWithTheConfigurationThere() throws {
+    let h = try leader(.async, retain: 2)
+    let first = h.core.appliedIndex
+    var answers: [String] = []
+    let record: @Sendable (Result<UInt64, EngineError>) -> Void = { _ in }
+    // Ahead of what is applied: nothing happens yet.
+    h.core.compact(through: first + 3, data: [0xCD], completion: record)
+    XCTAssertEqual(describe(h.take()), [])
+    h.core.propose([[1], [2], [3], [4], [5]].map(Payload.init), completion: { _ in })
+    let transcript = try runAsync(h)
+    XCTAssertTrue(transcript.contains("save snapshot \(first + 3) compact \(first + 1)"), "\(transcript)")
+    // An older request is answered at once with the snapshot saved.
+    h.core.compact(through: first + 1, data: [], completion: record)
+    for a in h.take() {
+      if case .answerCompaction(_, let r) = a { answers.append("\(r)") }
+    }
+    XCTAssertEqual(answers, ["success(\(first + 3))"])
+    // The configuration at the snapshot's index is the one before a later change.
+    let cc = AnyConfChange.v2(ConfChangeV2(changes: [ConfChangeSingle(type: .addLearnerNode, nodeID: 9)]))
+    h.core.proposeConfChange(cc, completion: { _ in }, nowNanoseconds: 0)
+    try runAsync(h)
+    XCTAssertEqual(h.core.confState.learners, [9])
+    h.core.compact(through: first + 5, data: [], completion: record)
+    var saved: SnapshotSave?
+    for a in h.take() {
+      if case .saveSnapshot(let s) = a { saved = s }
+    }
+    XCTAssertEqual(saved?.index, first + 5)
+    XCTAssertEqual(saved?.confState.learners, [], "the learner was added after index \(first + 5)")
   }
 
   func testALeadersSnapshotOvertakesWaitingBatchesAndRestoresTheStateMachine() throws {

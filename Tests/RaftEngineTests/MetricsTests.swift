@@ -99,7 +99,7 @@ final class MetricsTests: XCTestCase {
       .internalFailure("the WAL refused a write: entries are not consecutive"))
     XCTAssertEqual(
       EngineError(storageError: WALError.io(operation: "fdatasync", file: "seg-1", errno: EIO)),
-      .storage("\(WALError.io(operation: "fdatasync", file: "seg-1", errno: EIO))"))
+      .storage(WALError.io(operation: "fdatasync", file: "seg-1", errno: EIO)))
     XCTAssertTrue("\(EngineError.internalFailure("x"))".contains("not the disk"))
   }
 }

@@ -23,10 +23,11 @@ public struct Applier {
     let sm = stateMachine
     var nextConfChange = 0
     let entries = job.entries
+    let empties = sm.appliesEmptyEntries
     for k in entries.indices {
       // (Fields are read in place: copying each entry out would touch its payload's count.)
       if entries[k].type == .normal {
-        if !entries[k].data.isEmpty {
+        if empties || !entries[k].data.isEmpty {
           sm.apply(index: entries[k].index, term: entries[k].term, data: entries[k].data)
         }
         continue

@@ -194,6 +194,7 @@ extension EngineCore {
       }
       guard let cc = decoded else { continue }
       confState = rawNode.applyConfChange(cc)
+      recordConfState(confState, at: e.index)
       if cc.asV2.changes.contains(where: { $0.type == .addNode || $0.type == .addLearnerNode }) { nodeAdded = true }
       confChanges.append(CommittedConfChange(index: e.index, term: e.term, change: cc))
     }
@@ -242,6 +243,7 @@ extension EngineCore {
     appliedBytesMarks.removeAll()
     savedSnapshotIndex = max(savedSnapshotIndex, index)
     compactedThrough = max(compactedThrough, index)
+    recordConfState(confState, at: index)
     var overtaken: [ProposalOutcome] = []
     proposals.failThrough(index, into: &overtaken)
     actions.append(.restore(RestoreJob(snapshot: snapshot, completions: overtaken)))
@@ -249,7 +251,10 @@ extension EngineCore {
 
   /// The state machine's snapshot at `index`: saved unless a newer one was handed to the log
   /// meanwhile; the log is compacted `compactionRetainEntries` behind it.
-  mutating func saveSnapshot(index: UInt64, confState: ConfState, data: [UInt8]) {
+  mutating func saveSnapshot(
+    index: UInt64, confState: ConfState, data: [UInt8],
+    answers: [@Sendable (Result<UInt64, EngineError>) -> Void] = []
+  ) {
     guard index > savedSnapshotIndex else { return }
     savedSnapshotIndex = index
     var through = index > configuration.compactionRetainEntries ? index - configuration.compactionRetainEntries : 0
@@ -261,7 +266,9 @@ extension EngineCore {
     }
     while let m = appliedBytesMarks.first, m.index <= compactedThrough { appliedBytesMarks.removeFirst() }
     actions.append(
-      .saveSnapshot(SnapshotSave(index: index, confState: confState, data: data, compactThrough: compactThrough)))
+      .saveSnapshot(
+        SnapshotSave(
+          index: index, confState: confState, data: data, compactThrough: compactThrough, answers: answers)))
   }
 
   /// With `compactionRetainBytes`: the index through which to compact so that at most that

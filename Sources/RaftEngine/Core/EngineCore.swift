@@ -38,6 +38,9 @@ public struct EngineCore: ~Copyable {
     /// Deliver these outcomes now (batches refused or failed on the run loop).
     case complete([ProposalOutcome])
     case answerRead(ReadCompletion, Result<UInt64, EngineError>)
+    /// An application's compaction request was handed to the log (the snapshot's index) or
+    /// refused.
+    case answerCompaction(@Sendable (Result<UInt64, EngineError>) -> Void, Result<UInt64, EngineError>)
     /// A forwarded proposal was handed to Raft (nil) or refused.
     case handOff(@Sendable (EngineError?) -> Void, EngineError?)
     case reportStatus(@Sendable (Status) -> Void, Status)
@@ -158,6 +161,12 @@ public struct EngineCore: ~Copyable {
   var appliedBytesMarks = Deque<(index: UInt64, total: UInt64)>()
   /// Payload bytes handed out for applying, in all.
   var appliedBytesTotal: UInt64 = 0
+  /// The configuration from each index on: where it was recovered, then each conf change handed
+  /// out and each snapshot installed (for a snapshot at an index the application chooses).
+  /// Invariant: indexes never decrease; the first entry is at or below `compactedThrough`.
+  var confStateHistory = Deque<(index: UInt64, confState: ConfState)>()
+  /// The application's compaction request waiting for its index to be applied.
+  var compactionRequest: CompactionRequest?
 
   /// The largest proposal payload the log stores.
   var payloadBytesMax: Int { configuration.peerMessageLimits.payloadBytesMax }
@@ -165,10 +174,15 @@ public struct EngineCore: ~Copyable {
   /// A core over `rawNode`, whose storage recovered `hardState`, `confState` and a snapshot at
   /// `snapshotIndex` (0: none); `rawNode` was made with `Config.applied == snapshotIndex` and
   /// its `asyncStorageWrites` matching `configuration.readyHandling`.
+  /// `appliedIndex` (at least `snapshotIndex`): the entries the application applied before a
+  /// restart, which Raft does not hand out again (`Config.applied`); `confState` is the
+  /// configuration as of there.
   public init(
     configuration: Configuration, rawNode: RawNode, hardState: HardState, confState: ConfState,
-    snapshotIndex: UInt64
+    snapshotIndex: UInt64, appliedIndex: UInt64? = nil
   ) {
+    let appliedIndex = appliedIndex ?? snapshotIndex
+    precondition(appliedIndex >= snapshotIndex, "EngineCore: applied below the snapshot")
     precondition(
       rawNode.asyncStorageWrites == (configuration.readyHandling == .async),
       "EngineCore: the RawNode's asyncStorageWrites does not match the Ready handling")
@@ -176,11 +190,12 @@ public struct EngineCore: ~Copyable {
     self.rawNode = rawNode
     lastWrittenHardState = hardState
     self.confState = confState
-    handedOutIndex = snapshotIndex
-    appliedIndex = snapshotIndex
-    snapshotPolicyIndex = snapshotIndex
+    handedOutIndex = appliedIndex
+    self.appliedIndex = appliedIndex
+    snapshotPolicyIndex = appliedIndex
     savedSnapshotIndex = snapshotIndex
     compactedThrough = snapshotIndex
+    confStateHistory.append((appliedIndex, confState))
   }
 
   /// Moves the pending actions to the caller (the buffer's capacity stays with the core when
@@ -330,6 +345,7 @@ public struct EngineCore: ~Copyable {
     precondition(outcome.appliedIndex <= handedOutIndex, "EngineCore: applied beyond what was handed out")
     appliedIndex = outcome.appliedIndex
     if let s = outcome.snapshot { saveSnapshot(index: s.index, confState: s.confState, data: s.data) }
+    compactIfApplied()
     for r in outcome.responses { step(r) }
   }
 
@@ -399,6 +415,10 @@ public struct EngineCore: ~Copyable {
     proposals.failAll(error, into: &out)
     if !out.isEmpty { actions.append(.complete(out)) }
     failReads(error)
+    if let request = compactionRequest {
+      compactionRequest = nil
+      for c in request.completions { actions.append(.answerCompaction(c, .failure(error))) }
+    }
   }
 
   // MARK: Shared helpers

@@ -149,6 +149,14 @@ public struct SnapshotSave: Sendable {
   /// Compact the log through this index (the snapshot's index minus the entries kept for slow
   /// followers); nil: keep it.
   public var compactThrough: UInt64?
+  /// The application's compaction requests this save answers (`EngineCore.compact`): the
+  /// driver calls `answerSaved()` once the log performed it.
+  public var answers: [@Sendable (Result<UInt64, EngineError>) -> Void] = []
+
+  /// Tells the compaction requests this save answers that it is done.
+  public func answerSaved() {
+    for a in answers { a(.success(index)) }
+  }
 }
 
 /// Faults planted on purpose, at the seam the engine really uses, so that tests and the

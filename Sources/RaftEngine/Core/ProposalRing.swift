@@ -36,7 +36,10 @@ struct ProposalRing {
     precondition(r.first <= r.last, "ProposalRing: an empty range")
     while let back = records.last, back.last >= r.first {
       precondition(back.term < r.term, "ProposalRing: index \(r.first) proposed twice in term \(r.term)")
-      superseded.append(Self.outcome(back, .failure(.dropped)))
+      // This node overwrote its own entries as a later leader; another node may still hold
+      // them and win an election before the overwrite is replicated: not decided.
+      superseded.append(
+        Self.outcome(back, .failure(.outcomeUnknown("overwritten in the log by a later term"))))
       records.removeLast()
     }
     if let back = records.last {
@@ -79,17 +82,19 @@ struct ProposalRing {
   }
 
   /// A snapshot replaced the log through `index`: the outcome of the records reaching into it
-  /// is unknown here, so they fail.
+  /// is unknown here, so they fail with `.outcomeUnknown`.
   mutating func failThrough(_ index: UInt64, into out: inout [ProposalOutcome]) {
     while let r = records.first, r.first <= index {
-      out.append(Self.outcome(r, .failure(.dropped)))
+      out.append(Self.outcome(r, .failure(.outcomeUnknown("a leader's snapshot replaced the log"))))
       records.removeFirst()
     }
   }
 
-  /// Fails every record with `error` (the node stops).
+  /// Fails every record (the node stops, with `error`): their entries are in the log, so
+  /// whether they commit is not known here (`.outcomeUnknown`).
   mutating func failAll(_ error: EngineError, into out: inout [ProposalOutcome]) {
-    for r in records { out.append(Self.outcome(r, .failure(error))) }
+    let unknown = EngineError.outcomeUnknown("the node stopped after appending it (\(error))")
+    for r in records { out.append(Self.outcome(r, .failure(unknown))) }
     records.removeAll()
   }
 
