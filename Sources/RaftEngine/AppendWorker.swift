@@ -110,7 +110,12 @@ final class AppendWorker: @unchecked Sendable {
             switch job {
             case .write(let w): try stage.write(w, to: storage, local: &responses, remote: &remote)
             case .save(let s):
-              try storage.save(s)
+              do {
+                try storage.save(s)
+              } catch {
+                s.answerFailed(EngineError(storageError: error))
+                throw error
+              }
               s.answerSaved()
             case .apply, .restore: continue
             }

@@ -82,17 +82,9 @@ public final class InMemoryEngine {
     case .saveSnapshot(let s):
       try log.save(s)
       s.answerSaved()
-    case .complete(let outcomes):
-      for o in outcomes { o.deliver() }
-    case .answerRead(let completion, let result):
-      completion(result)
-    case .answerCompaction(let completion, let result):
-      completion(result)
-    case .handOff(let handedOff, let error):
-      handedOff(error)
-    case .reportStatus(let reply, let status):
-      reply(status)
-    case .send, .leaderChanged, .refusePeer:
+    case .complete, .answerRead, .answerCompaction, .handOff, .reportStatus:
+      action.answerCaller()
+    case .send, .leaderChanged, .refusePeer, .answerDroppedForward, .forwardDropped:
       break
     }
   }

@@ -144,55 +144,95 @@ extension Node {
     while true {
       core.takeActions(into: &work.actions)
       if work.actions.isEmpty { return }
-      for action in work.actions {
-        switch action {
-        case .write(let w):
-          if sync { try AppendStage.writeNow(w, to: storage) } else { work.appendJobs.append(.write(w)) }
-        case .send(let messages):
-          transport.send(messages)
-        case .apply(let job):
-          if sync {
-            core.applied(applier.apply(job, now: EngineClock.nanoseconds))
-          } else if applyWorker == nil {
-            work.appendJobs.append(.apply(job))
-          } else {
-            work.applyJobs.append(.apply(job))
-          }
-        case .restore(let job):
-          if sync {
-            core.applied(applier.restore(job))
-          } else if applyWorker == nil {
-            work.appendJobs.append(.restore(job))
-          } else {
-            work.applyJobs.append(.restore(job))
-          }
-        case .saveSnapshot(let s):
-          if sync {
-            try storage.save(s)
-            s.answerSaved()
-          } else {
-            work.appendJobs.append(.save(s))
-          }
-          logger.debug("snapshot taken", metadata: ["index": "\(s.index)"])
-        case .complete(let outcomes):
-          for o in outcomes { o.deliver() }
-        case .answerRead(let completion, let result):
-          completion(result)
-        case .answerCompaction(let completion, let result):
-          completion(result)
-        case .handOff(let handedOff, let error):
-          handedOff(error)
-        case .reportStatus(let reply, let status):
-          reply(status)
-        case .leaderChanged(let leader, let state):
-          knownLeader.store(leader ?? 0, ordering: .relaxed)
-          logger.info("leader changed", metadata: ["leader": "\(leader ?? 0)", "state": "\(state)"])
-          configuration.onLeaderChange?(LeaderChange(leader: leader, term: core.rawNode.term))
-        case .refusePeer(let peer, let type, let refusal):
-          refusedPeerMessage(from: peer, type: type, refusal, now: now)
+      for (k, action) in work.actions.enumerated() {
+        do {
+          try perform(action, &work, now: now, sync: sync)
+        } catch {
+          // Sync mode: the storage failed. What the failed action and those after it owe their
+          // callers is answered here (the node stops next), so nobody waits for its deadline.
+          answerAbandoned(work.actions[k...], EngineError(storageError: error))
+          work.actions.removeAll(keepingCapacity: true)
+          throw error
         }
       }
       work.actions.removeAll(keepingCapacity: true)
+    }
+  }
+
+  /// Performs one action of the core.
+  private func perform(_ action: EngineCore.Action, _ work: inout Work, now: UInt64, sync: Bool) throws {
+    switch action {
+    case .write(let w):
+      if sync { try AppendStage.writeNow(w, to: storage) } else { work.appendJobs.append(.write(w)) }
+    case .send(let messages):
+      transport.send(messages)
+    case .apply(let job):
+      if sync {
+        core.applied(applier.apply(job, now: EngineClock.nanoseconds))
+      } else if applyWorker == nil {
+        work.appendJobs.append(.apply(job))
+      } else {
+        work.applyJobs.append(.apply(job))
+      }
+    case .restore(let job):
+      if sync {
+        core.applied(applier.restore(job))
+      } else if applyWorker == nil {
+        work.appendJobs.append(.restore(job))
+      } else {
+        work.applyJobs.append(.restore(job))
+      }
+    case .saveSnapshot(let s):
+      if sync {
+        try storage.save(s)  // (a failure is answered by `answerAbandoned`)
+        s.answerSaved()
+      } else {
+        work.appendJobs.append(.save(s))
+      }
+      logger.debug("snapshot taken", metadata: ["index": "\(s.index)"])
+    case .complete, .answerRead, .answerCompaction, .handOff, .reportStatus:
+      action.answerCaller()
+    case .leaderChanged(let leader, let state):
+      knownLeader.store(leader ?? 0, ordering: .relaxed)
+      logger.info("leader changed", metadata: ["leader": "\(leader ?? 0)", "state": "\(state)"])
+      configuration.onLeaderChange?(LeaderChange(leader: leader, term: core.rawNode.term))
+    case .refusePeer(let peer, let type, let refusal):
+      refusedPeerMessage(from: peer, type: type, refusal, now: now)
+    case .answerDroppedForward(let to, let entries):
+      let tagBytes = configuration.forwardTagBytes
+      let tags = entries.filter { $0.type == .normal }.map { e in
+        Entry(data: Payload(copying: e.data.prefix(tagBytes)))
+      }
+      if !tags.isEmpty {
+        transport.send([Message(type: .msgProp, to: to, from: id, entries: tags, reject: true)])
+      }
+    case .forwardDropped(let tags):
+      configuration.onForwardDropped?(tags)
+    }
+  }
+
+  /// Answers the callers of actions that will not be performed (the storage failed under
+  /// them): outcomes already decided go out as they are, entries committed but not applied
+  /// here have an unknown outcome for their proposers, the rest fail with `error`.
+  private func answerAbandoned(_ actions: ArraySlice<EngineCore.Action>, _ error: EngineError) {
+    for action in actions {
+      switch action {
+      case .apply(let job):
+        for o in job.completions {
+          ProposalOutcome(
+            completion: o.completion, result: .failure(.outcomeUnknown("committed, not applied here: \(error)")),
+            proposedAtNanoseconds: 0
+          ).deliver()
+        }
+      case .restore(let job): for o in job.completions { o.deliver() }
+      case .saveSnapshot(let s): s.answerFailed(error)
+      case .complete(let outcomes): for o in outcomes { o.deliver() }
+      case .answerRead(let completion, _): completion(.failure(error))
+      case .answerCompaction(let completion, _): completion(.failure(error))
+      case .handOff(let handedOff, _): handedOff(error)
+      case .reportStatus(let reply, let status): reply(status)
+      case .write, .send, .leaderChanged, .refusePeer, .answerDroppedForward, .forwardDropped: break
+      }
     }
   }
 }

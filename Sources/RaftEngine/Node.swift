@@ -107,7 +107,10 @@ public final class Node: @unchecked Sendable {
     storage = try WALStorage(wal: wal)
     let snapshot = try storage.snapshot()
     applier = Applier(stateMachine: stateMachine, metrics: metrics)
-    if snapshot.metadata.index > 0 { stateMachine.restore(snapshot: snapshot) }
+    // An application that resumes at or above the snapshot has its own newer state.
+    if snapshot.metadata.index > 0 && configuration.appliedIndex < snapshot.metadata.index {
+      stateMachine.restore(snapshot: snapshot)
+    }
     var raftConfig = Config(
       id: configuration.id, electionTick: configuration.electionTick, heartbeatTick: configuration.heartbeatTick,
       storage: storage)
@@ -133,19 +136,20 @@ public final class Node: @unchecked Sendable {
       try rawNode.bootstrap(configuration.peers.map { Peer(id: $0) })
     }
     // The configuration changes among the skipped entries still reach Raft.
-    let confState = try Self.replayConfChanges(
+    let confStates = try Self.replayConfChanges(
       from: snapshot.metadata.index, through: resumeIndex, of: storage, into: rawNode, recovered: cs)
     var coreConfiguration = EngineCore.Configuration(
       id: configuration.id, readyHandling: configuration.readyHandling,
       snapshotEntries: configuration.snapshotEntries,
       compactionRetainEntries: configuration.compactionRetainEntries, faults: faults,
       peerMessageLimits: PeerMessageLimits(entryBytesMax: storage.wal.options.recordBytesMax))
+    coreConfiguration.forwardTagBytes = configuration.forwardTagBytes
     coreConfiguration.snapshotBytes = configuration.snapshotBytes
     coreConfiguration.compactionRetainBytes = configuration.compactionRetainBytes
     core = EngineCore(
       configuration: coreConfiguration,
-      rawNode: rawNode, hardState: hs, confState: confState, snapshotIndex: snapshot.metadata.index,
-      appliedIndex: resumeIndex)
+      rawNode: rawNode, hardState: hs, confState: confStates.last!.confState, snapshotIndex: snapshot.metadata.index,
+      appliedIndex: resumeIndex, confStateHistory: confStates)
     let inbox = BatchQueue<Input>(
       capacity: configuration.inboxCapacity, spinNanoseconds: configuration.spinNanoseconds, engineThread: true)
     self.inbox = inbox
@@ -169,21 +173,22 @@ public final class Node: @unchecked Sendable {
 
   /// Applies to `rawNode` the configuration changes among the entries in
   /// (`snapshotIndex`, `resumeIndex`], which the application applied before a restart and Raft
-  /// does not hand out again; returns the configuration as of `resumeIndex`.
+  /// does not hand out again; returns the configuration from each index on: the snapshot's
+  /// (`recovered`), then one per change.
   private static func replayConfChanges(
     from snapshotIndex: UInt64, through resumeIndex: UInt64, of storage: WALStorage, into rawNode: RawNode,
     recovered: ConfState
-  ) throws -> ConfState {
-    var confState = recovered
+  ) throws -> [(index: UInt64, confState: ConfState)] {
+    var history = [(index: snapshotIndex, confState: recovered)]
     var next = snapshotIndex + 1
     while next <= resumeIndex {
       let hi = min(resumeIndex, next + 65_535)
       for e in try storage.entries(lo: next, hi: hi + 1, maxSize: .max) where e.type != .normal {
-        if let cc = try e.decodedConfChange() { confState = rawNode.applyConfChange(cc) }
+        if let cc = try e.decodedConfChange() { history.append((e.index, rawNode.applyConfChange(cc))) }
       }
       next = hi + 1
     }
-    return confState
+    return history
   }
 
   /// Why the node stopped on its own (a storage failure or a broken invariant); nil while it
@@ -218,8 +223,9 @@ public final class Node: @unchecked Sendable {
       ])
   }
 
-  /// Stops the run loop and the workers; waiting proposals fail with `.stopped` (the ones
-  /// already handed to the apply worker complete there). Everything already acknowledged is
+  /// Stops the run loop and the workers; proposals not yet given to Raft fail with `.stopped`,
+  /// those appended and not decided with `.outcomeUnknown` (the ones already handed to the
+  /// apply worker complete there). Everything already acknowledged is
   /// durable. The WAL is closed. Called from a completion (which runs on one of the engine's
   /// threads), it only starts the stop and returns.
   public func stop() {

@@ -1,5 +1,6 @@
 import Logging
 import Metrics
+import Raft
 import RaftWAL
 
 /// The leader a node knows of, from some term on.
@@ -127,6 +128,17 @@ public struct NodeConfiguration: Sendable {
   /// fail-stop: log the cause and exit non-zero, so that an operator (or a supervisor) looks at
   /// the disk before the member comes back. Nil: the node just stays stopped.
   public var onFailure: (@Sendable (EngineError) -> Void)? = nil
+  /// On the leader: answer a proposal a follower forwarded (`Node.forward`) that Raft drops
+  /// here (the uncommitted-bytes limit, a leadership transfer in progress) by sending back the
+  /// first this many bytes of each of its normal entries, where the application keeps what
+  /// identifies its request; the follower gets them in `onForwardDropped` and fails its callers
+  /// at once instead of at their deadline. 0: such proposals are dropped without an answer, as
+  /// etcd-raft does.
+  public var forwardTagBytes = 0
+  /// On a follower: a proposal it forwarded was dropped by the node it went to, which sent
+  /// back these tags (the first `forwardTagBytes` bytes of each normal entry). Called on the
+  /// run loop's thread; keep it short.
+  public var onForwardDropped: (@Sendable ([Payload]) -> Void)? = nil
   /// Called on the run loop's thread each time the leader this node knows of changes (nil: none
   /// known, as in an election). Keep it short: the run loop waits for it.
   public var onLeaderChange: (@Sendable (LeaderChange) -> Void)? = nil

@@ -123,12 +123,18 @@ public struct KVLimits: Sendable {
       ).increment()
       answer(a)
     }
-    if let gate, !gate.enter() {
-      return count(.error(.serviceUnavailable, "shutting down"))
+    let bytes = body.count
+    switch gate?.enter(bytes: bytes) ?? .admitted {
+    case .admitted: break
+    case .closed: return count(.error(.serviceUnavailable, "shutting down"))
+    case .overloaded:
+      var a = HTTPAnswer.error(.serviceUnavailable, "overloaded: too many request bytes in flight")
+      a.headers.append(("Retry-After", "1"))
+      return count(a)
     }
     let done: @Sendable (HTTPAnswer) -> Void = { a in
       count(a)
-      gate?.leave()
+      gate?.leave(bytes: bytes)
     }
     guard let path = Self.percentDecode(rawPath) else {
       return done(.error(.badRequest, "bad percent-encoding in path"))

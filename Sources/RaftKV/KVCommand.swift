@@ -47,6 +47,18 @@ struct KVCommand: Equatable, Sendable {
     if op == .delete && !value.isEmpty { throw KVFormatError("delete with a value") }
   }
 
+  /// The bytes of an encoded command up to its request id, at most (version, op, varint).
+  static let headBytesMax = 2 + 10
+
+  /// The request id in the first bytes of an encoded command (`headBytesMax` of them, or
+  /// fewer for a short command); nil when they are not a command's.
+  static func requestID(inHead head: Payload) -> UInt64? {
+    var r = ByteReader(head)
+    guard (try? r.byte("version")) == Self.version, let opByte = try? r.byte("op"), Op(rawValue: opByte) != nil
+    else { return nil }
+    return try? r.varint("request id")
+  }
+
   init(op: Op, requestID: UInt64, key: [UInt8], value: [UInt8] = []) {
     self.op = op
     self.requestID = requestID

@@ -31,6 +31,9 @@ public struct RaftKVConfiguration: Sendable {
   public var maxValueBytes = 1 << 20
   /// The largest HTTP request body read at all (413 beyond, without reading it).
   public var maxBodyBytes = 4 << 20
+  /// The request bodies in flight (admitted, not yet answered) hold at most this many bytes:
+  /// beyond it, requests are answered 503 with `Retry-After` before they reach the engine.
+  public var maxRequestBytesInFlight = 64 << 20
   /// How long a request waits for its entry to be applied (or its read index).
   public var requestTimeoutSeconds = 5.0
   /// TLS for the HTTP API (nil: plain HTTP); with `clientCertAuth`, a client must present a
@@ -78,7 +81,7 @@ public final class RaftKVServer: KVService, Sendable {
   private let removed: RemovalHook
   private let stopped = Atomic<Bool>(false)
   /// The HTTP requests in flight (closed by `shutDownGracefully`).
-  private let gate = RequestGate()
+  private let gate: RequestGate
 
   /// Opens the member's WAL (recovering its state) and prepares the transport and the HTTP
   /// server; `start()` runs them. `onRemoved` is called (once, on an engine thread) when a conf
@@ -100,6 +103,7 @@ public final class RaftKVServer: KVService, Sendable {
     // Request ids: this member's id in the top 16 bits, a per-process random start below, so
     // that ids differ across members and across restarts.
     requestIDs = Atomic(configuration.id << 48 | UInt64.random(in: 0..<(1 << 40)))
+    gate = RequestGate(bytesInFlightMax: configuration.maxRequestBytesInFlight)
     let transport = try TCPTransport(
       id: configuration.id, listenAddress: configuration.cluster[configuration.id]!, options: configuration.transport,
       group: group, logger: configuration.logger)
@@ -122,6 +126,16 @@ public final class RaftKVServer: KVService, Sendable {
     nodeConfiguration.logger = configuration.logger
     nodeConfiguration.metricsFactory = metrics
     nodeConfiguration.onFailure = onFailed
+    // A proposal forwarded to a leader that drops it (overloaded: the uncommitted-bytes limit;
+    // or transferring leadership) comes back as its entries' heads, which hold the request id:
+    // the request fails at once (503 with Retry-After), not at its deadline.
+    nodeConfiguration.forwardTagBytes = KVCommand.headBytesMax
+    let store = self.store
+    nodeConfiguration.onForwardDropped = { heads in
+      for head in heads {
+        if let requestID = KVCommand.requestID(inHead: head) { store.fail(requestID, .engine(.dropped)) }
+      }
+    }
     node = try Node(configuration: nodeConfiguration, stateMachine: store, transport: transport)
     Self.updatePeers(transport, store.members, localID: localID, logger: logger)
   }

@@ -398,17 +398,9 @@ final class SimNode {
           } else {
             appendQueue.append(.save(s))
           }
-        case .complete(let outcomes):
-          for o in outcomes { o.deliver() }
-        case .answerRead(let completion, let result):
-          completion(result)
-        case .answerCompaction(let completion, let result):
-          completion(result)
-        case .handOff(let handedOff, let error):
-          handedOff(error)
-        case .reportStatus(let reply, let status):
-          reply(status)
-        case .leaderChanged:
+        case .complete, .answerRead, .answerCompaction, .handOff, .reportStatus:
+          action.answerCaller()
+        case .leaderChanged, .answerDroppedForward, .forwardDropped:
           break
         case .refusePeer(let peer, let type, let refusal):
           hooks.refused(self, peer, type, refusal)

@@ -31,7 +31,8 @@ final class EngineCoreTests: XCTestCase {
 
     init(
       _ mode: NodeConfiguration.ReadyHandling, voters: [UInt64] = [1], snapshotEntries: UInt64 = 0,
-      retain: UInt64 = 0, snapshotBytes: UInt64 = 0, retainBytes: UInt64 = 0, faults: EngineFaults = EngineFaults()
+      retain: UInt64 = 0, snapshotBytes: UInt64 = 0, retainBytes: UInt64 = 0, faults: EngineFaults = EngineFaults(),
+      forwardTagBytes: Int = 0
     ) throws {
       try storage.applySnapshot(
         Snapshot(metadata: SnapshotMetadata(confState: ConfState(voters: voters), index: 1, term: 1)))
@@ -43,6 +44,7 @@ final class EngineCoreTests: XCTestCase {
         id: 1, readyHandling: mode, snapshotEntries: snapshotEntries, compactionRetainEntries: retain, faults: faults)
       configuration.snapshotBytes = snapshotBytes
       configuration.compactionRetainBytes = retainBytes
+      configuration.forwardTagBytes = forwardTagBytes
       core = EngineCore(
         configuration: configuration,
         rawNode: try RawNode(config: config), hardState: HardState(), confState: ConfState(voters: voters),
@@ -82,6 +84,8 @@ final class EngineCoreTests: XCTestCase {
       case .complete(let os): return "complete \(os.count)"
       case .answerRead(_, let r): return "answer read \(r)"
       case .answerCompaction(_, let r): return "answer compaction \(r)"
+      case .answerDroppedForward(let to, let es): return "answer dropped forward to \(to) (\(es.count) entries)"
+      case .forwardDropped(let tags): return "forward dropped \(tags.map { Array($0) })"
       case .handOff(_, let e): return "hand off \(e.map { "\($0)" } ?? "ok")"
       case .reportStatus: return "status"
       case .leaderChanged(let l, let st): return "leader \(l.map(String.init) ?? "none") \(st)"
@@ -126,8 +130,8 @@ final class EngineCoreTests: XCTestCase {
   }
 
   /// Node 1 of three voters (async), elected with node 2's vote (and pre-vote).
-  func leaderOfThree() throws -> Harness {
-    let h = try Harness(.async, voters: [1, 2, 3])
+  func leaderOfThree(forwardTagBytes: Int = 0) throws -> Harness {
+    let h = try Harness(.async, voters: [1, 2, 3], forwardTagBytes: forwardTagBytes)
     h.core.campaign()
     try runAsync(h)
     for _ in 0..<2 where !h.core.rawNode.isLeader {
@@ -265,6 +269,36 @@ final class EngineCoreTests: XCTestCase {
         commit: lastIndex))
     try runAsync(h)
     XCTAssertEqual(outcomes.all, ["lost proposal dropped (not committed)"])
+  }
+
+  func testAProposalForwardedToALeaderThatDropsItIsAnsweredWithItsTags() throws {
+    // Node 1 leads and is transferring its leadership (it drops proposals meanwhile): a
+    // proposal node 2 forwarded is answered, not dropped silently.
+    let h = try leaderOfThree(forwardTagBytes: 3)
+    h.core.transferLeadership(to: 3)
+    try runAsync(h)
+    let forwarded = Message(
+      type: .msgProp, to: 1, from: 2, entries: [Entry(data: [1, 2, 3, 4, 5]), Entry(data: [9])])
+    h.core.stepFromPeer(forwarded)
+    let answer = h.take()
+    XCTAssertEqual(describe(answer), ["answer dropped forward to 2 (2 entries)"])
+
+    // On node 2, the answer (its tags) reaches the application, never Raft.
+    let follower = try Harness(.async, voters: [1, 2, 3])
+    follower.core.stepFromPeer(
+      Message(type: .msgProp, to: 1, from: 2, entries: [Entry(data: [1, 2, 3]), Entry(data: [9])], reject: true))
+    XCTAssertEqual(describe(follower.take()), ["forward dropped [[1, 2, 3], [9]]"])
+    // Misaddressed, it is refused like any malformed message.
+    follower.core.stepFromPeer(Message(type: .msgProp, to: 7, from: 2, entries: [Entry(data: [1])], reject: true))
+    XCTAssertEqual(describe(follower.take()).count, 1)
+    XCTAssertEqual(follower.core.peerMessagesRefused, 1)
+
+    // Without tags configured, the leader drops it silently (etcd-raft's behaviour).
+    let silent = try leaderOfThree()
+    silent.core.transferLeadership(to: 3)
+    try runAsync(silent)
+    silent.core.stepFromPeer(forwarded)
+    XCTAssertEqual(describe(silent.take()), [])
   }
 
   func testAppendedBatchesFailAsOutcomeUnknownWhenTheNodeStopsAndWaitingOnesAsStopped() throws {

@@ -11,8 +11,11 @@ final class SummingMachine: LogStateMachine {
     var index: UInt64
     var sum: UInt64
   }
-  private let state = Mutex((sum: UInt64(0), applied: [UInt64]()))
+  private let state = Mutex((sum: UInt64(0), applied: [UInt64](), restored: [(UInt64, [UInt8])]()))
   var appliedIndexes: [UInt64] { state.withLock { $0.applied } }
+  var restored: [(index: UInt64, data: [UInt8])] { state.withLock { $0.restored } }
+
+  func restore(index: UInt64, data: [UInt8]) { state.withLock { $0.restored.append((index, data)) } }
   var sum: UInt64 { state.withLock { $0.sum } }
 
   func apply(_ entry: LogEntry) -> Answer {
@@ -72,6 +75,17 @@ final class ReplicatedLogTests: XCTestCase {
     return logs
   }
 
+  /// A single-node log opened from `c` (its WAL), started and leading.
+  func reopen<M>(_ c: NodeConfiguration, _ machine: M, network: InMemoryNetwork) async throws -> ReplicatedLog<M> {
+    let log = try await ReplicatedLog.open(
+      configuration: c, transport: network.transport(for: c.id), stateMachine: machine)
+    network.register(c.id, sink: log.sink)
+    log.start()
+    log.campaign()
+    _ = try await log.waitForLeader()
+    return log
+  }
+
   /// The leader among `logs`, as `logs[0]` sees it once it is one of them.
   func leader<M>(of logs: [ReplicatedLog<M>]) async throws -> ReplicatedLog<M> {
     for await change in logs[0].leaderChanges {
@@ -117,12 +131,7 @@ final class ReplicatedLogTests: XCTestCase {
       var c = config(1, peers: [1], mode)
       c.appliedIndex = indexes[9]
       let machine = SummingMachine()
-      let again = try await ReplicatedLog.open(
-        configuration: c, transport: network.transport(for: 1), stateMachine: machine)
-      network.register(1, sink: again.sink)
-      again.start()
-      again.campaign()
-      _ = try await again.waitForLeader()
+      let again = try await reopen(c, machine, network: network)
       let next = try await again.append([100])
       XCTAssertEqual(machine.appliedIndexes.first, indexes[9] + 1, "\(mode): resumed after the applied index")
       XCTAssertEqual(machine.appliedIndexes.last, next.index)
@@ -131,6 +140,66 @@ final class ReplicatedLogTests: XCTestCase {
       await again.shutdown()
       network.shutdown()
     }
+  }
+
+  func testResumingAboveTheSnapshotKeepsTheApplicationsStateAndCompactsWhereAsked() async throws {
+    let network = InMemoryNetwork()
+    let log = try await cluster([1], network: network, machine: SummingMachine.init).first!
+    var indexes: [UInt64] = []
+    for i in 1...10 { indexes.append(try await log.append([UInt8(i)]).index) }
+    try await log.compact(through: indexes[4], snapshot: Array("S".utf8))
+    await log.shutdown()
+
+    // Resumed above the snapshot: the application's own state stands (no restore), and what
+    // is above comes.
+    var c = config(1, peers: [1])
+    c.appliedIndex = indexes[7]
+    let machine = SummingMachine()
+    let again = try await reopen(c, machine, network: network)
+    let next = try await again.append([1])
+    XCTAssertTrue(machine.restored.isEmpty, "restored \(machine.restored) over the application's newer state")
+    XCTAssertEqual(machine.appliedIndexes.first, indexes[7] + 1)
+    // A compaction between the snapshot and the resume point is saved where asked.
+    let saved = try await again.compact(through: indexes[6], snapshot: Array("T".utf8))
+    XCTAssertEqual(saved, indexes[6])
+    XCTAssertEqual(try again.latestSnapshot().index, indexes[6])
+    XCTAssertGreaterThan(next.index, indexes[9])
+    await again.shutdown()
+
+    // Resumed below it (or not at all): the snapshot is restored, then the rest applied.
+    let fresh = SummingMachine()
+    let third = try await ReplicatedLog.open(
+      configuration: config(1, peers: [1]), transport: network.transport(for: 1), stateMachine: fresh)
+    network.register(1, sink: third.sink)
+    third.start()
+    third.campaign()
+    _ = try await third.waitForLeader()
+    _ = try await third.append([2])
+    XCTAssertEqual(fresh.restored.map(\.index), [indexes[6]])
+    XCTAssertEqual(fresh.restored.first?.data, Array("T".utf8))
+    XCTAssertEqual(fresh.appliedIndexes.first, indexes[6] + 1)
+    await third.shutdown()
+    network.shutdown()
+  }
+
+  func testAnAppendThatTimedOutAndThenCommitsDoesNotLoseLaterResponses() async throws {
+    let network = InMemoryNetwork()
+    // Slow ticks: a delayed leader is not voted out while its messages are late.
+    let logs = try await cluster([1, 2, 3], network: network, machine: SummingMachine.init) {
+      $0.tickMicroseconds = 100_000
+    }
+    let leader = try await leader(of: logs)
+    _ = try await leader.append([1])
+    network.setDelay(300_000_000, from: leader.id)
+    let late = await attempt(leader, [2], timeout: .milliseconds(50))
+    XCTAssertEqual(late.failure, .outcomeUnknown(.timedOut))
+    // The entry commits after its caller gave up; its outcome arrives with nobody waiting.
+    try await leader.waitUntilApplied(leader.lastIndex)
+    network.setDelay(0, from: leader.id)
+    let next = try await leader.append([3])
+    XCTAssertEqual(next.responses.first?.sum, 6, "1 + 2 (committed late) + 3")
+    for log in logs { await log.shutdown() }
+    network.shutdown()
   }
 
   func testCompactionReclaimsMemoryAndSegmentsAndReadersLearnWhereTheLogStarts() async throws {
@@ -258,7 +327,11 @@ final class ReplicatedLogTests: XCTestCase {
 
   func testLeaderChangesTransferAndMembership() async throws {
     let network = InMemoryNetwork()
-    let logs = try await cluster([1, 2, 3], network: network, machine: NoStateMachine.init)
+    // Ticks of 10 ms: elections do not churn on a loaded machine (a transfer in progress is
+    // abandoned when another election starts).
+    let logs = try await cluster([1, 2, 3], network: network, machine: NoStateMachine.init) {
+      $0.tickMicroseconds = 10_000
+    }
     let leader = try await leader(of: logs)
     let target = logs.first { $0 !== leader }!
     var seen = target.leaderChanges.makeAsyncIterator()
@@ -271,7 +344,7 @@ final class ReplicatedLogTests: XCTestCase {
 
     // A learner joins empty, is promoted, then removed; wrong requests are refused by name.
     var c4 = config(4, peers: [])
-    c4.tickMicroseconds = 2_000
+    c4.tickMicroseconds = 10_000
     let fourth = try await ReplicatedLog.open(configuration: c4, transport: network.transport(for: 4))
     network.register(4, sink: fourth.sink)
     fourth.start()

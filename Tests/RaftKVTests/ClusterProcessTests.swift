@@ -10,12 +10,48 @@ import XCTest
 
 /// raftkv end to end: real processes on loopback, talked to over HTTP.
 final class ClusterProcessTests: XCTestCase {
+  func testAWriteForwardedToALeaderThatDropsItFailsAtTheFollowerAtOnce() throws {
+    // The leader takes a proposal only while nothing else is uncommitted (a 1-byte limit):
+    // concurrent writes through a follower are forwarded and most are dropped there. Each is
+    // answered 503 with Retry-After right away, not at its 60 s deadline (the clients give up
+    // at 40 s: without the answer they would get nothing).
+    let cluster = try KVCluster(size: 3, args: ["--max-uncommitted-bytes", "1", "--request-timeout", "60"])
+    defer { cluster.shutdown() }
+    for id: UInt64 in 1...3 { try cluster.start(id) }
+    let leader = try XCTUnwrap(cluster.waitForLeader(), "no leader\n\(cluster.logs())")
+    XCTAssertTrue(cluster.waitUntilAllFollow(leader), "not every member knows the leader")
+    let follower = [UInt64(1), 2, 3].first { $0 != leader }!
+    let port = cluster.httpPorts[follower]!
+    final class Replies: Sendable { let all = Mutex<[HTTPReply?]>([]) }
+    let replies = Replies()
+    let done = DispatchGroup()
+    for k in 0..<32 {
+      done.enter()
+      Thread.detachNewThread {
+        let r = try? http("PUT", port: port, "/k\(k)", body: Array(repeating: 7, count: 512), timeout: 40)
+        replies.all.withLock { $0.append(r) }
+        done.leave()
+      }
+    }
+    XCTAssertEqual(done.wait(timeout: .now() + 50), .success)
+    let all = replies.all.withLock { $0 }
+    XCTAssertEqual(all.count, 32)
+    XCTAssertTrue(all.allSatisfy { $0 != nil }, "a forwarded write got no answer before the client gave up")
+    let dropped = all.compactMap { $0 }.filter { $0.status == 503 && $0.text.contains("dropped") }
+    XCTAssertGreaterThan(dropped.count, 0, "\(all.compactMap { $0.map { "\($0.status) \($0.text)" } })")
+    XCTAssertTrue(dropped.allSatisfy { $0.headers["retry-after"] ?? $0.headers["Retry-After"] == "1" })
+    XCTAssertTrue(
+      all.compactMap { $0 }.allSatisfy { $0.status == 204 || $0.status == 503 },
+      "\(all.compactMap { $0.map { "\($0.status) \($0.text)" } })")
+  }
+
   func testThreeMembersReplicateSurviveTheLeadersDeathAndItCatchesUp() throws {
     for mode in ["async", "sync"] {
       let cluster = try KVCluster(size: 3, args: ["--ready-handling", mode])
       defer { cluster.shutdown() }
       for id: UInt64 in 1...3 { try cluster.start(id) }
       let leader = try XCTUnwrap(cluster.waitForLeader(), "\(mode): no leader\n\(cluster.logs())")
+      XCTAssertTrue(cluster.waitUntilAllFollow(leader), "\(mode): not every member knows the leader")
       let followers = [UInt64(1), 2, 3].filter { $0 != leader }
 
       // Writes through the leader and through a follower (forwarded); reads everywhere.

@@ -44,6 +44,23 @@ final class HTTPAPITests: XCTestCase {
     XCTFail("no leader")
   }
 
+  func testTheGateBoundsTheRequestBytesInFlight() {
+    let gate = RequestGate(bytesInFlightMax: 1000)
+    XCTAssertEqual(gate.enter(bytes: 600), .admitted)
+    XCTAssertEqual(gate.enter(bytes: 300), .admitted)
+    XCTAssertEqual(gate.enter(bytes: 200), .overloaded, "900 + 200 bytes would be in flight")
+    XCTAssertEqual(gate.enter(bytes: 0), .admitted, "a request without a body still fits")
+    gate.leave(bytes: 600)
+    XCTAssertEqual(gate.enter(bytes: 200), .admitted)
+    for bytes in [300, 200, 0] { gate.leave(bytes: bytes) }
+    // Alone, a request larger than the bound is admitted (the body limit is what refuses it).
+    XCTAssertEqual(gate.enter(bytes: 5000), .admitted)
+    XCTAssertEqual(gate.enter(bytes: 1), .overloaded)
+    gate.leave(bytes: 5000)
+    XCTAssertEqual(gate.drain(seconds: 0), 0)
+    XCTAssertEqual(gate.enter(bytes: 1), .closed)
+  }
+
   func testKeysCanBeWrittenReadAndDeleted() throws {
     let (_, port) = try startMember()
     try waitForLeader(port)

@@ -235,6 +235,19 @@ final class KVCluster {
     return nil
   }
 
+  /// Waits until every running member reports `leader` as its leader (a follower learns it
+  /// from the leader's first message, which may come after the leader is elected); false at
+  /// the deadline.
+  func waitUntilAllFollow(_ leader: UInt64, seconds: Double = 20) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+      let ids = processes.keys.sorted()
+      if ids.allSatisfy({ id in (status(id)?["leader"] as? Int).map(UInt64.init) == leader }) { return true }
+      usleep(50_000)
+    }
+    return false
+  }
+
   /// PUT; the HTTP status, or nil when the member did not answer.
   func put(_ id: UInt64, _ key: String, _ value: String, timeout: Double = 10) -> Int? {
     request("PUT", id, "/\(key)", body: Array(value.utf8), timeout: timeout)?.status

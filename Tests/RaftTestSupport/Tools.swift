@@ -19,6 +19,21 @@ public func toolPath(_ name: String) throws -> String {
   throw ToolMissing(description: "\(name) was not built next to the tests (looked in \(candidates.map(\.path)))")
 }
 
+/// The release build of the package's executable `name` (`swift build -c release --product
+/// NAME`), beside the debug build the tests run from: for tests whose load a debug build
+/// cannot carry. Throws, saying how to build it, when it is missing.
+public func releaseToolPath(_ name: String) throws -> String {
+  let debug = URL(fileURLWithPath: try toolPath(name)).deletingLastPathComponent()
+  let release = debug.deletingLastPathComponent().appendingPathComponent("release").appendingPathComponent(name).path
+  guard FileManager.default.isExecutableFile(atPath: release) else {
+    struct ReleaseToolMissing: Error, CustomStringConvertible { var description: String }
+    throw ReleaseToolMissing(
+      description: "\(release) is missing: this test runs the release build (swift build -c release --product "
+        + "\(name); tools/test builds it)")
+  }
+  return release
+}
+
 /// How a tool run ended.
 public struct ToolRun: Sendable {
   public var status: Int32
@@ -28,8 +43,14 @@ public struct ToolRun: Sendable {
 
 /// Runs the package's executable `name` with `args` to its end.
 public func runTool(_ name: String, _ args: [String]) throws -> ToolRun {
+  try runTool(atPath: try toolPath(name), args)
+}
+
+/// Runs the executable at `path` with `args` to its end.
+public func runTool(atPath path: String, _ args: [String]) throws -> ToolRun {
+  let name = URL(fileURLWithPath: path).lastPathComponent
   let p = Process()
-  p.executableURL = URL(fileURLWithPath: try toolPath(name))
+  p.executableURL = URL(fileURLWithPath: path)
   p.arguments = args
   // Output goes to files, read once the process is gone (a pipe could fill up and block it).
   let base = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-run-\(UUID().uuidString)")

@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import RaftEngineOptions
 import Synchronization
 
 /// `raft-bench kv`: PUT load over HTTP against raftkv or etcd (its JSON gateway, `POST
@@ -79,6 +80,7 @@ struct KVBench: ParsableCommand {
   }
 
   func run() throws {
+    FileDescriptorLimit.raiseToHardLimit()  // one descriptor per connection
     let endpoints = try parsedEndpoints()
     let group = MultiThreadedEventLoopGroup(numberOfThreads: min(System.coreCount, 4))
     defer { try? group.syncShutdownGracefully() }
@@ -125,8 +127,9 @@ final class KVLoad: Sendable {
   let deadline = Atomic<UInt64>(0)
   let startNanoseconds = Atomic<UInt64>(0)
   let endNanoseconds = Atomic<UInt64>(0)
-  /// Latencies of the successful requests, in nanoseconds; failures by description.
-  let outcomes = Mutex<(latencies: [UInt64], errors: [String: Int])>(([], [:]))
+  /// Latencies of the successful requests, in nanoseconds; failures by description; successes
+  /// by the second of the run they finished in.
+  let outcomes = Mutex<(latencies: [UInt64], errors: [String: Int], perSecond: [Int])>(([], [:], []))
   private let finished = DispatchSemaphore(value: 0)
 
   init(
@@ -160,7 +163,8 @@ final class KVLoad: Sendable {
     finished.wait()
     let end = endNanoseconds.load(ordering: .relaxed)
     return outcomes.withLock {
-      KVResult(seconds: Double(end - start) / 1e9, latencies: $0.latencies, errors: $0.errors)
+      KVResult(
+        seconds: Double(end - start) / 1e9, latencies: $0.latencies, errors: $0.errors, okPerSecond: $0.perSecond)
     }
   }
 
@@ -177,7 +181,14 @@ final class KVLoad: Sendable {
     }
   }
 
-  func record(latency: UInt64) { outcomes.withLock { $0.latencies.append(latency) } }
+  func record(latency: UInt64) {
+    let second = Int((Self.now() &- startNanoseconds.load(ordering: .relaxed)) / 1_000_000_000)
+    outcomes.withLock { o in
+      o.latencies.append(latency)
+      if o.perSecond.count <= second { o.perSecond += Array(repeating: 0, count: second + 1 - o.perSecond.count) }
+      o.perSecond[second] += 1
+    }
+  }
   func record(error: String) { outcomes.withLock { $0.errors[error, default: 0] += 1 } }
 
   /// One request, as bytes on the wire.
@@ -320,6 +331,8 @@ struct KVResult {
   /// Successful requests' latencies, nanoseconds.
   var latencies: [UInt64]
   var errors: [String: Int]
+  /// Successful requests by the second of the run they finished in.
+  var okPerSecond: [Int] = []
 
   var sortedSeconds: [Double] { latencies.sorted().map { Double($0) / 1e9 } }
 
@@ -391,6 +404,7 @@ struct KVResult {
       let name = "p" + String(p).replacingOccurrences(of: ".0", with: "").replacingOccurrences(of: ".", with: "")
       fields.append((name + "_seconds", String(format: "%.6f", percentile(s, p))))
     }
+    fields.append(("ok_per_second", "[" + okPerSecond.map(String.init).joined(separator: ",") + "]"))
     return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
   }
 }

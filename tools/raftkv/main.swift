@@ -61,6 +61,8 @@ struct RaftKVCommand: AsyncParsableCommand {
   var maxValueBytes = 1 << 20
   @Option(help: "The largest request body read, in bytes (413 beyond).")
   var maxBodyBytes = 4 << 20
+  @Option(help: "Request body bytes in flight at most (503 with Retry-After beyond).")
+  var maxRequestBytesInFlight = 64 << 20
   @Option(help: "How long a request waits for its write to apply or its read index, in seconds.")
   var requestTimeout = 5.0
   @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -104,6 +106,7 @@ struct RaftKVCommand: AsyncParsableCommand {
       throw ValidationError("\(error) (records must hold a --max-value-bytes value: raise --segment-bytes)")
     }
     guard requestTimeout > 0 else { throw ValidationError("--request-timeout must be positive") }
+    guard maxRequestBytesInFlight > 0 else { throw ValidationError("--max-request-bytes-in-flight must be positive") }
     guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel) is unknown") }
     let secure = urls.values.filter(\.secure).count
     guard secure == 0 || secure == urls.count else {
@@ -149,6 +152,7 @@ struct RaftKVCommand: AsyncParsableCommand {
   }
 
   func run() async throws {
+    FileDescriptorLimit.raiseToHardLimit()  // one descriptor per client connection
     let level = Logger.Level(rawValue: logLevel)!
     LoggingSystem.bootstrap { label in
       var h = StreamLogHandler.standardError(label: label)
@@ -165,6 +169,7 @@ struct RaftKVCommand: AsyncParsableCommand {
     c.maxValueBytes = maxValueBytes
     c.maxBodyBytes = maxBodyBytes
     c.requestTimeoutSeconds = requestTimeout
+    c.maxRequestBytesInFlight = maxRequestBytesInFlight
     c.logger = logger
     c.node.readyHandling = readyHandling
     c.node.snapshotEntries = snapshotEvery

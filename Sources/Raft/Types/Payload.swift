@@ -87,6 +87,15 @@ public struct Payload: Sendable, Hashable, RandomAccessCollection, ExpressibleBy
     return try result.get()
   }
 
+  /// The bytes in place, for the standard library's bulk copies (`Array(payload)`,
+  /// `append(contentsOf:)`: one `memcpy`, not a loop over the bytes).
+  @inlinable
+  public func withContiguousStorageIfAvailable<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R? {
+    try buffer.withUnsafeBufferPointer { all in
+      try body(UnsafeBufferPointer(rebasing: all[Int(start)..<(Int(start) + Int(length))]))
+    }
+  }
+
   /// The bytes as an array of their own (shared, not copied, when the payload is its whole
   /// buffer).
   @inlinable

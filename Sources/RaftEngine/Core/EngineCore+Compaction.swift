@@ -41,9 +41,7 @@ extension EngineCore {
   mutating func compactIfApplied() {
     guard let request = compactionRequest, request.index <= appliedIndex else { return }
     compactionRequest = nil
-    // Below the first configuration known (the index the node resumed at after a restart,
-    // which the application had consumed), the snapshot goes there.
-    let index = max(request.index, confStateHistory.first?.index ?? 0)
+    let index = request.index
     guard index > savedSnapshotIndex else {
       for c in request.completions { actions.append(.answerCompaction(c, .success(savedSnapshotIndex))) }
       return

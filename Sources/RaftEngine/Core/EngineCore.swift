@@ -50,6 +50,12 @@ public struct EngineCore: ~Copyable {
     /// storage refuse a write, or the cluster stop electing): count it, log it (rate-limited),
     /// and close the connections from that peer.
     case refusePeer(peer: UInt64, type: MessageType, PeerMessageRefusal)
+    /// Raft dropped a proposal node `to` forwarded here (`Configuration.answersDroppedForwards`):
+    /// tell it (a `MsgProp` with `reject` set, carrying a tag of each normal entry: the first
+    /// `forwardTagBytes` bytes of its data).
+    case answerDroppedForward(to: UInt64, entries: [Entry])
+    /// A proposal this node forwarded was dropped where it went: the tags of its entries.
+    case forwardDropped([Payload])
   }
 
   /// The core's policy knobs.
@@ -70,6 +76,11 @@ public struct EngineCore: ~Copyable {
     public var faults: EngineFaults
     /// What a peer's message may carry (the log's entry size limit).
     public var peerMessageLimits: PeerMessageLimits
+    /// Answer a proposal forwarded by a follower that Raft drops here (the uncommitted-bytes
+    /// limit, a transfer in progress, no leader) with a tag of each entry (its first this many
+    /// bytes), so that the follower fails its callers at once; 0: dropped silently, as
+    /// etcd-raft does (the follower's own deadline ends them).
+    public var forwardTagBytes = 0
 
     public init(
       id: UInt64, readyHandling: NodeConfiguration.ReadyHandling, snapshotEntries: UInt64,
@@ -172,14 +183,17 @@ public struct EngineCore: ~Copyable {
   var payloadBytesMax: Int { configuration.peerMessageLimits.payloadBytesMax }
 
   /// A core over `rawNode`, whose storage recovered `hardState`, `confState` and a snapshot at
-  /// `snapshotIndex` (0: none); `rawNode` was made with `Config.applied == snapshotIndex` and
-  /// its `asyncStorageWrites` matching `configuration.readyHandling`.
+  /// `snapshotIndex` (0: none); `rawNode` was made with `Config.applied` equal to `appliedIndex`
+  /// (`snapshotIndex` when not given) and its `asyncStorageWrites` matching
+  /// `configuration.readyHandling`.
   /// `appliedIndex` (at least `snapshotIndex`): the entries the application applied before a
   /// restart, which Raft does not hand out again (`Config.applied`); `confState` is the
-  /// configuration as of there.
+  /// configuration as of there, and `confStateHistory` the configuration from each index on
+  /// between the snapshot and there (nil: `confState` from `snapshotIndex` on).
   public init(
     configuration: Configuration, rawNode: RawNode, hardState: HardState, confState: ConfState,
-    snapshotIndex: UInt64, appliedIndex: UInt64? = nil
+    snapshotIndex: UInt64, appliedIndex: UInt64? = nil,
+    confStateHistory: [(index: UInt64, confState: ConfState)]? = nil
   ) {
     let appliedIndex = appliedIndex ?? snapshotIndex
     precondition(appliedIndex >= snapshotIndex, "EngineCore: applied below the snapshot")
@@ -195,7 +209,14 @@ public struct EngineCore: ~Copyable {
     snapshotPolicyIndex = appliedIndex
     savedSnapshotIndex = snapshotIndex
     compactedThrough = snapshotIndex
-    confStateHistory.append((appliedIndex, confState))
+    if let history = confStateHistory {
+      precondition(
+        history.first?.index == snapshotIndex && history.last!.index <= appliedIndex,
+        "EngineCore: the configuration history does not run from the snapshot to the applied index")
+      self.confStateHistory.append(contentsOf: history)
+    } else {
+      self.confStateHistory.append((snapshotIndex, confState))
+    }
   }
 
   /// Moves the pending actions to the caller (the buffer's capacity stays with the core when
@@ -301,7 +322,14 @@ public struct EngineCore: ~Copyable {
   public mutating func stepFromPeer(_ m: Message) {
     guard state != .stopped else { return }
     var refusal: PeerMessageRefusal?
-    if m.type.isLocal {
+    if m.type == .msgProp && m.reject {
+      // The answer to a proposal this node forwarded: not Raft's (it never sets `reject` on a
+      // proposal), and nothing in it reaches Raft.
+      if m.to == id && m.from != id {
+        return actions.append(.forwardDropped(m.entries.map(\.data)))
+      }
+      refusal = PeerMessageRefusal(.malformed, "a dropped-proposal answer addressed to node \(m.to) from \(m.from)")
+    } else if m.type.isLocal {
       refusal = PeerMessageRefusal(.malformed, "\(m.type) is local to a node")
     } else if m.from == localAppendThread || m.from == localApplyThread
       || (m.from == id && !m.type.isForwardedRequest)
@@ -334,8 +362,15 @@ public struct EngineCore: ~Copyable {
         snapshotInstalled(snapshot)
       }
     }
-    // Stale or malformed messages are refused by RawNode; Raft retries.
-    try? rawNode.step(m)
+    do {
+      try rawNode.step(m)
+    } catch RaftError.proposalDropped
+      where m.type == .msgProp && m.from != id && !m.entries.isEmpty && configuration.forwardTagBytes > 0
+    {
+      actions.append(.answerDroppedForward(to: m.from, entries: m.entries))
+    } catch {
+      // Stale or malformed messages are refused by RawNode; Raft retries.
+    }
   }
 
   /// The apply side applied a job or restored a snapshot.
@@ -439,5 +474,23 @@ public struct EngineCore: ~Copyable {
   mutating func takeReadWaiter(_ context: [UInt8]) -> ReadCompletion? {
     guard let k = readWaiters.firstIndex(where: { $0.context == context }) else { return nil }
     return readWaiters.remove(at: k).completion
+  }
+}
+
+extension EngineCore.Action {
+  /// Performs an action that only answers a caller (`complete`, `answerRead`,
+  /// `answerCompaction`, `handOff`, `reportStatus`): the same in every driver. Returns false,
+  /// doing nothing, for the others.
+  @discardableResult
+  public func answerCaller() -> Bool {
+    switch self {
+    case .complete(let outcomes): for o in outcomes { o.deliver() }
+    case .answerRead(let completion, let result): completion(result)
+    case .answerCompaction(let completion, let result): completion(result)
+    case .handOff(let handedOff, let error): handedOff(error)
+    case .reportStatus(let reply, let status): reply(status)
+    default: return false
+    }
+    return true
   }
 }

@@ -157,6 +157,11 @@ public struct SnapshotSave: Sendable {
   public func answerSaved() {
     for a in answers { a(.success(index)) }
   }
+
+  /// Tells the compaction requests this save answers that it failed.
+  public func answerFailed(_ error: EngineError) {
+    for a in answers { a(.failure(error)) }
+  }
 }
 
 /// Faults planted on purpose, at the seam the engine really uses, so that tests and the

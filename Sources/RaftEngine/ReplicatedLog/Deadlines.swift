@@ -94,9 +94,13 @@ final class Deadlines: @unchecked Sendable {
 
   func add(_ call: any Expiring, after timeout: Duration) {
     let (seconds, attoseconds) = timeout.components
-    let nanoseconds = max(0, seconds) * 1_000_000_000 + max(0, attoseconds / 1_000_000_000)
-    let deadline = EngineClock.nanoseconds() &+ UInt64(clamping: nanoseconds)
-    waiting.withLock { $0.append((deadline, call)) }
+    // Saturating: a timeout of centuries is "no deadline", not an overflow.
+    let (whole, overflow) = UInt64(clamping: max(0, seconds)).multipliedReportingOverflow(by: 1_000_000_000)
+    let (sum, over) = whole.addingReportingOverflow(UInt64(clamping: max(0, attoseconds / 1_000_000_000)))
+    let nanoseconds = overflow || over ? UInt64.max : sum
+    let (deadline, late) = EngineClock.nanoseconds().addingReportingOverflow(nanoseconds)
+    let when = late ? UInt64.max : deadline
+    waiting.withLock { $0.append((when, call)) }
   }
 
   /// Drops the calls that were answered, and times out the ones past their deadline.

@@ -44,9 +44,10 @@ public protocol LogStateMachine: AnyObject, Sendable {
 
   /// Applies a committed normal entry (including empty ones: a new leader's entry).
   func apply(_ entry: LogEntry) -> Response
-  /// A leader's snapshot replaced the log through `index` on this node (it fell too far
-  /// behind): the application's state becomes `data`, as given to `compact(through:snapshot:)`
-  /// on the leader. Nothing by default.
+  /// A snapshot replaced the log through `index` on this node: a leader's (this node fell too
+  /// far behind), or this node's own at opening when the application resumes below it
+  /// (`NodeConfiguration.appliedIndex`). The application's state becomes `data`, as given to
+  /// `compact(through:snapshot:)`. Nothing by default.
   func restore(index: UInt64, data: [UInt8])
 }
 
@@ -69,15 +70,15 @@ final class LogMachine<Machine: LogStateMachine>: StateMachine, Sendable {
   /// The highest index applied here. Invariant: never goes back.
   let applied: Atomic<UInt64>
   let waiters = AppliedWaiters()
-  /// Appends waiting for their outcome: responses are kept only while there are some (a
-  /// follower keeps none).
+  /// Appends proposed whose engine outcome has not come yet (raised before proposing, lowered
+  /// by the outcome's completion, even after the caller gave up): responses are kept only while
+  /// there are some (a follower keeps none).
   let appendsInFlight = Atomic<Int>(0)
   /// The responses of entries applied, in index order, until their appender takes them (the
-  /// appender's completion runs on the apply thread right after its entries' job), at most
-  /// `responsesMax`: entries no local appender waits for are dropped as newer ones come.
+  /// appender's completion runs on the apply thread right after the job that applied its last
+  /// entry). Bounded by what is applied between two outcomes: an outcome drops every response
+  /// below its range (outcomes come in index order), and the last one in flight drops all.
   private let responses = Mutex(Deque<(index: UInt64, response: Machine.Response)>())
-  /// More than any batch (`ReplicatedLog.appendBatchEntriesMax`) can need at once.
-  static var responsesMax: Int { 4 * ReplicatedLog<Machine>.appendBatchEntriesMax }
   private let keepsResponses = Machine.Response.self != Void.self
   private let readIDs = Atomic<UInt64>(0)
 
@@ -94,10 +95,14 @@ final class LogMachine<Machine: LogStateMachine>: StateMachine, Sendable {
   func apply(index: UInt64, term: UInt64, data: Payload) {
     let response = machine.apply(LogEntry(index: index, term: term, kind: .normal, data: data))
     guard keepsResponses, appendsInFlight.load(ordering: .relaxed) > 0 else { return }
-    responses.withLock { r in
-      r.append((index, response))
-      if r.count > Self.responsesMax { r.removeFirst() }
-    }
+    responses.withLock { $0.append((index, response)) }
+  }
+
+  /// An append's engine outcome came (after `takeResponses`, on success).
+  func appendFinished() {
+    guard appendsInFlight.subtract(1, ordering: .relaxed).newValue == 0, keepsResponses else { return }
+    // (Checked again under the lock: an append that started since keeps what it needs.)
+    responses.withLock { r in if appendsInFlight.load(ordering: .relaxed) == 0 { r.removeAll() } }
   }
 
   /// The responses of `range`, taken out (and those of lower indexes dropped: outcomes come in
@@ -131,6 +136,12 @@ final class LogMachine<Machine: LogStateMachine>: StateMachine, Sendable {
     applied.max(index, ordering: .acquiringAndReleasing)
     waiters.wake(upTo: applied.load(ordering: .acquiring))
   }
+
+  /// Calls `wake` once `index` is applied (see `AppliedWaiters.wait`).
+  @discardableResult
+  func whenApplied(_ index: UInt64, _ wake: @escaping AppliedWaiters.Waker) -> UInt64? {
+    waiters.wait(for: index, applied: { self.applied.load(ordering: .acquiring) }, wake)
+  }
 }
 
 /// Callers waiting for an index to be applied, woken in any order once it is; each can be
@@ -145,19 +156,33 @@ final class AppliedWaiters: Sendable {
   }
   private let state = Mutex(State())
 
-  /// Calls `wake` once `applied` reaches `index` (at once if it already has), or with the
-  /// error the log finished with; returns an id for `cancel`.
+  /// Calls `wake` once the applied index (`applied()`) reaches `index` (at once if it already
+  /// has), or with the error the log finished with; returns an id for `cancel`.
+  ///
+  /// The applied index is read under the lock: the applier stores it before it takes the lock
+  /// to wake (`wake(upTo:)`), so either this call sees the new index or the wake sees this
+  /// waiter (no wake-up is lost).
   @discardableResult
-  func wait(for index: UInt64, applied: UInt64, _ wake: @escaping Waker) -> UInt64? {
-    if index <= applied { wake(.success(())); return nil }
-    let (id, finished) = state.withLock { s -> (UInt64?, ReplicatedLogError?) in
-      if let f = s.finished { return (nil, f) }
+  func wait(for index: UInt64, applied: () -> UInt64, _ wake: @escaping Waker) -> UInt64? {
+    enum Now {
+      case ready, finished(ReplicatedLogError), waiting(UInt64)
+    }
+    let now = state.withLock { s -> Now in
+      if index <= applied() { return .ready }
+      if let f = s.finished { return .finished(f) }
       s.nextID += 1
       s.waiting[s.nextID] = (index, wake)
-      return (s.nextID, nil)
+      return .waiting(s.nextID)
     }
-    if let finished { wake(.failure(finished)) }
-    return id
+    switch now {
+    case .ready:
+      wake(.success(()))
+      return nil
+    case .finished(let error):
+      wake(.failure(error))
+      return nil
+    case .waiting(let id): return id
+    }
   }
 
   /// The caller of `id` gives up: its waker gets `error` (if it was still waiting).

@@ -108,7 +108,8 @@ extension ReplicatedLog {
   // MARK: Membership
 
   /// Adds `id` as a voter (a node that joins empty: start it with no peers; it catches up from
-  /// the leader). `context` travels with the change (for example the new member's address,
+  /// the leader: from the log while it still starts at index 1, else from a snapshot, which
+  /// must include it: after a compaction, compact again at or above the change's index). `context` travels with the change (for example the new member's address,
   /// which each member's transport needs). Returns the change's index once it is committed and
   /// applied here.
   @discardableResult

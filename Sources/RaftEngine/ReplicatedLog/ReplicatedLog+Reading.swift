@@ -38,7 +38,7 @@ extension ReplicatedLog {
         }
       },
       wait: { index, wake in
-        machine.waiters.wait(for: index, applied: machine.applied.load(ordering: .acquiring), wake)
+        machine.whenApplied(index, wake)
       },
       cancel: { id in machine.waiters.cancel(id, .cancelled) })
   }

@@ -30,6 +30,8 @@ public final class ReplicatedLog<Machine: LogStateMachine>: Sendable {
   let leaders: LeaderWatch
   /// Set once `shutdown` began.
   private let closed = Atomic<Bool>(false)
+  /// The random part of this log's read index contexts.
+  private let readContextSeed = UInt64.random(in: 1...UInt64.max)
 
   /// Opens the node's WAL (`configuration.directory`), recovers it, and prepares the node;
   /// call `start()`. Blocks while the WAL is read (use `open` from async code).
@@ -37,22 +39,30 @@ public final class ReplicatedLog<Machine: LogStateMachine>: Sendable {
   /// `configuration.appliedIndex`: where the application resumes after a restart (it applied
   /// and kept everything through there itself): the state machine gets only the entries above
   /// it (clamped to the recovered commit index), and nothing is replayed from index 1.
-  /// `configuration.snapshotEntries` is ignored: the log compacts only when told
-  /// (`compact(through:)`).
+  /// `configuration.snapshotEntries` and `compactionRetainBytes` are ignored: the log compacts
+  /// only when told (`compact(through:)`), keeping `compactionRetainEntries` behind.
   public init(configuration: NodeConfiguration, transport: Transport, stateMachine: Machine) throws(ReplicatedLogError)
   {
     var configuration = configuration
     configuration.snapshotEntries = 0
+    configuration.compactionRetainBytes = 0
     let leaders = LeaderWatch()
-    let user = configuration.onLeaderChange
+    let userLeaderChange = configuration.onLeaderChange
     configuration.onLeaderChange = { change in
       leaders.publish(change)
-      user?(change)
+      userLeaderChange?(change)
     }
     self.leaders = leaders
     // The machine's applied index starts where the node resumes (set below, once known).
     let machine = LogMachine(machine: stateMachine, appliedIndex: 0)
     self.machine = machine
+    // A node that stops on its own ends its readers and waiters with the cause.
+    let userFailure = configuration.onFailure
+    configuration.onFailure = { error in
+      machine.waiters.finish(ReplicatedLogError(error))
+      leaders.finish()
+      userFailure?(error)
+    }
     do {
       node = try Node(configuration: configuration, stateMachine: machine, transport: transport)
     } catch let error as WALError {
@@ -148,19 +158,22 @@ public final class ReplicatedLog<Machine: LogStateMachine>: Sendable {
     if Task.isCancelled { throw .notCommitted(.cancelled) }
     if closed.load(ordering: .relaxed) { throw .notCommitted(.stopped) }
     let machine = self.machine
+    // Counted until the engine's outcome comes, even when the caller gave up before.
     machine.appendsInFlight.add(1, ordering: .relaxed)
-    defer { machine.appendsInFlight.subtract(1, ordering: .relaxed) }
     return try await awaitAnswer(
       timeout: timeout, onDeadline: .outcomeUnknown(.timedOut), onCancel: .outcomeUnknown(.cancelled)
     ) { (once: Once<Appended>) in
       node.propose(batch: payloads) { result in
+        defer { machine.appendFinished() }
         switch result {
         case .success(let range):
           // (On the apply thread, right after the job that applied the batch's last entry.)
-          guard let responses = machine.takeResponses(range) else {
-            preconditionFailure("ReplicatedLog: the responses of \(range) were not kept")
+          if let responses = machine.takeResponses(range) {
+            once.resume(.success(Appended(indexes: range, responses: responses)))
+          } else {
+            assertionFailure("ReplicatedLog: the responses of \(range) were not kept")
+            once.resume(.failure(.internalFailure("committed at \(range), but the responses were not kept")))
           }
-          once.resume(.success(Appended(indexes: range, responses: responses)))
         case .failure(let error):
           once.resume(.failure(ReplicatedLogError(error)))
         }
@@ -174,13 +187,22 @@ public final class ReplicatedLog<Machine: LogStateMachine>: Sendable {
   /// call is applied locally (a ReadIndex round with a quorum, then a wait for the apply).
   public func readBarrier(timeout: Duration = .seconds(10)) async throws(ReplicatedLogError) -> UInt64 {
     if closed.load(ordering: .relaxed) { throw .stopped }
-    let context = withUnsafeBytes(of: machine.nextReadID()) { Array($0) }
+    // Unique across members (the leader ignores a context it already waits on): the node's id,
+    // a random part and a counter.
+    var context = withUnsafeBytes(of: node.id) { Array($0) }
+    context += withUnsafeBytes(of: readContextSeed) { Array($0) }
+    context += withUnsafeBytes(of: machine.nextReadID()) { Array($0) }
     let node = self.node
-    let index: UInt64 = try await awaitAnswer(timeout: timeout, onDeadline: .timedOut, onCancel: .cancelled) {
-      once in
-      node.readIndex(context: context) { result in
-        once.resume(result.mapError { $0 == .stopped ? .stopped : ReplicatedLogError($0) })
+    let index: UInt64
+    do {
+      index = try await awaitAnswer(timeout: timeout, onDeadline: .timedOut, onCancel: .cancelled) { once in
+        node.readIndex(context: context) { result in
+          once.resume(result.mapError { $0 == .stopped ? .stopped : ReplicatedLogError($0) })
+        }
       }
+    } catch {
+      if error == .timedOut || error == .cancelled { node.cancelReadIndex(context: context) }  // free its waiter
+      throw error
     }
     try await waitUntilApplied(index, timeout: timeout)
     return index
@@ -190,10 +212,16 @@ public final class ReplicatedLog<Machine: LogStateMachine>: Sendable {
   /// after `timeout`).
   public func waitUntilApplied(_ index: UInt64, timeout: Duration = .seconds(10)) async throws(ReplicatedLogError) {
     let machine = self.machine
-    let _: Bool = try await awaitAnswer(timeout: timeout, onDeadline: .timedOut, onCancel: .cancelled) { once in
-      machine.waiters.wait(for: index, applied: machine.applied.load(ordering: .acquiring)) { r in
-        once.resume(r.map { true })
+    let waiting = Mutex<UInt64?>(nil)
+    do {
+      let _: Bool = try await awaitAnswer(timeout: timeout, onDeadline: .timedOut, onCancel: .cancelled) { once in
+        let id = machine.whenApplied(index) { r in once.resume(r.map { true }) }
+        waiting.withLock { $0 = id }
       }
+    } catch {
+      // Given up: the waiter goes (it would wait for an index that may never come).
+      if let id = waiting.withLock({ $0 }) { machine.waiters.cancel(id, error) }
+      throw error
     }
   }
 
@@ -202,9 +230,11 @@ public final class ReplicatedLog<Machine: LogStateMachine>: Sendable {
   /// The application consumed the log through `index` (or captured it in its own snapshot,
   /// `snapshot`): the log saves a snapshot there and drops the entries behind it from memory
   /// and disk, but for `compactionRetainEntries` kept for slow followers. A follower too far
-  /// behind gets the snapshot (its state machine's `restore` gets `snapshot`). Waits until
-  /// `index` is applied here; returns the snapshot's index (a newer one when one was saved
-  /// already).
+  /// behind gets the snapshot (its state machine's `restore` gets `snapshot`). Each member
+  /// compacts its own log: call it on every member as its application consumes. Waits until
+  /// `index` is applied here and the snapshot is saved; returns its index (at once, when a
+  /// snapshot at or above `index` was handed to the log already: a newer one's index). A
+  /// request waiting for its index takes later, lower ones with it.
   @discardableResult
   public func compact(
     through index: UInt64, snapshot: [UInt8] = [], timeout: Duration = .seconds(60)
