@@ -347,6 +347,14 @@ final class SimNode {
     return taken.value
   }
 
+  /// Proposes a client's write on this node, tracked by the engine (only the leader takes it):
+  /// `completion` gets its index once applied here, or why not (`.dropped`, `.notLeader`:
+  /// never committed; `.outcomeUnknown`: it may be).
+  func propose(_ data: [UInt8], now: UInt64, completion: @escaping EntryCompletion) throws {
+    core!.propose(entry: Payload(data), completion: completion)
+    try perform(now: now)
+  }
+
   func proposeConfChange(_ cc: AnyConfChange, now: UInt64) throws {
     core!.proposeConfChange(cc, completion: { _ in }, nowNanoseconds: now)
     try perform(now: now)

@@ -57,6 +57,8 @@ public struct SimulationResult: Sendable {
   /// Client operations in the history, and how many writes were acknowledged.
   public var operations = 0
   public var acknowledgedWrites = 0
+  /// Writes the engine answered as never committed (each checked to be absent from the log).
+  public var notCommittedWrites = 0
   public var crashes = 0
   public var elections = 0
   public var snapshotsSent = 0
@@ -119,6 +121,9 @@ public final class Simulation: @unchecked Sendable {
   var pendingReads: [UInt64: (op: Int, node: UInt64, index: UInt64?, deadline: Int)] = [:]
   /// The index each acknowledged write was applied at.
   var acknowledged: [UInt64: UInt64] = [:]
+  /// Writes the engine answered as never committed (`.dropped`, `.notLeader`, `.busy`,
+  /// `.stopped`), with the answer: none may ever be applied.
+  var notCommitted: [UInt64: String] = [:]
   let clients = 4
   /// `RAFT_SIM_TRACE=1`: print snapshot sends and reports, and dropped reads (for replays).
   let trace = getenv("RAFT_SIM_TRACE") != nil
@@ -189,6 +194,7 @@ public final class Simulation: @unchecked Sendable {
     result.steps = step
     result.operations = history.count
     result.acknowledgedWrites = acknowledged.count
+    result.notCommittedWrites = notCommitted.count
     return result
   }
 
@@ -402,9 +408,20 @@ public final class Simulation: @unchecked Sendable {
     case 0..<5:
       let opID = nextOpID
       nextOpID += 1
-      // On a follower Raft forwards it to the leader (as raftkv does).
+      let data = SimCommand(opID: opID, key: key, value: opID).encoded
       var taken = false
-      try guarded(n) { taken = try n.forward(SimCommand(opID: opID, key: key, value: opID).encoded, now: clock) }
+      if n.raw.raft.state == .leader {
+        // On the leader the engine tracks it: an answer that it was not committed must hold.
+        taken = true
+        try guarded(n) {
+          try n.propose(data, now: clock) { [self] result in
+            if case .failure(let e) = result, ReplicatedLogError(e).isNotCommitted { notCommitted[opID] = "\(e)" }
+          }
+        }
+      } else {
+        // On a follower Raft forwards it to the leader (as raftkv does).
+        try guarded(n) { taken = try n.forward(data, now: clock) }
+      }
       guard taken else { return }  // refused at once (or the node died): it never happened
       clock += 1
       history.append(ClientOperation(client: client, key: key, kind: .put(opID), invoked: clock, returned: nil))
@@ -704,6 +721,9 @@ public final class Simulation: @unchecked Sendable {
     }
     for (opID, index) in acknowledged.sorted(by: { $0.key < $1.key }) where !seen.contains(opID) {
       throw violation("the acknowledged write \(opID) (applied at \(index)) is not in the log")
+    }
+    for (opID, answer) in notCommitted.sorted(by: { $0.key < $1.key }) where seen.contains(opID) {
+      throw violation("the write \(opID) was answered \(answer) (never committed), yet it is in the log")
     }
     for n in ms + [leader] where n.kv != expected {
       throw violation("node \(n.id) holds \(n.kv), not the replayed log's \(expected)")

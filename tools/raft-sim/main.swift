@@ -67,6 +67,7 @@ struct RaftSimCommand: ParsableCommand {
     var violations = 0
     var operations = 0
     var acknowledged = 0
+    var notCommitted = 0
     var crashes = 0
     var snapshots = 0
     for k in 0..<UInt64(seeds) {
@@ -80,6 +81,7 @@ struct RaftSimCommand: ParsableCommand {
       let r = Simulation(options).run()
       operations += r.operations
       acknowledged += r.acknowledgedWrites
+      notCommitted += r.notCommittedWrites
       crashes += r.crashes
       snapshots += r.snapshotsSent
       if let v = r.violation {
@@ -96,7 +98,8 @@ struct RaftSimCommand: ParsableCommand {
     print(
       "\(seeds) seeds, \(violations) violations (\(nodes) nodes, \(steps) steps each, disk \(disk.rawValue); "
         + "\(operations) operations, "
-        + "\(acknowledged) acknowledged writes, \(crashes) crashes, \(snapshots) snapshots sent; "
+        + "\(acknowledged) acknowledged writes, \(notCommitted) answered never committed, \(crashes) crashes, "
+        + "\(snapshots) snapshots sent; "
         + "\(String(format: "%.1f", seconds)) s)")
     if violations > 0 { throw ExitCode(1) }
   }
