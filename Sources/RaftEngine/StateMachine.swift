@@ -56,7 +56,7 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
   case busy
   /// The storage failed; the node stopped (the WAL's error says why: the operation, the file,
   /// errno).
-  case storage(WALError)
+  indirect case storage(WALError)  // (boxed: the error rides in every outcome, keep it small)
   /// A proposed entry is larger than the log stores (`WALOptions.recordBytesMax`, less the
   /// entry's own fields): nothing of its batch was proposed.
   case tooLarge(bytes: Int, max: Int)

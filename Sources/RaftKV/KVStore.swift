@@ -4,6 +4,10 @@ import RaftEngine
 import RaftTransport
 import Synchronization
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Why a key-value request failed.
 public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
   /// No leader is known (an election is under way, or this node is cut off).
@@ -222,7 +226,17 @@ final class KVStore: StateMachine, Sendable {
       out += Array(url.utf8)
     }
     RaftCodec.appendVarint(UInt64(data.count), into: &out)
-    for (key, value) in data.sorted(by: { $0.key.bytes.lexicographicallyPrecedes($1.key.bytes) }) {
+    // Sorted by key (memcmp, then length): members holding the same data write the same bytes.
+    let sorted = data.sorted { a, b in
+      a.key.bytes.withUnsafeBufferPointer { x in
+        b.key.bytes.withUnsafeBufferPointer { y in
+          let n = min(x.count, y.count)
+          let c = n == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, n)
+          return c != 0 ? c < 0 : x.count < y.count
+        }
+      }
+    }
+    for (key, value) in sorted {
       RaftCodec.appendVarint(UInt64(key.bytes.count), into: &out)
       out += key.bytes
       RaftCodec.appendVarint(UInt64(value.count), into: &out)

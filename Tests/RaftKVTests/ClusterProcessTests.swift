@@ -178,6 +178,11 @@ final class ClusterProcessTests: XCTestCase {
       (["--id", "1", "--cluster", "http://127.0.0.1:1", "--port", "2", "--ready-handling", "maybe"], "ready-handling"),
       (["--id", "1", "--cluster", "http://127.0.0.1:1", "--port", "2", "--batch-max-entries", "0"], "batchEntriesMax"),
       (["--id", "1", "--cluster", "http://127.0.0.1:1", "--port", "2", "--segment-bytes", "1000"], "segmentBytes"),
+      (["--id", "1", "--cluster", "http://127.0.0.1:1", "--port", "2", "--event-loops", "0"], "--event-loops"),
+      (
+        ["--id", "1", "--cluster", "http://127.0.0.1:1", "--port", "2", "--max-request-bytes-in-flight", "0"],
+        "--max-request-bytes-in-flight"
+      ),
       (
         ["--id", "1", "--cluster", "http://127.0.0.1:1", "--port", "2", "--segment-bytes", "1048576"],
         "raise --segment-bytes"

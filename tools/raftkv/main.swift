@@ -61,6 +61,8 @@ struct RaftKVCommand: AsyncParsableCommand {
   var maxValueBytes = 1 << 20
   @Option(help: "The largest request body read, in bytes (413 beyond).")
   var maxBodyBytes = 4 << 20
+  @Option(help: "NIO event loop threads for HTTP and the peers' connections.")
+  var eventLoops = 2
   @Option(help: "Request body bytes in flight at most (503 with Retry-After beyond).")
   var maxRequestBytesInFlight = 64 << 20
   @Option(help: "How long a request waits for its write to apply or its read index, in seconds.")
@@ -106,6 +108,7 @@ struct RaftKVCommand: AsyncParsableCommand {
       throw ValidationError("\(error) (records must hold a --max-value-bytes value: raise --segment-bytes)")
     }
     guard requestTimeout > 0 else { throw ValidationError("--request-timeout must be positive") }
+    guard (1...64).contains(eventLoops) else { throw ValidationError("--event-loops must be from 1 to 64") }
     guard maxRequestBytesInFlight > 0 else { throw ValidationError("--max-request-bytes-in-flight must be positive") }
     guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel) is unknown") }
     let secure = urls.values.filter(\.secure).count
@@ -196,7 +199,7 @@ struct RaftKVCommand: AsyncParsableCommand {
       throw ExitCode(1)
     }
 
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
     let (stops, stop) = AsyncStream.makeStream(of: MemberStop.self)
     let server: RaftKVServer
     do {

@@ -44,7 +44,7 @@ public enum ReplicatedLogError: Error, Sendable, Equatable, CustomStringConverti
   /// fields): nothing of its batch was proposed.
   case tooLarge(bytes: Int, max: Int)
   /// The storage failed and the node stopped: the WAL's error (operation, file, errno).
-  case storage(WALError)
+  indirect case storage(WALError)
   /// The node stopped on a broken invariant of its own (not the disk).
   case internalFailure(String)
   /// The log is stopped (`shutdown()`, or a failure before this call).
