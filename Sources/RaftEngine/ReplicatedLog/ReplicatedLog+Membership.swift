@@ -155,18 +155,29 @@ extension ReplicatedLog {
     return try await change(.removeNode, id, context: context, timeout: timeout)
   }
 
-  /// Proposes one membership change and waits for it to be committed and applied here.
+  /// Proposes one membership change and waits for it to be committed and applied here. A
+  /// leader refuses a change until it applied the entries of its own term before it (and while
+  /// another change is pending): such a refusal (never committed) is retried, after a read
+  /// barrier, twice.
   private func change(
     _ type: ConfChangeType, _ id: UInt64, context: [UInt8], timeout: Duration
   ) async throws(ReplicatedLogError) -> UInt64 {
     precondition(id != 0, "ReplicatedLog: node ids are not 0")
-    if Task.isCancelled { throw .notCommitted(.cancelled) }
     let change = AnyConfChange.v2(ConfChangeV2(changes: [ConfChangeSingle(type: type, nodeID: id)], context: context))
     let node = self.node
-    return try await awaitAnswer(
-      timeout: timeout, onDeadline: .outcomeUnknown(.timedOut), onCancel: .outcomeUnknown(.cancelled)
-    ) { once in
-      node.proposeConfChange(change) { result in once.resume(result.mapError(ReplicatedLogError.init)) }
+    var attempt = 0
+    while true {
+      if Task.isCancelled { throw .notCommitted(.cancelled) }
+      do {
+        return try await awaitAnswer(
+          timeout: timeout, onDeadline: .outcomeUnknown(.timedOut), onCancel: .outcomeUnknown(.cancelled)
+        ) { once in
+          node.proposeConfChange(change) { result in once.resume(result.mapError(ReplicatedLogError.init)) }
+        }
+      } catch .notCommitted(.dropped) where attempt < 2 {
+        attempt += 1
+        _ = try? await readBarrier(timeout: timeout)  // the leader's own entries applied
+      }
     }
   }
 }
