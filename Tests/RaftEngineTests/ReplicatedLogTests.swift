@@ -168,12 +168,7 @@ final class ReplicatedLogTests: XCTestCase {
 
     // Resumed below it (or not at all): the snapshot is restored, then the rest applied.
     let fresh = SummingMachine()
-    let third = try await ReplicatedLog.open(
-      configuration: config(1, peers: [1]), transport: network.transport(for: 1), stateMachine: fresh)
-    network.register(1, sink: third.sink)
-    third.start()
-    third.campaign()
-    _ = try await third.waitForLeader()
+    let third = try await reopen(config(1, peers: [1]), fresh, network: network)
     _ = try await third.append([2])
     XCTAssertEqual(fresh.restored.map(\.index), [indexes[6]])
     XCTAssertEqual(fresh.restored.first?.data, Array("T".utf8))
@@ -306,8 +301,11 @@ final class ReplicatedLogTests: XCTestCase {
     // Cut off from its quorum, the leader cannot commit: a cancelled append is answered at once
     // as outcome unknown (it was proposed), not after its deadline.
     network.isolate(leader.id)
+    let before = leader.lastIndex
     let task = Task { await attempt(leader, [2], timeout: .seconds(600)) }
-    try await Task.sleep(for: .milliseconds(50))  // let the append be proposed first
+    // Cancelled once the append is in the leader's log (proposed), within 10 s.
+    let deadline = ContinuousClock.now + .seconds(10)
+    while leader.lastIndex <= before && ContinuousClock.now < deadline { await Task.yield() }
     task.cancel()
     let cancelled = await task.value
     XCTAssertEqual(cancelled.failure, .outcomeUnknown(.cancelled))

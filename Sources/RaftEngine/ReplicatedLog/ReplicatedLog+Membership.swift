@@ -172,7 +172,7 @@ extension ReplicatedLog {
         return try await awaitAnswer(
           timeout: timeout, onDeadline: .outcomeUnknown(.timedOut), onCancel: .outcomeUnknown(.cancelled)
         ) { once in
-          node.proposeConfChange(change) { result in once.resume(result.mapError(ReplicatedLogError.init)) }
+          node.proposeConfChange(change) { result in once.resume(result.mapError { ReplicatedLogError($0) }) }
         }
       } catch .notCommitted(.dropped) where attempt < 2 {
         attempt += 1

@@ -112,7 +112,7 @@ public final class ReplicatedLog<Machine: LogStateMachine>: Sendable {
 
   /// Why the log stopped on its own (a storage failure, a broken invariant); nil while it runs
   /// or after `shutdown()`.
-  public var failure: ReplicatedLogError? { node.failure.map(ReplicatedLogError.init) }
+  public var failure: ReplicatedLogError? { node.failure.map { ReplicatedLogError($0) } }
 
   // MARK: Appending
 
@@ -197,7 +197,7 @@ public final class ReplicatedLog<Machine: LogStateMachine>: Sendable {
     do {
       index = try await awaitAnswer(timeout: timeout, onDeadline: .timedOut, onCancel: .cancelled) { once in
         node.readIndex(context: context) { result in
-          once.resume(result.mapError { $0 == .stopped ? .stopped : ReplicatedLogError($0) })
+          once.resume(result.mapError(ReplicatedLogError.init(call:)))
         }
       }
     } catch {
@@ -243,7 +243,7 @@ public final class ReplicatedLog<Machine: LogStateMachine>: Sendable {
     let node = self.node
     return try await awaitAnswer(timeout: timeout, onDeadline: .timedOut, onCancel: .cancelled) { once in
       node.compact(through: index, snapshot: snapshot) { result in
-        once.resume(result.mapError { $0 == .stopped ? .stopped : ReplicatedLogError($0) })
+        once.resume(result.mapError(ReplicatedLogError.init(call:)))
       }
     }
   }

@@ -77,6 +77,12 @@ public enum ReplicatedLogError: Error, Sendable, Equatable, CustomStringConverti
     }
   }
 
+  /// The error of a call that proposes nothing (a read barrier, a compaction): a stopped node
+  /// is `.stopped`, not an append that was not committed.
+  init(call error: EngineError) {
+    self = error == .stopped ? .stopped : ReplicatedLogError(error)
+  }
+
   /// Whether the entries of the failed call are certainly not in the log, now or later.
   public var isNotCommitted: Bool {
     switch self {
