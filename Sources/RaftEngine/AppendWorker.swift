@@ -33,6 +33,9 @@ final class AppendWorker: @unchecked Sendable {
   /// How long the worker may poll for new work before it waits (only when it applies too, and
   /// `SpinBudget` allows).
   private let spinNanoseconds: UInt64
+  /// The bound instead of `spinNanoseconds` after a loaded turn (more than
+  /// `NodeConfiguration.lightTurnInputs` entries written and applied).
+  private let loadedSpinNanoseconds: UInt64
   /// Signalled by the queue's producers when the worker waits: the worker's one wait point is
   /// the WAL's ring, for disk completions and new work together.
   private let wake: WakeEvent
@@ -40,7 +43,7 @@ final class AppendWorker: @unchecked Sendable {
 
   init(
     storage: WALStorage, nodeID: UInt64, transport: Transport, applier: Applier?, threads: ObjectIdentifier,
-    spinNanoseconds: UInt64, toRunLoop: @escaping @Sendable ([Node.Input]) -> Void
+    spinNanoseconds: UInt64, loadedSpinNanoseconds: UInt64, toRunLoop: @escaping @Sendable ([Node.Input]) -> Void
   ) throws {
     self.storage = storage
     self.nodeID = nodeID
@@ -48,6 +51,7 @@ final class AppendWorker: @unchecked Sendable {
     self.applier = applier
     self.threads = threads
     self.spinNanoseconds = applier == nil ? 0 : spinNanoseconds
+    self.loadedSpinNanoseconds = applier == nil ? 0 : min(loadedSpinNanoseconds, spinNanoseconds)
     self.toRunLoop = toRunLoop
     let wake = try WakeEvent()
     self.wake = wake
@@ -84,6 +88,8 @@ final class AppendWorker: @unchecked Sendable {
     var responses: [Message] = []
     var remote: [Message] = []
     var outcomes: [ApplyOutcome] = []
+    /// Entries written and applied by the last turn that had jobs (how loaded the node is).
+    var lastTurnEntries = 0
     do {
       while true {
         jobs.removeAll(keepingCapacity: true)
@@ -93,7 +99,9 @@ final class AppendWorker: @unchecked Sendable {
           if stage.pendingCount == 0 && queue.closed { return }
           // What waits for durability must be on its way to the disk before the wait.
           if stage.pendingCount > 0 && wal.batchesInFlight == 0 { try wal.submit() }
-          if wal.batchesInFlight == 0 && pollForWork() { continue }
+          if wal.batchesInFlight == 0 && pollForWork(loaded: lastTurnEntries > NodeConfiguration.lightTurnInputs) {
+            continue
+          }
           // Waiting for new work alone frees the core; waiting for the disk keeps it counted
           // (the completion wakes this thread, and nothing else would count it back).
           if queue.beginExternalWait(parks: wal.batchesInFlight == 0) {
@@ -106,9 +114,12 @@ final class AppendWorker: @unchecked Sendable {
           }
         } else {
           // Writes first, so that their syncs run while the apply jobs are performed.
+          lastTurnEntries = 0
           for job in jobs {
             switch job {
-            case .write(let w): try stage.write(w, to: storage, local: &responses, remote: &remote)
+            case .write(let w):
+              lastTurnEntries += w.entries.count
+              try stage.write(w, to: storage, local: &responses, remote: &remote)
             case .save(let s):
               do {
                 try storage.save(s)
@@ -124,7 +135,9 @@ final class AppendWorker: @unchecked Sendable {
           if let applier {
             for job in jobs {
               switch job {
-              case .apply(let j): outcomes.append(applier.apply(j, now: EngineClock.nanoseconds))
+              case .apply(let j):
+                lastTurnEntries += j.entries.count
+                outcomes.append(applier.apply(j, now: EngineClock.nanoseconds))
               case .restore(let j): outcomes.append(applier.restore(j))
               case .write, .save: continue
               }
@@ -161,12 +174,13 @@ final class AppendWorker: @unchecked Sendable {
   }
 
   /// When this worker applies too and a core is free: polls for new work for a while (the next
-  /// write or apply job follows within a few microseconds of the last answer); true when some
-  /// arrived.
-  private func pollForWork() -> Bool {
+  /// write or apply job follows within a few microseconds of the last answer; when `loaded`,
+  /// only about a wake-up's cost); true when some arrived.
+  private func pollForWork(loaded: Bool) -> Bool {
     let budget = SpinBudget.shared
-    guard spinNanoseconds > 0, budget.mayPoll else { return false }
-    let deadline = EngineClock.nanoseconds() &+ spinNanoseconds
+    let spin = loaded ? loadedSpinNanoseconds : spinNanoseconds
+    guard spin > 0, budget.mayPoll else { return false }
+    let deadline = EngineClock.nanoseconds() &+ spin
     var polls = 0
     while queue.count == 0 && !queue.closed && budget.mayPoll {
       polls &+= 1

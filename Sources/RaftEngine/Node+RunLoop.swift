@@ -15,6 +15,8 @@ extension Node {
     var now = EngineClock.nanoseconds()
     var nextTick = now &+ tickNanoseconds
     var inputs: [Input] = []
+    /// Inputs the last turn took (how loaded the node is: it sets how long the loop polls).
+    var lastTurnInputs = 0
     var work = Work()
     var failure: EngineError?
     loop: while true {
@@ -23,10 +25,14 @@ extension Node {
       // Inputs of our own already: take what else is queued, without waiting.
       let timeout = !inputs.isEmpty ? 0 : (nextTick > now ? nextTick - now : 0)
       // A worker's answer is due within a disk sync: poll for it rather than park (when a core
-      // is free); with nothing outstanding, park at once.
-      inbox.take(
-        into: &inputs, timeoutNanoseconds: timeout,
-        spinNanoseconds: core.awaitsWorkers ? configuration.spinNanoseconds : 0)
+      // is free; under load only about a wake-up's cost); with nothing outstanding, park at once.
+      let spin =
+        !core.awaitsWorkers
+        ? 0
+        : inputs.count <= NodeConfiguration.lightTurnInputs && lastTurnInputs <= NodeConfiguration.lightTurnInputs
+          ? configuration.spinNanoseconds : configuration.loadedSpinNanoseconds
+      inbox.take(into: &inputs, timeoutNanoseconds: timeout, spinNanoseconds: spin)
+      lastTurnInputs = inputs.count
       now = EngineClock.nanoseconds()
       if !inputs.isEmpty { metrics.inboxDepth.record(inputs.count) }
       for (k, input) in inputs.enumerated() {

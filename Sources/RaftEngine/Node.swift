@@ -164,7 +164,8 @@ public final class Node: @unchecked Sendable {
           applier: applier, node: threads, spinNanoseconds: configuration.spinNanoseconds, toRunLoop: toRunLoop)
       appendWorker = try AppendWorker(
         storage: storage, nodeID: id, transport: transport, applier: oneThread ? applier : nil, threads: threads,
-        spinNanoseconds: configuration.spinNanoseconds, toRunLoop: toRunLoop)
+        spinNanoseconds: configuration.spinNanoseconds, loadedSpinNanoseconds: configuration.loadedSpinNanoseconds,
+        toRunLoop: toRunLoop)
     } else {
       applyWorker = nil
       appendWorker = nil

@@ -109,6 +109,15 @@ public struct NodeConfiguration: Sendable {
   /// slot is free. The append worker never polls: it waits in the WAL's ring for the disk and
   /// new work together. Long enough to cover one disk sync.
   public var spinNanoseconds: UInt64 = 300_000
+  /// The polling bound instead of `spinNanoseconds` while the node is loaded (its last turn
+  /// took more than `lightTurnInputs` inputs), in nanoseconds. Under load a turn handles many
+  /// entries, so the wake-up that parking costs is a small share of it, and polling through a
+  /// disk sync would only take the core from the threads that do the work (the WAL's segment
+  /// preparer, the kernel's io_uring workers): poll for about a wake-up's cost, then park.
+  public var loadedSpinNanoseconds: UInt64 = 30_000
+  /// Inputs in a turn up to which the node counts as lightly loaded (polls up to
+  /// `spinNanoseconds`).
+  public static let lightTurnInputs = 8
   /// Where the node, Raft and the WAL log (swift-log); Raft's own lines at `.debug`/`.info`
   /// show only when the level allows.
   public var logger = Logger(label: "swift-raft")

@@ -53,6 +53,11 @@ public struct EngineKnobs: ParsableArguments {
   public var spinUs = Int(NodeConfiguration(id: 1, peers: [1], directory: "").spinNanoseconds / 1000)
   @Option(
     help:
+      "Engine threads: polling before parking under load (a turn of more than \(NodeConfiguration.lightTurnInputs) inputs), in microseconds; at most --spin-us."
+  )
+  public var loadedSpinUs = Int(NodeConfiguration(id: 1, peers: [1], directory: "").loadedSpinNanoseconds / 1000)
+  @Option(
+    help:
       "Async mode: threads for the storage work: one (appends and applies), two (an append worker and an apply worker), or auto (one on 2 cores or fewer)."
   )
   public var storageThreads = NodeConfiguration.StorageThreads.auto
@@ -70,6 +75,9 @@ public struct EngineKnobs: ParsableArguments {
       throw ValidationError("--max-inflight-msgs must be between 1 and 1048576")
     }
     guard (0...1_000_000).contains(spinUs) else { throw ValidationError("--spin-us must be between 0 and 1000000") }
+    guard (0...1_000_000).contains(loadedSpinUs) else {
+      throw ValidationError("--loaded-spin-us must be between 0 and 1000000")
+    }
     guard maxInflightBytes == 0 || maxInflightBytes >= maxSizePerMsg else {
       throw ValidationError("--max-inflight-bytes must be 0 or at least --max-size-per-msg (\(maxSizePerMsg))")
     }
@@ -104,6 +112,7 @@ public struct EngineKnobs: ParsableArguments {
     c.maxUncommittedEntriesSize = maxUncommittedBytes
     c.maxInflightBytes = maxInflightBytes
     c.spinNanoseconds = UInt64(spinUs) * 1000
+    c.loadedSpinNanoseconds = UInt64(min(loadedSpinUs, spinUs)) * 1000
     c.storageThreads = storageThreads
   }
 }
