@@ -34,7 +34,7 @@ public struct EngineKnobs: ParsableArguments {
   public var fsync = WALOptions.Fsync.datasync
   @Option(help: "WAL: the size of every segment file, in bytes (a multiple of 4096, 64 KiB to 1 GiB).")
   public var segmentBytes = WALOptions().segmentBytes
-  @Option(help: "WAL: how segments are prepared ahead: zero, fallocate or auto.")
+  @Option(help: "WAL: how segments are prepared ahead: zero, fallocate, sparse or auto (sparse with --fsync none).")
   public var prepare = WALOptions().segmentPreparation
   @Option(help: "Raft: bytes of entries in one MsgApp at most.")
   public var maxSizePerMsg: UInt64 = 1 << 20

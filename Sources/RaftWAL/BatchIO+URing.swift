@@ -10,7 +10,8 @@ import CLibURing
 ///
 /// - `.inline` (default): the owner thread writes the batch into the page cache with pwritev (a
 ///   memory copy, resuming short writes), then queues only the sync. Measured here, this beats
-///   handing the copy to an io-wq worker, which costs a thread wake-up per batch.
+///   handing the copy to an io-wq worker, which costs a thread wake-up per batch. Without syncs
+///   (`fsync` `.none`) the batch is done once written: nothing goes through the ring.
 /// - `.linked`: a writev linked (IOSQE_IO_LINK) to the sync, so the sync starts only once the
 ///   write completed in full. A short write breaks the link (the kernel cancels the sync with
 ///   ECANCELED); the rest of the batch is submitted again, linked to a new sync.
@@ -69,6 +70,9 @@ final class URingBatchIO<FS: WALFileSystem>: BatchIO {
   let syncsInFlightMax: Int
   /// Inline mode: slots written to the page cache and not yet covered by a sync, oldest first.
   private var awaitingSync: [Int] = []
+  /// Inline mode without syncs (`fsync` `.none`): slots written and done, not reported by
+  /// `reap` yet (no completion will come for them: nothing went through the ring).
+  private var doneUnreported: [Int] = []
   /// Inline mode: the slots each group sync in flight covers, by sync id.
   private var groupSyncs: [UInt64: (slots: [Int], token: UInt64)] = [:]
   /// Linked mode: the file system's token of each slot's sync in flight.
@@ -103,7 +107,7 @@ final class URingBatchIO<FS: WALFileSystem>: BatchIO {
     self.fs = fs
     self.fsync = fsync
     syncTokens = Array(repeating: 0, count: slots)
-    self.writes = fsync == .none ? .linked : writes
+    self.writes = writes
     self.syncsInFlightMax = max(1, syncsInFlightMax)
     ops = Array(repeating: Op(), count: slots)
     iovecs = .allocate(capacity: slots)
@@ -134,6 +138,12 @@ final class URingBatchIO<FS: WALFileSystem>: BatchIO {
       // The write is done (in the page cache) before the sync is queued, so the sync covers it.
       try fs.write(fd, bytes, offset: offset, file: file)
       ops[slot].written = bytes.count
+      if fsync == .none {
+        ops[slot].synced = true
+        ops[slot].active = false
+        doneUnreported.append(slot)
+        return
+      }
       awaitingSync.append(slot)
       try queueGroupSyncs()
       return
@@ -231,6 +241,11 @@ final class URingBatchIO<FS: WALFileSystem>: BatchIO {
 
   func reap(wait: Bool, into done: inout [Int]) throws(WALError) {
     var waitNext = wait
+    if !doneUnreported.isEmpty {
+      done.append(contentsOf: doneUnreported)
+      doneUnreported.removeAll(keepingCapacity: true)
+      waitNext = false
+    }
     while true {
       let n = Int(io_uring_peek_batch_cqe(ring, cqes, UInt32(cqeBatch)))
       if n == 0 {

@@ -370,6 +370,17 @@ public final class FaultInjectingFileSystem: WALFileSystem, @unchecked Sendable 
     }
   }
 
+  public func extend(_ fd: Int32, bytes: Int, file: String) throws(WALError) {
+    try locked { () throws(WALError) in
+      try checkAlive("ftruncate", file)
+      let h = try handle(fd, file)
+      guard bytes > h.inode.current.count else { return }
+      try counted("ftruncate", file)
+      // A hole takes no blocks until written; the size is metadata, durable like a fallocate's.
+      record(.resize(bytes), on: h.inode)
+    }
+  }
+
   public func size(_ fd: Int32, file: String) throws(WALError) -> Int {
     try locked { () throws(WALError) -> Int in
       try checkAlive("fstat", file)

@@ -10,7 +10,7 @@ import Synchronization
 ///
 /// Writes that overwrite zero-filled blocks sync faster than writes that extend a file or land
 /// in unwritten extents (the metadata does not change), which is why segments are not merely
-/// truncated or fallocated to size.
+/// truncated or fallocated to size (unless nothing is synced: `.sparse`).
 ///
 /// The zeros are written in step with the current segment's fill (`writerProgress`), a margin
 /// ahead, rather than in one burst: every fdatasync of the WAL flushes the device cache, and a
@@ -57,7 +57,7 @@ final class SparePreparer: @unchecked Sendable {
   var path: String { FileIO.path(directory, SegmentNames.spare) }
 
   /// Starts preparing a spare (no-op when one is being prepared or ready), by writing zeros
-  /// or with `posix_fallocate` (`mode` is `.zeroFill` or `.fallocate`).
+  /// with `posix_fallocate`, or as a hole (`mode` is `.zeroFill`, `.fallocate` or `.sparse`).
   func start(_ mode: WALOptions.SegmentPreparation = .zeroFill) {
     guard !started else { return }
     precondition(mode != .auto, "the WAL decides what .auto means for each segment")
@@ -116,6 +116,9 @@ final class SparePreparer: @unchecked Sendable {
       // Unwritten extents: they read as zeros (torn tails still show), cost no bandwidth, and
       // make the first sync of each block a little dearer (the extent is converted).
       try fs.allocate(fd, bytes: segmentBytes, file: p)
+      zeroed = segmentBytes
+    } else if mode == .sparse {
+      try fs.extend(fd, bytes: segmentBytes, file: p)
       zeroed = segmentBytes
     }
     var synced = 0

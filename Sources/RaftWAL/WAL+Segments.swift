@@ -7,11 +7,12 @@ import Raft
 extension WAL {
   /// How to prepare the next spare: `.auto` picks fallocate once the batches written into the
   /// previous segment averaged `autoFallocateBatchBytes` or more (bandwidth-bound), zero-fill
-  /// otherwise (sync-bound).
+  /// otherwise (sync-bound); without syncs, sparse (zeros only pay at sync time).
   func nextPreparation() -> WALOptions.SegmentPreparation {
     switch options.segmentPreparation {
-    case .zeroFill, .fallocate: return options.segmentPreparation
+    case .zeroFill, .fallocate, .sparse: return options.segmentPreparation
     case .auto:
+      if options.fsync == .none { return .sparse }
       let batches = lastSegmentBatches
       guard batches > 0 else { return .zeroFill }
       return lastSegmentBytes / batches >= UInt64(options.autoFallocateBatchBytes) ? .fallocate : .zeroFill

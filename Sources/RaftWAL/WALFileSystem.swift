@@ -35,6 +35,8 @@ public protocol WALFileSystem: AnyObject, Sendable {
   func sync(_ fd: Int32, _ mode: WALOptions.Fsync, file: String) throws(WALError)
   /// Allocates the file's blocks up to `bytes` (they read as zeros), extending its size.
   func allocate(_ fd: Int32, bytes: Int, file: String) throws(WALError)
+  /// Extends the file to `bytes` without allocating blocks (a hole, which reads as zeros).
+  func extend(_ fd: Int32, bytes: Int, file: String) throws(WALError)
   /// The file's size in bytes.
   func size(_ fd: Int32, file: String) throws(WALError) -> Int
   /// The whole content of the file at `path`.
@@ -111,6 +113,10 @@ public final class PosixFileSystem: WALFileSystem {
   public func allocate(_ fd: Int32, bytes: Int, file: String) throws(WALError) {
     let rc = posix_fallocate(fd, 0, off_t(bytes))
     if rc != 0 { throw .io(operation: "posix_fallocate", file: file, errno: rc) }
+  }
+
+  public func extend(_ fd: Int32, bytes: Int, file: String) throws(WALError) {
+    if ftruncate(fd, off_t(bytes)) != 0 { throw .io(operation: "ftruncate", file: file, errno: errno) }
   }
 
   public func size(_ fd: Int32, file: String) throws(WALError) -> Int { try FileIO.size(fd, file: file) }

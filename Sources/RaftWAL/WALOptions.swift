@@ -42,8 +42,13 @@ public struct WALOptions: Sendable, Equatable {
     /// `posix_fallocate`: unwritten extents, no extra bandwidth; the first sync over each block
     /// converts its extent (dearer syncs).
     case fallocate
+    /// `ftruncate`: holes, no work ahead at all; each write allocates its blocks (in the writer's
+    /// thread) and the sync after it commits the allocation (the dearest syncs). The choice
+    /// when nothing is synced: zeros would only cost a core's worth of copies.
+    case sparse
     /// Zero-fill while batches are small (syncs dominate); fallocate once the average batch of
-    /// the segment being written reaches `autoFallocateBatchBytes` (bandwidth dominates).
+    /// the segment being written reaches `autoFallocateBatchBytes` (bandwidth dominates);
+    /// sparse with `fsync` `.none`.
     case auto
 
     public var description: String { rawValue }

@@ -287,6 +287,41 @@ final class WALTests: XCTestCase {
     XCTAssertEqual(wal.stats.syncs, 0)
   }
 
+  func testWithoutSyncsBatchesAreDoneOnceWrittenAndSegmentsAreSparse() throws {
+    for io in [WALOptions.IO.uring, .posix] {
+      let dir = tempDir()
+      var o = smallOptions(io)
+      o.fsync = .none
+      o.batchesInFlightMax = 8
+      o.ringDepth = 32
+      let wal = try WAL(directory: dir, options: o)
+      var sequence: UInt64 = 0
+      for i in stride(from: 1, through: 2000, by: 20) {
+        sequence = try wal.append(entries: makeEntries(UInt64(i)...UInt64(i + 19), size: 100))
+        try wal.submit()
+        // Nothing to wait for: a batch is done once it is in the page cache.
+        XCTAssertEqual(try wal.poll(), sequence, "\(io)")
+      }
+      XCTAssertEqual(wal.stats.syncs, 0)
+      XCTAssertGreaterThan(wal.stats.segmentsStarted, 2, "\(io)")
+      // The segment rolled into last was a hole until written: it holds fewer blocks than its
+      // size (a zero-filled one is all allocated before the roll; this one holds 40 KiB of 64).
+      let last = dir + "/" + segmentFiles(dir).last!
+      var written = stat()
+      XCTAssertEqual(stat(last, &written), 0)
+      XCTAssertEqual(Int(written.st_size), o.segmentBytes)
+      XCTAssertLessThan(Int(written.st_blocks) * 512, o.segmentBytes * 3 / 4, "\(io): \(last) is not sparse")
+      try wal.close()
+      // Segments are prepared as holes: the spare made ready for the next roll has its size and
+      // not one block (a zero-filled spare would have its first zeros written by now).
+      var st = stat()
+      XCTAssertEqual(stat(dir + "/spare.tmp", &st), 0, "\(io)")
+      XCTAssertEqual(Int(st.st_size), o.segmentBytes, "\(io)")
+      XCTAssertEqual(st.st_blocks, 0, "\(io): the spare is not sparse")
+      XCTAssertEqual(try WAL(directory: dir, options: o).recovered.entries.count, 2000, "\(io)")
+    }
+  }
+
   func testSQPollRing() throws {
     let dir = tempDir()
     var o = smallOptions(.uring)
@@ -344,8 +379,8 @@ extension WALTests {
 }
 
 extension WALTests {
-  func testFallocatedAndAutoPreparedSegments() throws {
-    for preparation in [WALOptions.SegmentPreparation.fallocate, .auto] {
+  func testFallocatedSparseAndAutoPreparedSegments() throws {
+    for preparation in [WALOptions.SegmentPreparation.fallocate, .sparse, .auto] {
       let dir = tempDir()
       var o = smallOptions()
       o.segmentPreparation = preparation
