@@ -49,7 +49,7 @@ let package = Package(
       swiftSettings: strict),
     .testTarget(
       name: "RaftEngineTests",
-      dependencies: ["RaftEngine", .product(name: "MetricsTestKit", package: "swift-metrics")],
+      dependencies: ["RaftEngine", "RaftTestSupport", .product(name: "MetricsTestKit", package: "swift-metrics")],
       swiftSettings: strict),
     .executableTarget(
       name: "wal-dump",

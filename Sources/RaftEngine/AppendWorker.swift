@@ -7,6 +7,26 @@ enum StorageJob {
   case save(SnapshotSave)
   case apply(ApplyJob)
   case restore(RestoreJob)
+
+  /// Answers the callers of a job that will not be performed (the storage failed under it):
+  /// a snapshot save fails with `error`; the proposals an apply job settles were committed but
+  /// are not applied here, so their outcome is unknown to their proposers; a restore's outcomes
+  /// were decided before it was queued and go out as they are; a write has no caller (its
+  /// responses are never sent: nothing of it is acknowledged).
+  func abandon(_ error: EngineError) {
+    switch self {
+    case .write: break
+    case .save(let s): s.answerFailed(error)
+    case .apply(let job):
+      for o in job.completions {
+        ProposalOutcome(
+          completion: o.completion, result: .failure(.outcomeUnknown("committed, not applied here: \(error)")),
+          proposedAtNanoseconds: 0
+        ).deliver()
+      }
+    case .restore(let job): for o in job.completions { o.deliver() }
+    }
+  }
 }
 
 /// etcd's LocalAppendThread: writes every queued `StorageWrite` into one WAL batch (group
@@ -40,6 +60,8 @@ final class AppendWorker: @unchecked Sendable {
   /// the WAL's ring, for disk completions and new work together.
   private let wake: WakeEvent
   private var thread: OSThread?
+  /// Why the worker ended early (set on its thread before it ends; read after `stop` joined it).
+  private var failure: EngineError?
 
   init(
     storage: WALStorage, nodeID: UInt64, transport: Transport, applier: Applier?, threads: ObjectIdentifier,
@@ -90,9 +112,15 @@ final class AppendWorker: @unchecked Sendable {
     var outcomes: [ApplyOutcome] = []
     /// Entries written and applied by the last turn that had jobs (how loaded the node is).
     var lastTurnEntries = 0
+    // This turn's progress through `jobs`, for what a failure leaves unperformed: the writes
+    // and saves before `writing` are done, and the applies once `applied` is set.
+    var writing = 0
+    var applied = false
     do {
       while true {
         jobs.removeAll(keepingCapacity: true)
+        writing = 0
+        applied = false
         queue.takeNow(into: &jobs)
         var durable: UInt64
         if jobs.isEmpty {
@@ -115,22 +143,19 @@ final class AppendWorker: @unchecked Sendable {
         } else {
           // Writes first, so that their syncs run while the apply jobs are performed.
           lastTurnEntries = 0
-          for job in jobs {
+          for (k, job) in jobs.enumerated() {
+            writing = k
             switch job {
             case .write(let w):
               lastTurnEntries += w.entries.count
               try stage.write(w, to: storage, local: &responses, remote: &remote)
             case .save(let s):
-              do {
-                try storage.save(s)
-              } catch {
-                s.answerFailed(EngineError(storageError: error))
-                throw error
-              }
+              try storage.save(s)
               s.answerSaved()
             case .apply, .restore: continue
             }
           }
+          writing = jobs.count
           try wal.submitIfDue(nowNanoseconds: EngineClock.nanoseconds())
           if let applier {
             for job in jobs {
@@ -143,6 +168,7 @@ final class AppendWorker: @unchecked Sendable {
               }
             }
           }
+          applied = true
           durable = try wal.poll()
         }
         try stage.release(durableThrough: durable, log: storage, local: &responses, remote: &remote)
@@ -169,8 +195,31 @@ final class AppendWorker: @unchecked Sendable {
         }
       }
     } catch {
-      toRunLoop([.failed(EngineError(storageError: error))])
+      // Fail-stop: the run loop stops the node; what this turn leaves unperformed is answered
+      // here, and what is still queued when the node stops, by `Node.stop`.
+      let failure = EngineError(storageError: error)
+      self.failure = failure
+      for (k, job) in jobs.enumerated() {
+        switch job {
+        case .write: continue
+        case .save: if k >= writing { job.abandon(failure) }
+        case .apply, .restore: if !applied { job.abandon(failure) }
+        }
+      }
+      toRunLoop([.failed(failure)])
     }
+  }
+
+  /// After the worker ended (`stop`): answers the jobs still queued, which only a failed worker
+  /// leaves (with its failure); returns how many.
+  @discardableResult
+  func abandonQueued() -> Int {
+    precondition(queue.closed, "AppendWorker: abandoning the queue of a worker still running")
+    var left: [StorageJob] = []
+    queue.takeNow(into: &left)
+    precondition(left.isEmpty || failure != nil, "AppendWorker: a worker that did not fail left jobs queued")
+    for job in left { job.abandon(failure ?? .stopped) }
+    return left.count
   }
 
   /// When this worker applies too and a core is free: polls for new work for a while (the next

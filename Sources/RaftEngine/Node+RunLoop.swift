@@ -223,15 +223,9 @@ extension Node {
   private func answerAbandoned(_ actions: ArraySlice<EngineCore.Action>, _ error: EngineError) {
     for action in actions {
       switch action {
-      case .apply(let job):
-        for o in job.completions {
-          ProposalOutcome(
-            completion: o.completion, result: .failure(.outcomeUnknown("committed, not applied here: \(error)")),
-            proposedAtNanoseconds: 0
-          ).deliver()
-        }
-      case .restore(let job): for o in job.completions { o.deliver() }
-      case .saveSnapshot(let s): s.answerFailed(error)
+      case .apply(let job): StorageJob.apply(job).abandon(error)
+      case .restore(let job): StorageJob.restore(job).abandon(error)
+      case .saveSnapshot(let s): StorageJob.save(s).abandon(error)
       case .complete(let outcomes): for o in outcomes { o.deliver() }
       case .answerRead(let completion, _): completion(.failure(error))
       case .answerCompaction(let completion, _): completion(.failure(error))

@@ -242,6 +242,9 @@ public final class Node: @unchecked Sendable {
     loop?.join()
     appendWorker?.stop()
     applyWorker?.stop()
+    // A worker that failed left the jobs queued after its failure: their callers are answered
+    // (a worker that did not fail performed everything before it ended).
+    appendWorker?.abandonQueued()
     inbox.close()
     // The loop is gone: answer whatever is still queued (the core is safe to use now).
     var left: [Input] = []
