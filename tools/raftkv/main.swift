@@ -40,8 +40,11 @@ struct RaftKVCommand: AsyncParsableCommand {
   var join = false
   @Option(help: "The WAL directory (default: raftkv-ID).")
   var dataDir: String?
-  @Option(help: "Snapshot the store every this many applied entries and compact the log (0: never).")
-  var snapshotEvery: UInt64 = 10_000
+  @Option(
+    help:
+      "Snapshot the store every this many applied entries and compact the log (0: never; etcd 3.4's --snapshot-count default)."
+  )
+  var snapshotEvery: UInt64 = 100_000
   @Option(help: "Entries kept behind a snapshot for slow followers.")
   var snapshotCatchupEntries: UInt64 = 5_000
   @Option(
