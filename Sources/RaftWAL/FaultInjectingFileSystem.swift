@@ -360,23 +360,23 @@ public final class FaultInjectingFileSystem: WALFileSystem, @unchecked Sendable 
   }
 
   public func allocate(_ fd: Int32, bytes: Int, file: String) throws(WALError) {
-    try locked { () throws(WALError) in
-      try checkAlive("posix_fallocate", file)
-      let h = try handle(fd, file)
-      guard bytes > h.inode.current.count else { return }
-      try counted("posix_fallocate", file)
-      try checkCapacity(growing: h.inode, to: bytes, file: file)
-      record(.resize(bytes), on: h.inode)
-    }
+    try grow(fd, to: bytes, file: file, operation: "posix_fallocate", takesBlocks: true)
   }
 
   public func extend(_ fd: Int32, bytes: Int, file: String) throws(WALError) {
+    // A hole takes no blocks until written; the size is metadata, durable like a fallocate's.
+    try grow(fd, to: bytes, file: file, operation: "ftruncate", takesBlocks: false)
+  }
+
+  /// Grows the file to `bytes` (a no-op when it is that long already), its blocks allocated
+  /// (checked against the capacity) or not.
+  private func grow(_ fd: Int32, to bytes: Int, file: String, operation: String, takesBlocks: Bool) throws(WALError) {
     try locked { () throws(WALError) in
-      try checkAlive("ftruncate", file)
+      try checkAlive(operation, file)
       let h = try handle(fd, file)
       guard bytes > h.inode.current.count else { return }
-      try counted("ftruncate", file)
-      // A hole takes no blocks until written; the size is metadata, durable like a fallocate's.
+      try counted(operation, file)
+      if takesBlocks { try checkCapacity(growing: h.inode, to: bytes, file: file) }
       record(.resize(bytes), on: h.inode)
     }
   }
