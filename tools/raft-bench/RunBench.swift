@@ -59,6 +59,11 @@ struct RunBench: ParsableCommand {
   var stateMachine = StateMachineChoice.null
   @Option(help: "Keys the kv state machine draws from.")
   var keySpace = 100_000
+  @Option(
+    help:
+      "Compact every node's log each this many applied entries, keeping 5,000 behind, as an application that snapshots does (0: never; the log in memory then grows through the run)."
+  )
+  var compactEvery = 100_000
   @Option(help: "Entries per propose call: a client proposes this many and waits for the whole batch.")
   var batch = 1
   @Option(
@@ -104,6 +109,9 @@ struct RunBench: ParsableCommand {
     }
     guard (1...100_000_000).contains(keySpace) else {
       throw ValidationError("--key-space must be between 1 and 100000000")
+    }
+    guard (0...1_000_000_000).contains(compactEvery) else {
+      throw ValidationError("--compact-every must be between 0 and 1000000000")
     }
     guard (1...65_536).contains(batch) else { throw ValidationError("--batch must be between 1 and 65536") }
     guard (0...100_000_000).contains(rate) else { throw ValidationError("--rate must be between 0 and 100000000") }
@@ -205,7 +213,8 @@ struct RunBench: ParsableCommand {
       RunPlan(
         mode: mode, nodes: nodes, clients: clients, payload: payload, knobs: knobs, durationSeconds: duration,
         count: count, warmupSeconds: warmup, section: section, netDelayUs: netDelayUs ?? self.netDelayUs,
-        netJitterUs: netJitterUs, stateMachine: stateMachine, keySpace: keySpace, batch: batch, rate: rate)
+        netJitterUs: netJitterUs, stateMachine: stateMachine, keySpace: keySpace, compactEvery: compactEvery,
+        batch: batch, rate: rate)
     }
     if sweep {
       let nodeCounts = nodes?.values ?? [1]
