@@ -30,6 +30,7 @@ final class RaftBenchCLITests: XCTestCase {
       (["--key-space", "0"], "--key-space"),
       (["--batch", "0"], "--batch"),
       (["--rate", "-5"], "--rate"),
+      (["--compact-every", "-1"], "--compact-every"),
       (["--dir", "/proc/raft-bench"], "--dir"),
     ]
     for (args, mention) in cases {
@@ -84,7 +85,7 @@ final class RaftBenchCLITests: XCTestCase {
       for key in [
         "ready_handling", "nodes", "payload", "clients", "entries_per_sec", "bytes_per_sec", "latency_us", "fsyncs",
         "entries_per_fsync", "cpu_user_s", "cpu_sys_s", "cpu_us_per_entry", "net_delay_us", "state_machine", "batch",
-        "rate",
+        "rate", "compact_every",
       ] {
         XCTAssertNotNil(object[key], "\(key) missing in \(line)")
       }
@@ -102,6 +103,22 @@ final class RaftBenchCLITests: XCTestCase {
     }
     XCTAssertEqual(modes, ["floor", "sync", "async"])
     XCTAssertTrue(r.stderr.contains("[3/3]"), "progress goes to stderr: \(r.stderr)")
+  }
+
+  func testEveryNodeCompactsItsLogEveryCompactEveryEntries() throws {
+    for (every, expected) in [(5_000, 1...8), (0, 0...0)] {
+      let r = try raftBench([
+        "--nodes", "1", "--clients", "16", "--count", "30000", "--warmup", "0", "--fsync", "none", "--no-floor",
+        "--ready-handling", "sync", "--compact-every", "\(every)", "--json", "--dir", try scratch(),
+      ])
+      XCTAssertEqual(r.status, 0, r.stderr)
+      let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+      XCTAssertEqual(object["compact_every"] as? Int, every)
+      // 30,000 entries and the election's: a compaction at each 5,000 applied.
+      let compactions = try XCTUnwrap(object["compactions"] as? Int)
+      XCTAssertTrue(expected.contains(compactions), "every \(every): \(compactions) compactions")
+      if every > 0 { XCTAssertGreaterThanOrEqual(compactions, 4, "every \(every)") }
+    }
   }
 
   func testCountMeasuresUntilThatManyEntriesAreAcknowledged() throws {

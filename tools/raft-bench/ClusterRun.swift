@@ -78,6 +78,8 @@ struct RunOutcome {
   var wakeups: UInt64
   /// The same, by thread: run loop, append worker, apply worker.
   var wakeupsByThread: Node.Wakeups
+  /// Compactions of the leader's log over the whole run (`--compact-every`).
+  var compactions: Int
 
   /// Wake-ups of the leader's engine threads per WAL batch.
   var wakeupsPerBatch: Double { batches > 0 ? Double(wakeups) / Double(batches) : 0 }
@@ -131,6 +133,8 @@ final class CompactingStateMachine: StateMachine, Sendable {
   private let node = Mutex<Node?>(nil)
   /// The applied index from which the next compaction is asked for (the apply thread's).
   private let nextCompaction: Atomic<UInt64>
+  /// Compactions the node completed.
+  let compactions = Atomic<Int>(0)
 
   init(_ inner: StateMachine & Sendable, every: Int) {
     self.inner = inner
@@ -152,7 +156,9 @@ final class CompactingStateMachine: StateMachine, Sendable {
     inner.applied(through: index)
     guard every > 0, index >= nextCompaction.load(ordering: .relaxed) else { return }
     nextCompaction.store(index + every, ordering: .relaxed)
-    node.withLock { $0 }?.compact(through: index) { _ in }
+    node.withLock { $0 }?.compact(through: index) { [self] result in
+      if case .success = result { compactions.add(1, ordering: .relaxed) }
+    }
   }
 }
 
@@ -166,10 +172,10 @@ func runCluster(_ plan: RunPlan, root: String, progress: Progress) throws -> Run
   if plan.netJitterUs > 0 { network.setJitter(UInt64(plan.netJitterUs) * 1000) }
   let ids = (1...UInt64(plan.nodes)).map { $0 }
   var cluster: [UInt64: Node] = [:]
-  var machines: [CompactingStateMachine] = []
+  var machines: [UInt64: CompactingStateMachine] = [:]
   defer {
     for n in cluster.values { n.stop() }
-    for m in machines { m.attach(nil) }
+    for m in machines.values { m.attach(nil) }
   }
   for id in ids {
     var c = NodeConfiguration(id: id, peers: ids, directory: "\(root)/node-\(id)")
@@ -183,7 +189,7 @@ func runCluster(_ plan: RunPlan, root: String, progress: Progress) throws -> Run
       case .kv: KVBenchmarkStateMachine(keySpace: plan.keySpace)
       }
     let machine = CompactingStateMachine(inner, every: plan.compactEvery)
-    machines.append(machine)
+    machines[id] = machine
     let node = try Node(configuration: c, stateMachine: machine, transport: network.transport(for: id))
     machine.attach(node)
     network.register(id, sink: node.sink)
@@ -266,7 +272,8 @@ func runCluster(_ plan: RunPlan, root: String, progress: Progress) throws -> Run
   }
   return RunOutcome(
     plan: plan, entries: entries, seconds: seconds, latency: latency, fsyncs: fsyncs, walEntries: walEntries, cpu: cpu,
-    failures: failures, batches: batches, wakeups: byThread.total, wakeupsByThread: byThread)
+    failures: failures, batches: batches, wakeups: byThread.total, wakeupsByThread: byThread,
+    compactions: machines[leader.id]?.compactions.load(ordering: .relaxed) ?? 0)
 }
 
 /// What the floor measured: one write + fdatasync of `entriesPerBatch` payloads at a time.

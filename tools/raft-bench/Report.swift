@@ -45,6 +45,8 @@ struct Report {
     /// Entries per propose call.
     var batch: Int
     var compact_every: Int
+    /// Compactions of the leader's log over the run (nil for the floor).
+    var compactions: Int?
     /// Open-loop propose calls per second (0: closed loop).
     var rate: Int
     /// Propose calls that failed in the measured window.
@@ -97,7 +99,7 @@ struct Report {
         of_floor: floor.map { o.entriesPerSecond / max($0.entriesPerSecond, 1e-9) },
         cpu_us_per_entry: o.cpuMicrosecondsPerEntry, net_delay_us: o.plan.netDelayUs,
         net_jitter_us: o.plan.netJitterUs, state_machine: o.plan.stateMachine.rawValue, batch: o.plan.batch,
-        compact_every: o.plan.compactEvery,
+        compact_every: o.plan.compactEvery, compactions: o.compactions,
         rate: o.plan.rate, failures: o.failures, wakeups_per_batch: o.wakeupsPerBatch,
         wakeups_per_batch_by_thread: [
           o.wakeupsByThread.runLoop, o.wakeupsByThread.appendWorker, o.wakeupsByThread.applyWorker,
@@ -114,7 +116,8 @@ struct Report {
         cpu_sys_s: f.cpu.system, io: "posix", fsync: f.fsync.rawValue, batch_max_entries: f.entriesPerBatch,
         batch_max_bytes: f.entriesPerBatch * f.payload, batch_linger_us: 0, of_floor: 1,
         cpu_us_per_entry: f.entries > 0 ? (f.cpu.user + f.cpu.system) / Double(f.entries) * 1e6 : 0, net_delay_us: 0,
-        net_jitter_us: 0, state_machine: "none", batch: f.entriesPerBatch, compact_every: 0, rate: 0, failures: 0,
+        net_jitter_us: 0, state_machine: "none", batch: f.entriesPerBatch, compact_every: 0, compactions: nil, rate: 0,
+        failures: 0,
         wakeups_per_batch: 0, wakeups_per_batch_by_thread: [])
     }
     if !json {
