@@ -127,7 +127,8 @@ final class AppendWorker: @unchecked Sendable {
           if stage.pendingCount == 0 && queue.closed { return }
           // What waits for durability must be on its way to the disk before the wait.
           if stage.pendingCount > 0 && wal.batchesInFlight == 0 { try wal.submit() }
-          if wal.batchesInFlight == 0 && pollForWork(loaded: lastTurnEntries > NodeConfiguration.lightTurnInputs) {
+          let loaded = lastTurnEntries > NodeConfiguration.lightTurnInputs && SpinBudget.shared.oversubscribed
+          if wal.batchesInFlight == 0 && pollForWork(loaded: loaded) {
             continue
           }
           // Waiting for new work alone frees the core; waiting for the disk keeps it counted

@@ -23,6 +23,8 @@ public final class SpinBudget: Sendable {
   public let processors: Int
   /// Engine threads on a core now (started, and not parked or blocked in a wait).
   private let occupied = Atomic<Int>(0)
+  /// Engine threads started and not ended.
+  private let started = Atomic<Int>(0)
 
   init(processors: Int) { self.processors = processors }
 
@@ -30,9 +32,19 @@ public final class SpinBudget: Sendable {
   public static var processors: Int { shared.processors }
 
   /// An engine thread starts (it is on a core).
-  public func threadStarted() { occupied.add(1, ordering: .relaxed) }
+  public func threadStarted() {
+    started.add(1, ordering: .relaxed)
+    occupied.add(1, ordering: .relaxed)
+  }
   /// An engine thread ends.
-  public func threadEnded() { occupied.subtract(1, ordering: .relaxed) }
+  public func threadEnded() {
+    started.subtract(1, ordering: .relaxed)
+    occupied.subtract(1, ordering: .relaxed)
+  }
+  /// Whether the process runs more engine threads than there are processors (several nodes in
+  /// one process, or few cores): then, under load, another engine thread always wants the core
+  /// a poller holds, and polling through a disk sync costs throughput instead of buying it.
+  public var oversubscribed: Bool { started.load(ordering: .relaxed) > processors }
   /// An engine thread is about to park (or block in a wait): its core is free.
   public func parking() { occupied.subtract(1, ordering: .relaxed) }
   /// A parked engine thread is made runnable (by its waker, before the signal; or by itself

@@ -17,6 +17,7 @@ extension Node {
     var inputs: [Input] = []
     /// Inputs the last turn took (how loaded the node is: it sets how long the loop polls).
     var lastTurnInputs = 0
+    let spinBudget = SpinBudget.shared
     var work = Work()
     var failure: EngineError?
     loop: while true {
@@ -25,12 +26,13 @@ extension Node {
       // Inputs of our own already: take what else is queued, without waiting.
       let timeout = !inputs.isEmpty ? 0 : (nextTick > now ? nextTick - now : 0)
       // A worker's answer is due within a disk sync: poll for it rather than park (when a core
-      // is free; under load only about a wake-up's cost); with nothing outstanding, park at once.
+      // is free; under load with more engine threads than cores, only about a wake-up's cost);
+      // with nothing outstanding, park at once.
+      let loaded =
+        (inputs.count > NodeConfiguration.lightTurnInputs || lastTurnInputs > NodeConfiguration.lightTurnInputs)
+        && spinBudget.oversubscribed
       let spin =
-        !core.awaitsWorkers
-        ? 0
-        : inputs.count <= NodeConfiguration.lightTurnInputs && lastTurnInputs <= NodeConfiguration.lightTurnInputs
-          ? configuration.spinNanoseconds : configuration.loadedSpinNanoseconds
+        !core.awaitsWorkers ? 0 : loaded ? configuration.loadedSpinNanoseconds : configuration.spinNanoseconds
       inbox.take(into: &inputs, timeoutNanoseconds: timeout, spinNanoseconds: spin)
       lastTurnInputs = inputs.count
       now = EngineClock.nanoseconds()
