@@ -53,7 +53,7 @@ public struct EngineKnobs: ParsableArguments {
   public var spinUs = Int(NodeConfiguration(id: 1, peers: [1], directory: "").spinNanoseconds / 1000)
   @Option(
     help:
-      "Engine threads: polling before parking under load (a turn of more than \(NodeConfiguration.lightTurnInputs) inputs), in microseconds; at most --spin-us."
+      "Engine threads: polling before parking under load (a turn of more than \(NodeConfiguration.lightTurnInputs) inputs) when the engine threads outnumber the processors, in microseconds; at most --spin-us."
   )
   public var loadedSpinUs = Int(NodeConfiguration(id: 1, peers: [1], directory: "").loadedSpinNanoseconds / 1000)
   @Option(
