@@ -127,10 +127,7 @@ final class AppendWorker: @unchecked Sendable {
           if stage.pendingCount == 0 && queue.closed { return }
           // What waits for durability must be on its way to the disk before the wait.
           if stage.pendingCount > 0 && wal.batchesInFlight == 0 { try wal.submit() }
-          let loaded = lastTurnEntries > NodeConfiguration.lightTurnInputs && SpinBudget.shared.oversubscribed
-          if wal.batchesInFlight == 0 && pollForWork(loaded: loaded) {
-            continue
-          }
+          if wal.batchesInFlight == 0 && pollForWork(afterTurnOf: lastTurnEntries) { continue }
           // Waiting for new work alone frees the core; waiting for the disk keeps it counted
           // (the completion wakes this thread, and nothing else would count it back).
           if queue.beginExternalWait(parks: wal.batchesInFlight == 0) {
@@ -224,11 +221,12 @@ final class AppendWorker: @unchecked Sendable {
   }
 
   /// When this worker applies too and a core is free: polls for new work for a while (the next
-  /// write or apply job follows within a few microseconds of the last answer; when `loaded`,
-  /// only about a wake-up's cost); true when some arrived.
-  private func pollForWork(loaded: Bool) -> Bool {
+  /// write or apply job follows within a few microseconds of the last answer; after a loaded
+  /// turn of `turnEntries` with the cores shared, only about a wake-up's cost); true when some
+  /// arrived.
+  private func pollForWork(afterTurnOf turnEntries: Int) -> Bool {
     let budget = SpinBudget.shared
-    let spin = loaded ? loadedSpinNanoseconds : spinNanoseconds
+    let spin = budget.pollNanoseconds(afterTurnOf: turnEntries, spinNanoseconds, loaded: loadedSpinNanoseconds)
     guard spin > 0, budget.mayPoll else { return false }
     let deadline = EngineClock.nanoseconds() &+ spin
     var polls = 0

@@ -45,6 +45,13 @@ public final class SpinBudget: Sendable {
   /// one process, or few cores): then, under load, another engine thread always wants the core
   /// a poller holds, and polling through a disk sync costs throughput instead of buying it.
   public var oversubscribed: Bool { started.load(ordering: .relaxed) > processors }
+  /// How long an engine thread whose last turn handled `turnItems` inputs or entries may poll:
+  /// `loadedNanoseconds` under load (more than `NodeConfiguration.lightTurnInputs`) while the
+  /// engine threads outnumber the processors, `nanoseconds` otherwise.
+  @inline(__always)
+  func pollNanoseconds(afterTurnOf turnItems: Int, _ nanoseconds: UInt64, loaded loadedNanoseconds: UInt64) -> UInt64 {
+    turnItems > NodeConfiguration.lightTurnInputs && oversubscribed ? loadedNanoseconds : nanoseconds
+  }
   /// An engine thread is about to park (or block in a wait): its core is free.
   public func parking() { occupied.subtract(1, ordering: .relaxed) }
   /// A parked engine thread is made runnable (by its waker, before the signal; or by itself

@@ -28,11 +28,12 @@ extension Node {
       // A worker's answer is due within a disk sync: poll for it rather than park (when a core
       // is free; under load with more engine threads than cores, only about a wake-up's cost);
       // with nothing outstanding, park at once.
-      let loaded =
-        (inputs.count > NodeConfiguration.lightTurnInputs || lastTurnInputs > NodeConfiguration.lightTurnInputs)
-        && spinBudget.oversubscribed
       let spin =
-        !core.awaitsWorkers ? 0 : loaded ? configuration.loadedSpinNanoseconds : configuration.spinNanoseconds
+        !core.awaitsWorkers
+        ? 0
+        : spinBudget.pollNanoseconds(
+          afterTurnOf: max(inputs.count, lastTurnInputs), configuration.spinNanoseconds,
+          loaded: configuration.loadedSpinNanoseconds)
       inbox.take(into: &inputs, timeoutNanoseconds: timeout, spinNanoseconds: spin)
       lastTurnInputs = inputs.count
       now = EngineClock.nanoseconds()
