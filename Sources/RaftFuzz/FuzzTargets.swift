@@ -97,9 +97,8 @@ public enum FuzzTargets {
   public static func httpStream(_ bytes: [UInt8]) {
     KVFormats.decodeAll(bytes)
     let channel = EmbeddedChannel()
-    try! channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-    try! channel.pipeline.syncOperations.addHandlers(
-      NIOHTTPServerRequestAggregator(maxContentLength: 4096), HTTPHandler(api: HTTPAPI(server: StandInService())))
+    try! HTTPHandler.configure(
+      channel.pipeline.syncOperations, api: HTTPAPI(server: StandInService()), maxBodyBytes: 4096)
     _ = try? channel.writeInbound(ByteBuffer(bytes: bytes))
     channel.embeddedEventLoop.run()
     while (try? channel.readOutbound(as: ByteBuffer.self)) ?? nil != nil {}

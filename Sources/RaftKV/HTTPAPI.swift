@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import RaftEngine
 import RaftTransport
+import Synchronization
 
 /// What the HTTP API needs of a member: `RaftKVServer`, or a stand-in (the HTTP fuzz target).
 ///
@@ -97,15 +98,18 @@ public struct KVLimits: Sendable {
   let server: any KVService
   /// Admits requests until a graceful shutdown closes it (nil: always open).
   let gate: RequestGate?
+  private let counters: HTTPRequestCounters
 
   @_spi(Testing) public init(server: any KVService) {
     self.server = server
     gate = nil
+    counters = HTTPRequestCounters(factory: server.metrics)
   }
 
   init(server: any KVService, gate: RequestGate) {
     self.server = server
     self.gate = gate
+    counters = HTTPRequestCounters(factory: server.metrics)
   }
 
   @_spi(Testing) public func handle(
@@ -115,12 +119,9 @@ public struct KVLimits: Sendable {
     let (rawPath, query) = Self.split(head.uri)
     let method = head.method
     let body = request.body.map { Array($0.readableBytesView) } ?? []
-    let gate = self.gate
+    let (gate, counters) = (self.gate, self.counters)
     let count: @Sendable (HTTPAnswer) -> Void = { a in
-      Counter(
-        label: "raftkv_http_requests_total", dimensions: [("method", "\(method)"), ("code", "\(a.status.code)")],
-        factory: server.metrics
-      ).increment()
+      counters.increment(method: method, code: a.status.code)
       answer(a)
     }
     let bytes = body.count
@@ -300,41 +301,130 @@ public struct KVLimits: Sendable {
   }
 }
 
-/// The NIO side of the HTTP API: one full request in, one answer out (NIO's pipeline handler
-/// keeps pipelined requests' answers in order).
-@_spi(Testing) public final class HTTPHandler: ChannelInboundHandler {
+/// The `raftkv_http_requests_total` counters by method and status code, each made once (making
+/// one through the factory takes its lock, a lookup by label and dimensions, and the strings).
+final class HTTPRequestCounters: Sendable {
+  private struct Key: Hashable {
+    var method: String
+    var code: UInt
+  }
+  private let factory: PrometheusMetrics
+  private let counters = Mutex<[Key: Counter]>([:])
+
+  init(factory: PrometheusMetrics) { self.factory = factory }
+
+  func increment(method: HTTPMethod, code: UInt) {
+    let key = Key(method: method.rawValue, code: code)
+    let counter = counters.withLock { c in
+      if let counter = c[key] { return counter }
+      let counter = Counter(
+        label: "raftkv_http_requests_total", dimensions: [("method", key.method), ("code", String(code))],
+        factory: factory)
+      c[key] = counter
+      return counter
+    }
+    counter.increment()
+  }
+}
+
+/// The NIO side of the HTTP API: one full request in, one answer out, one request at a time
+/// per connection (pipelined requests are carried out in order, so that a read sees the writes
+/// sent before it on its connection).
+///
+/// Pipelined requests wait in a queue of at most `queuedRequestsMax`; only beyond it does the
+/// handler stop reading (NIO's own pipelining handler stops reading while any request is in
+/// flight, which costs two `epoll_ctl` calls per request).
+@_spi(Testing) public final class HTTPHandler: ChannelDuplexHandler {
   public typealias InboundIn = NIOHTTPServerRequestFull
+  public typealias OutboundIn = HTTPServerResponsePart
   public typealias OutboundOut = HTTPServerResponsePart
 
+  /// Requests read and waiting for the one in flight to be answered, at most.
+  static let queuedRequestsMax = 16
+
   private let api: HTTPAPI
+  /// Requests read, not yet started; the first starts when the one in flight is answered.
+  private var queued = CircularBuffer<NIOHTTPServerRequestFull>()
+  /// A request is being carried out (its answer is not written yet).
+  private var busy = false
+  /// A read was held back while the queue was full.
+  private var readHeld = false
+  /// The connection is closing (a request said `Connection: close`, or it broke).
+  private var closing = false
 
   @_spi(Testing) public init(api: HTTPAPI) { self.api = api }
+
+  /// Sets up the HTTP/1.1 server pipeline of the API on a new connection: NIO's codec (without
+  /// its pipelining handler: this handler orders the requests) and error handling (400 for bytes
+  /// that do not parse), the aggregator (413 beyond `maxBodyBytes`), and the handler.
+  @_spi(Testing) public static func configure(
+    _ pipeline: ChannelPipeline.SynchronousOperations, api: HTTPAPI, maxBodyBytes: Int
+  ) throws {
+    try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
+    try pipeline.addHandlers(NIOHTTPServerRequestAggregator(maxContentLength: maxBodyBytes), HTTPHandler(api: api))
+  }
 
   /// A request NIO could not parse (answered 400 by its error handler) or a broken connection:
   /// close it.
   public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    closing = true
+    queued.removeAll()
     context.close(promise: nil)
   }
 
   public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    let request = unwrapInboundIn(data)
+    guard !closing else { return }
+    queued.append(unwrapInboundIn(data))
+    if !busy { startNext(context: context) }
+  }
+
+  public func read(context: ChannelHandlerContext) {
+    if queued.count >= Self.queuedRequestsMax {
+      readHeld = true
+    } else {
+      context.read()
+    }
+  }
+
+  /// Carries out the oldest queued request; its answer is written on this event loop.
+  private func startNext(context: ChannelHandlerContext) {
+    guard !closing, let request = queued.popFirst() else { return }
+    busy = true
+    if readHeld && queued.count < Self.queuedRequestsMax {
+      readHeld = false
+      context.read()
+    }
     let keepAlive = request.head.isKeepAlive
     let version = request.head.version
-    let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+    let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
     let loop = context.eventLoop
     api.handle(request) { answer in
       loop.execute {
-        let context = bound.value
-        var headers = HTTPHeaders(answer.headers)
-        headers.replaceOrAdd(name: "Content-Length", value: String(answer.body.count))
-        if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
-        let head = HTTPResponseHead(version: version, status: answer.status, headers: headers)
-        context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
-        if !answer.body.isEmpty {
-          context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: answer.body)))), promise: nil)
-        }
-        let sent = context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
-        if !keepAlive { sent.whenComplete { _ in bound.value.close(promise: nil) } }
+        let (handler, context) = bound.value
+        handler.answered(answer, version: version, keepAlive: keepAlive, context: context)
+      }
+    }
+  }
+
+  private func answered(_ answer: HTTPAnswer, version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext) {
+    busy = false
+    guard !closing else { return }
+    var headers = HTTPHeaders(answer.headers)
+    headers.replaceOrAdd(name: "Content-Length", value: String(answer.body.count))
+    if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
+    let head = HTTPResponseHead(version: version, status: answer.status, headers: headers)
+    context.write(wrapOutboundOut(.head(head)), promise: nil)
+    if !answer.body.isEmpty {
+      context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: answer.body)))), promise: nil)
+    }
+    if keepAlive {
+      context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+      startNext(context: context)
+    } else {
+      closing = true
+      queued.removeAll()
+      context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+        context.close(promise: nil)
       }
     }
   }

@@ -1,4 +1,5 @@
 import Logging
+import NIOCore
 import Raft
 import RaftEngine
 import RaftTransport
@@ -46,9 +47,19 @@ final class KVStore: StateMachine, Sendable {
     var restoredSnapshots = 0
   }
 
+  /// The requests of this process waiting for their entry.
+  private struct Waiters {
+    /// By request id, completed when their entry is applied (or failed).
+    var byID: [UInt64: Waiter] = [:]
+    /// When each request registered gives up, in registration order: with one timeout for all,
+    /// that is deadline order (up to the skew between threads registering at once). Entries of
+    /// requests already answered stay until their deadline, so at most (requests per second x
+    /// timeout) of them are held.
+    var deadlines = CircularBuffer<(deadlineNanoseconds: UInt64, requestID: UInt64)>()
+  }
+
   private let state: Mutex<State>
-  /// Requests proposed by this process, by request id, completed when their entry is applied.
-  private let waiters = Mutex<[UInt64: Waiter]>([:])
+  private let waiters = Mutex(Waiters())
   /// The highest applied index.
   let applied = Atomic<UInt64>(0)
   private let localID: UInt64
@@ -81,15 +92,40 @@ final class KVStore: StateMachine, Sendable {
 
   // MARK: Waiting for entries
 
-  /// Registers a waiter for the entry carrying `requestID`.
-  func expect(_ requestID: UInt64, _ waiter: @escaping Waiter) {
-    waiters.withLock { $0[requestID] = waiter }
+  /// Registers a waiter for the entry carrying `requestID`; if it still waits at
+  /// `deadlineNanoseconds` (`NIODeadline.now().uptimeNanoseconds` clock), `failExpired` fails it
+  /// with `.timedOut`. One sweep for all requests instead of a timer each: a timer costs a
+  /// scheduling and a cancellation (locks and heap updates on two threads) per request.
+  func expect(_ requestID: UInt64, deadlineNanoseconds: UInt64, _ waiter: @escaping Waiter) {
+    waiters.withLock { w in
+      w.byID[requestID] = waiter
+      w.deadlines.append((deadlineNanoseconds, requestID))
+    }
   }
 
   /// Fails the waiter of `requestID` if it is still waiting.
   func fail(_ requestID: UInt64, _ error: KVError) {
-    waiters.withLock { $0.removeValue(forKey: requestID) }?(.failure(error))
+    waiters.withLock { $0.byID.removeValue(forKey: requestID) }?(.failure(error))
   }
+
+  /// Fails with `.timedOut` the waiters whose deadline is at or before `nowNanoseconds`;
+  /// returns how many.
+  @discardableResult
+  func failExpired(nowNanoseconds: UInt64) -> Int {
+    let expired = waiters.withLock { w -> [Waiter] in
+      var expired: [Waiter] = []
+      while let first = w.deadlines.first, first.deadlineNanoseconds <= nowNanoseconds {
+        w.deadlines.removeFirst()
+        if let waiter = w.byID.removeValue(forKey: first.requestID) { expired.append(waiter) }
+      }
+      return expired
+    }
+    for waiter in expired { waiter(.failure(.timedOut)) }
+    return expired.count
+  }
+
+  /// The requests waiting for their entry.
+  var waitingRequests: Int { waiters.withLock { $0.byID.count } }
 
   /// Calls `waiter` once everything up to `index` is applied.
   func whenApplied(_ index: UInt64, _ waiter: @escaping Waiter) {
@@ -104,8 +140,8 @@ final class KVStore: StateMachine, Sendable {
   /// Fails every waiter (the node stops).
   func failAll() {
     let all = waiters.withLock { w in
-      defer { w = [:] }
-      return Array(w.values)
+      defer { w = Waiters() }
+      return Array(w.byID.values)
     }
     let reads = state.withLock { s in
       defer { s.readWaiters = [] }
@@ -195,7 +231,7 @@ final class KVStore: StateMachine, Sendable {
   }
 
   private func complete(_ requestID: UInt64, index: UInt64) {
-    waiters.withLock { $0.removeValue(forKey: requestID) }?(.success(index))
+    waiters.withLock { $0.byID.removeValue(forKey: requestID) }?(.success(index))
   }
 
   private func advance(to index: UInt64) {
@@ -227,16 +263,22 @@ final class KVStore: StateMachine, Sendable {
     }
     RaftCodec.appendVarint(UInt64(data.count), into: &out)
     // Sorted by key (memcmp, then length): members holding the same data write the same bytes.
-    let sorted = data.sorted { a, b in
-      a.key.bytes.withUnsafeBufferPointer { x in
-        b.key.bytes.withUnsafeBufferPointer { y in
+    // The keys alone are sorted (one reference each to move, not two), then each value looked up.
+    var keys = Array(data.keys)
+    keys.sort { a, b in
+      a.bytes.withUnsafeBufferPointer { x in
+        b.bytes.withUnsafeBufferPointer { y in
           let n = min(x.count, y.count)
           let c = n == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, n)
           return c != 0 ? c < 0 : x.count < y.count
         }
       }
     }
-    for (key, value) in sorted {
+    var bytes = out.count
+    for (key, value) in data { bytes += key.bytes.count + value.count + 20 }
+    out.reserveCapacity(bytes)
+    for key in keys {
+      let value = data[key]!
       RaftCodec.appendVarint(UInt64(key.bytes.count), into: &out)
       out += key.bytes
       RaftCodec.appendVarint(UInt64(value.count), into: &out)

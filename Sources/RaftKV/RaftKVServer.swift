@@ -80,6 +80,10 @@ public final class RaftKVServer: KVService, Sendable {
   /// Called once when this member is removed.
   private let removed: RemovalHook
   private let stopped = Atomic<Bool>(false)
+  /// `configuration.requestTimeoutSeconds`.
+  private let requestTimeoutNanoseconds: UInt64
+  /// The repeating task that fails the writes past their deadline (`KVStore.failExpired`).
+  private let deadlineSweep = Mutex<RepeatedTask?>(nil)
   /// The HTTP requests in flight (closed by `shutDownGracefully`).
   private let gate: RequestGate
 
@@ -104,6 +108,7 @@ public final class RaftKVServer: KVService, Sendable {
     // that ids differ across members and across restarts.
     requestIDs = Atomic(configuration.id << 48 | UInt64.random(in: 0..<(1 << 40)))
     gate = RequestGate(bytesInFlightMax: configuration.maxRequestBytesInFlight)
+    requestTimeoutNanoseconds = UInt64(configuration.requestTimeoutSeconds * 1e9)
     let transport = try TCPTransport(
       id: configuration.id, listenAddress: configuration.cluster[configuration.id]!, options: configuration.transport,
       group: group, logger: configuration.logger)
@@ -155,12 +160,18 @@ public final class RaftKVServer: KVService, Sendable {
         channel.eventLoop.makeCompletedFuture {
           let pipeline = channel.pipeline.syncOperations
           if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls.serverContext)) }
-          try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
-          try pipeline.addHandlers(NIOHTTPServerRequestAggregator(maxContentLength: maxBody), HTTPHandler(api: api))
+          try HTTPHandler.configure(pipeline, api: api, maxBodyBytes: maxBody)
         }
       }
       .bind(host: configuration.httpHost, port: configuration.httpPort).wait()
     httpChannel.withLock { $0 = channel }
+    // A write answers `.timedOut` at most one sweep interval after its deadline.
+    let sweepNanoseconds = min(max(requestTimeoutNanoseconds / 20, 1_000_000), 50_000_000)
+    let store = self.store
+    let sweep = group.next().scheduleRepeatedTask(
+      initialDelay: .nanoseconds(Int64(sweepNanoseconds)), delay: .nanoseconds(Int64(sweepNanoseconds))
+    ) { _ in store.failExpired(nowNanoseconds: NIODeadline.now().uptimeNanoseconds) }
+    deadlineSweep.withLock { $0 = sweep }
     logger.info(
       "raftkv serving",
       metadata: [
@@ -193,6 +204,7 @@ public final class RaftKVServer: KVService, Sendable {
     guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
     let channel = httpChannel.withLock { $0 }
     try? channel?.close().wait()
+    deadlineSweep.withLock { $0 }?.cancel()
     node.stop()
     store.failAll()
     transport.shutdown()
@@ -274,13 +286,9 @@ public final class RaftKVServer: KVService, Sendable {
   /// either way `done` runs when the entry is applied here, or on failure, or at the deadline.
   private func submit(_ proposal: Node.ForwardedProposal, requestID: UInt64, done: @escaping Done) {
     guard let leader = node.leader else { return done(.failure(.noLeader)) }
-    let once = OnceDone(done)
-    store.expect(requestID) { once.call($0) }
+    let deadline = NIODeadline.now().uptimeNanoseconds &+ requestTimeoutNanoseconds
+    store.expect(requestID, deadlineNanoseconds: deadline, done)
     let store = self.store
-    let timeout = group.next().scheduleTask(in: .nanoseconds(Int64(configuration.requestTimeoutSeconds * 1e9))) {
-      store.fail(requestID, .timedOut)
-    }
-    once.onDone { timeout.cancel() }
     let failed: @Sendable (EngineError) -> Void = { error in
       store.fail(requestID, error == .notLeader(leader: nil) ? .noLeader : .engine(error))
     }
@@ -315,7 +323,9 @@ public final class RaftKVServer: KVService, Sendable {
     guard linearizable else { return done(.success(store.value(of: key))) }
     guard node.leader != nil else { return done(.failure(.noLeader)) }
     let once = OnceDone { (r: Result<UInt64, KVError>) in done(r.map { _ in self.store.value(of: key) }) }
-    let timeout = group.next().scheduleTask(in: .nanoseconds(Int64(configuration.requestTimeoutSeconds * 1e9))) {
+    // On the caller's event loop when it is one: no wake-up of another thread.
+    let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? group.next()
+    let timeout = loop.scheduleTask(in: .nanoseconds(Int64(requestTimeoutNanoseconds))) {
       once.call(.failure(.timedOut))
     }
     once.onDone { timeout.cancel() }

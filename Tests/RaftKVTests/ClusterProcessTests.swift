@@ -45,6 +45,27 @@ final class ClusterProcessTests: XCTestCase {
       "\(all.compactMap { $0.map { "\($0.status) \($0.text)" } })")
   }
 
+  func testAWriteForwardedToALeaderThatVanishedTimesOutAtItsDeadline() throws {
+    // The leader is frozen (SIGSTOP): a follower still forwards to it, nothing comes back, and
+    // the two others elect a new leader that never saw the write. The follower answers 503
+    // "timed out" at the request's 1 s deadline (the client waits 10 s).
+    let cluster = try KVCluster(size: 3, args: ["--request-timeout", "1"])
+    defer { cluster.shutdown() }
+    for id: UInt64 in 1...3 { try cluster.start(id) }
+    let leader = try XCTUnwrap(cluster.waitForLeader(), "no leader\n\(cluster.logs())")
+    XCTAssertTrue(cluster.waitUntilAllFollow(leader), "not every member knows the leader")
+    let follower = [UInt64(1), 2, 3].first { $0 != leader }!
+    cluster.signal(leader, SIGSTOP)
+    defer { cluster.signal(leader, SIGCONT) }
+    let start = Date()
+    let r = try http("PUT", port: cluster.httpPorts[follower]!, "/lost", body: Array("v".utf8), timeout: 10)
+    let took = Date().timeIntervalSince(start)
+    XCTAssertEqual(r.status, 503, r.text)
+    XCTAssertTrue(r.text.contains("timed out"), r.text)
+    XCTAssertGreaterThanOrEqual(took, 0.9)
+    XCTAssertLessThan(took, 5, "answered long after its deadline")
+  }
+
   func testThreeMembersReplicateSurviveTheLeadersDeathAndItCatchesUp() throws {
     for mode in ["async", "sync"] {
       let cluster = try KVCluster(size: 3, args: ["--ready-handling", mode])

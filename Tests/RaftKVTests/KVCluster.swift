@@ -182,6 +182,11 @@ final class KVCluster {
     p.waitUntilExit()
   }
 
+  /// Sends `signal` to member `id` without waiting for anything (SIGSTOP, SIGCONT).
+  func signal(_ id: UInt64, _ signal: Int32) {
+    if let p = processes[id] { Glibc.kill(p.processIdentifier, signal) }
+  }
+
   /// Waits up to `seconds` for member `id` to exit on its own; true when it did.
   func waitForExit(_ id: UInt64, seconds: Double) -> Bool {
     guard let p = processes[id], let exited = exits[id] else { return true }

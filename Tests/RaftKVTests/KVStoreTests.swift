@@ -50,6 +50,30 @@ final class KVStoreTests: XCTestCase {
     XCTAssertEqual(other.snapshotData(), data)
   }
 
+  func testWritesStillWaitingAtTheirDeadlineFailTimedOutAndOthersDoNot() {
+    let store = KVStore(
+      localID: 1, initialMembers: [:], logger: Logger(label: "t"), membersChanged: { _ in }, removedSelf: {})
+    let results = ResultsLog()
+    for (id, deadline) in [(1, 100), (2, 200), (3, 300)] as [(UInt64, UInt64)] {
+      store.expect(id, deadlineNanoseconds: deadline) { results.record(id, $0) }
+    }
+    // Request 2's entry is applied before its deadline: it succeeds, and never times out.
+    store.apply(index: 7, term: 1, data: Payload(KVCommand(op: .put, requestID: 2, key: [1], value: [2]).encoded()))
+    XCTAssertEqual(store.failExpired(nowNanoseconds: 99), 0)
+    XCTAssertEqual(store.failExpired(nowNanoseconds: 250), 1)
+    XCTAssertEqual(results.all, [2: .success(7), 1: .failure(.timedOut)])
+    XCTAssertEqual(store.waitingRequests, 1)
+    XCTAssertEqual(store.failExpired(nowNanoseconds: 1_000), 1)
+    XCTAssertEqual(results.all, [2: .success(7), 1: .failure(.timedOut), 3: .failure(.timedOut)])
+    XCTAssertEqual(store.waitingRequests, 0)
+    // A request answered otherwise (failed by the engine) is not answered again at its deadline.
+    store.expect(4, deadlineNanoseconds: 2_000) { results.record(4, $0) }
+    store.fail(4, .noLeader)
+    XCTAssertEqual(store.failExpired(nowNanoseconds: 3_000), 0)
+    XCTAssertEqual(results.all[4], .failure(.noLeader))
+    XCTAssertEqual(results.count, 4)
+  }
+
   func testUnreadableSnapshotsThrowAndNeverTrap() {
     XCTAssertThrowsError(try KVStore.decodeSnapshot([]))
     XCTAssertThrowsError(try KVStore.decodeSnapshot([1, 0, 0, 0]))  // trailing byte
@@ -101,6 +125,21 @@ final class KVStoreTests: XCTestCase {
 }
 
 /// Records what a callback saw.
+final class ResultsLog: @unchecked Sendable {
+  private var results: [UInt64: Result<UInt64, KVError>] = [:]
+  private var calls = 0
+  private let lock = NSLock()
+  func record(_ id: UInt64, _ r: Result<UInt64, KVError>) {
+    lock.withLock {
+      results[id] = r
+      calls += 1
+    }
+  }
+  var all: [UInt64: Result<UInt64, KVError>] { lock.withLock { results } }
+  /// How many answers were given (more than the requests: one was answered twice).
+  var count: Int { lock.withLock { calls } }
+}
+
 final class MembersLog: @unchecked Sendable {
   private var seen: [[UInt64: String]] = []
   private let lock = NSLock()
