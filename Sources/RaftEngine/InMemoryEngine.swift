@@ -84,7 +84,7 @@ public final class InMemoryEngine {
       s.answerSaved()
     case .complete, .answerRead, .answerCompaction, .handOff, .reportStatus:
       action.answerCaller()
-    case .send, .leaderChanged, .refusePeer, .answerDroppedForward, .forwardDropped:
+    case .send, .leaderChanged, .forwardTargetChanged, .refusePeer, .answerDroppedForward, .forwardDropped:
       break
     }
   }

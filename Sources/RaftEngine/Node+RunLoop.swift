@@ -74,6 +74,7 @@ extension Node {
       failed.withLock { $0 = failure }
       hasFailed.store(true, ordering: .releasing)
       knownLeader.store(0, ordering: .relaxed)
+      forwardTarget.store(0, ordering: .relaxed)
       configuration.onFailure?(failure)
     }
     loopEnded = true
@@ -217,6 +218,8 @@ extension Node {
       }
     case .forwardDropped(let tags):
       configuration.onForwardDropped?(tags)
+    case .forwardTargetChanged(let target):
+      forwardTarget.store(target ?? 0, ordering: .relaxed)
     }
   }
 
@@ -234,7 +237,8 @@ extension Node {
       case .answerCompaction(let completion, _): completion(.failure(error))
       case .handOff(let handedOff, _): handedOff(error)
       case .reportStatus(let reply, let status): reply(status)
-      case .write, .send, .leaderChanged, .refusePeer, .answerDroppedForward, .forwardDropped: break
+      case .write, .send, .leaderChanged, .forwardTargetChanged, .refusePeer, .answerDroppedForward, .forwardDropped:
+        break
       }
     }
   }

@@ -58,6 +58,11 @@ public final class Node: @unchecked Sendable {
   private var loop: OSThread?
   /// The leader as last seen by the run loop (0: none), for callers' errors.
   let knownLeader = Atomic<UInt64>(0)
+  /// Where Raft forwards a proposal made here, as last seen by the run loop
+  /// (`RawNode.proposalForwardTarget`; 0: it goes through the run loop).
+  let forwardTarget = Atomic<UInt64>(0)
+  /// The largest payload the log takes (larger ones are refused by the core).
+  let payloadBytesMax: Int
   let stopping = Atomic<Bool>(false)
   /// Set when the run loop stopped on a failure (new proposals fail with it).
   let failed = Mutex<EngineError?>(nil)
@@ -143,6 +148,7 @@ public final class Node: @unchecked Sendable {
       snapshotEntries: configuration.snapshotEntries,
       compactionRetainEntries: configuration.compactionRetainEntries, faults: faults,
       peerMessageLimits: PeerMessageLimits(entryBytesMax: storage.wal.options.recordBytesMax))
+    payloadBytesMax = coreConfiguration.peerMessageLimits.payloadBytesMax
     coreConfiguration.forwardTagBytes = configuration.forwardTagBytes
     coreConfiguration.snapshotBytes = configuration.snapshotBytes
     coreConfiguration.compactionRetainBytes = configuration.compactionRetainBytes
@@ -325,11 +331,25 @@ public final class Node: @unchecked Sendable {
   /// forwards it to the leader it knows (etcd-raft's proposal forwarding). Nothing tracks the
   /// entry afterwards: the application recognizes it when it is applied (by an id in the data
   /// or the conf change's context), and puts its own deadline on it (a forwarded proposal lost
-  /// with a leader change is never answered). `handedOff` runs on the run loop: nil when Raft
-  /// took the proposal, else why not (`.dropped`: no leader known; `.stopped`).
+  /// with a leader change is never answered). `handedOff` runs on the run loop, or on the
+  /// caller's thread: nil when Raft took the proposal (or it was sent to the leader), else why
+  /// not (`.dropped`: no leader known; `.stopped`).
+  ///
+  /// On a follower that knows its leader, a write goes to the leader as the `MsgProp` Raft
+  /// would send (`RawNode.forwardedProposal`, to the target the run loop published) straight
+  /// through the transport, from the caller's thread: no turn of the run loop, no wake-up of
+  /// it. A target that changed meanwhile is what a message in flight meets anyway: a node that
+  /// is no longer the leader forwards the proposal or drops it. When the transport cannot take
+  /// it now, the proposal goes through the run loop.
   public func forward(_ proposal: ForwardedProposal, handedOff: @escaping @Sendable (EngineError?) -> Void) {
     if stopping.load(ordering: .relaxed) { return handedOff(.stopped) }
     if hasFailed.load(ordering: .acquiring), let why = failed.withLock({ $0 }) { return handedOff(why) }
+    if case .data(let data) = proposal, data.count <= payloadBytesMax {
+      let target = forwardTarget.load(ordering: .relaxed)
+      if target != 0 && transport.forward(RawNode.forwardedProposal(data, from: id, to: target)) {
+        return handedOff(nil)
+      }
+    }
     enqueue(.forward(proposal, handedOff)) { handedOff($0) }
   }
 

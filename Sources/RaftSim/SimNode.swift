@@ -176,6 +176,9 @@ final class SimNode {
   private var applier: Applier!
   private var stage: AppendStage
   private var actions: [EngineCore.Action] = []
+  /// Where Raft forwards a proposal made here, as the core last reported it (the threaded
+  /// node's `forwardTarget`): a client's write on a follower goes straight to it.
+  private var forwardTarget: UInt64?
   private let hooks: SimHooks
 
   /// The node's Raft state, for the checks (read only).
@@ -313,6 +316,7 @@ final class SimNode {
     }
     up = false
     core = nil
+    forwardTarget = nil
     log = nil
     machine = nil
     applier = nil
@@ -341,6 +345,12 @@ final class SimNode {
   /// Hands a client's write to Raft on this node (a follower forwards it); returns whether Raft
   /// took it.
   func forward(_ data: [UInt8], now: UInt64) throws -> Bool {
+    // As `Node.forward` does: to the leader the core published, without a turn of the core
+    // (the target may be stale by then, as on a real node).
+    if let target = forwardTarget {
+      hooks.send([RawNode.forwardedProposal(data, from: id, to: target)])
+      return true
+    }
     let taken = SimBox(false)
     core!.forward(.data(data)) { error in taken.value = error == nil }
     try perform(now: now)
@@ -410,6 +420,8 @@ final class SimNode {
           action.answerCaller()
         case .leaderChanged, .answerDroppedForward, .forwardDropped:
           break
+        case .forwardTargetChanged(let target):
+          forwardTarget = target
         case .refusePeer(let peer, let type, let refusal):
           hooks.refused(self, peer, type, refusal)
         }

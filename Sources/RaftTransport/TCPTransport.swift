@@ -188,6 +188,13 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     }
   }
 
+  /// Queues the forwarded proposal for its leader; false (and nothing reported: the caller goes
+  /// through Raft instead) when the peer is unknown, not connected or its queue is full.
+  public func forward(_ proposal: Message) -> Bool {
+    guard let connection = state.withLock({ s in s.delegate == nil ? nil : s.peers[proposal.to] }) else { return false }
+    return connection.enqueue([proposal])
+  }
+
   /// The accepted connections that said hello as `peer` (for tests).
   func inboundConnections(from peer: UInt64) -> Set<ObjectIdentifier> {
     state.withLock { s in Set(s.inbound.filter { $0.value.peer == peer }.keys) }

@@ -89,6 +89,7 @@ final class EngineCoreTests: XCTestCase {
       case .handOff(_, let e): return "hand off \(e.map { "\($0)" } ?? "ok")"
       case .reportStatus: return "status"
       case .leaderChanged(let l, let st): return "leader \(l.map(String.init) ?? "none") \(st)"
+      case .forwardTargetChanged(let t): return "forward to \(t.map(String.init) ?? "none")"
       case .refusePeer(let p, let t, let r): return "refuse \(t) from \(p) (\(r.kind.rawValue))"
       }
     }
@@ -269,6 +270,35 @@ final class EngineCoreTests: XCTestCase {
         commit: lastIndex))
     try runAsync(h)
     XCTAssertEqual(outcomes.all, ["lost proposal dropped (not committed)"])
+  }
+
+  func testAFollowerPublishesItsLeaderAsWhereProposalsGoAndRaftSendsThemThatWay() throws {
+    let h = try Harness(.async, voters: [1, 2, 3])
+    func turn() -> [EngineCore.Action] {
+      var all: [EngineCore.Action] = []
+      while h.core.hasReady() {
+        h.core.processReady(nowNanoseconds: 0)
+        all += h.take()
+      }
+      return all + h.take()
+    }
+    // Node 2 leads term 2: node 1 follows it, and forwards there.
+    h.core.step(Message(type: .msgHeartbeat, to: 1, from: 2, term: 2))
+    XCTAssertEqual(
+      describe(turn()).filter { $0.hasPrefix("forward to") || $0.hasPrefix("leader") },
+      [
+        "forward to 2", "leader 2 StateFollower",
+      ])
+    // Raft's own forwarding sends the very message a caller builds with `forwardedProposal`.
+    h.core.forward(.data([5, 6])) { _ in }
+    let sent = turn().flatMap { a -> [Message] in if case .send(let ms) = a { return ms } else { return [] } }
+    XCTAssertEqual(sent.filter { $0.type == .msgProp }, [RawNode.forwardedProposal([5, 6], from: 1, to: 2)])
+    // Campaigning, it forwards nowhere; as the leader, still nowhere (it appends).
+    h.core.campaign()
+    XCTAssertEqual(describe(turn()).filter { $0.hasPrefix("forward to") }, ["forward to none"])
+    let leader = try leaderOfThree()
+    XCTAssertTrue(leader.core.rawNode.isLeader)
+    XCTAssertNil(leader.core.rawNode.proposalForwardTarget)
   }
 
   func testAProposalForwardedToALeaderThatDropsItIsAnsweredWithItsTags() throws {

@@ -333,6 +333,13 @@ extension Raft {
 
   // MARK: Follower
 
+  /// Where a proposal made on this node goes over the network: the leader, while this node is
+  /// a follower that knows one and forwards proposals (`stepFollower`); nil otherwise (the
+  /// leader appends it, a candidate drops it, a follower without a leader drops it).
+  var proposalForwardTarget: UInt64? {
+    state == .follower && lead != noNode && !disableProposalForwarding ? lead : nil
+  }
+
   func stepFollower(_ message: consuming Message) throws {
     var m = message
     switch m.type {

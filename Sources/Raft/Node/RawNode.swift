@@ -285,6 +285,17 @@ public final class RawNode {
   /// Whether this node is the leader.
   public var isLeader: Bool { raft.state == .leader }
 
+  /// The node a proposal made here is forwarded to as a `MsgProp` (the leader, while this node
+  /// is a follower that forwards), or nil (proposed here, or dropped). A caller that sends such
+  /// a `MsgProp` itself does what `propose` would: Raft's state is not involved in forwarding.
+  public var proposalForwardTarget: UInt64? { raft.proposalForwardTarget }
+
+  /// The `MsgProp` that forwards a proposal of `data` from `from` to its leader `target`: what
+  /// `propose` sends on a follower (`proposalForwardTarget`).
+  public static func forwardedProposal(_ data: [UInt8], from: UInt64, to target: UInt64) -> Message {
+    Message(type: .msgProp, to: target, from: from, entries: [Entry(data: data)])
+  }
+
   /// The index of the first entry still in the log (entries below it were compacted into a
   /// snapshot).
   public var firstIndex: UInt64 { raft.raftLog.firstIndex() }

@@ -287,6 +287,11 @@ extension EngineCore {
   // MARK: Leadership
 
   private mutating func softStateChanged(_ soft: SoftState) {
+    let target = rawNode.proposalForwardTarget ?? 0
+    if target != knownForwardTarget {
+      knownForwardTarget = target
+      actions.append(.forwardTargetChanged(target == 0 ? nil : target))
+    }
     let lead = soft.lead == noNode ? 0 : soft.lead
     guard lead != knownLeader else { return }
     knownLeader = lead

@@ -46,6 +46,9 @@ public struct EngineCore: ~Copyable {
     case reportStatus(@Sendable (Status) -> Void, Status)
     /// The leader this node knows changed (nil: none known).
     case leaderChanged(leader: UInt64?, state: StateType)
+    /// Where a proposal made on this node is forwarded changed (`RawNode.proposalForwardTarget`;
+    /// nil: nowhere, it goes through Raft here).
+    case forwardTargetChanged(UInt64?)
     /// A message from `peer` was refused and dropped (it would have made Raft panic, the
     /// storage refuse a write, or the cluster stop electing): count it, log it (rate-limited),
     /// and close the connections from that peer.
@@ -132,6 +135,8 @@ public struct EngineCore: ~Copyable {
   var readWaiters: [(context: [UInt8], completion: ReadCompletion)] = []
   /// The leader as last reported (0: none).
   var knownLeader: UInt64 = 0
+  /// `RawNode.proposalForwardTarget` as last reported (0: none).
+  var knownForwardTarget: UInt64 = 0
   /// Peer messages refused by `stepFromPeer` so far.
   public internal(set) var peerMessagesRefused: UInt64 = 0
 
