@@ -263,11 +263,21 @@ final class KVStore: StateMachine, Sendable {
     }
     RaftCodec.appendVarint(UInt64(data.count), into: &out)
     // Sorted by key (memcmp, then length): members holding the same data write the same bytes.
-    // The keys alone are sorted (one reference each to move, not two), then each value looked up.
-    var keys = Array(data.keys)
-    keys.sort { a, b in
-      a.bytes.withUnsafeBufferPointer { x in
-        b.bytes.withUnsafeBufferPointer { y in
+    // Sorted by each key's first 8 bytes as one big-endian integer (shorter keys padded with
+    // zeros), comparing the bytes only between keys whose first 8 are equal.
+    let keys = Array(data.keys)
+    var order: [(prefix: UInt64, index: Int32)] = []
+    order.reserveCapacity(keys.count)
+    for (k, key) in keys.enumerated() {
+      var prefix: UInt64 = 0
+      for b in key.bytes.prefix(8) { prefix = prefix << 8 | UInt64(b) }
+      prefix <<= UInt64(8 * (8 - min(key.bytes.count, 8)))
+      order.append((prefix, Int32(k)))
+    }
+    order.sort { a, b in
+      if a.prefix != b.prefix { return a.prefix < b.prefix }
+      return keys[Int(a.index)].bytes.withUnsafeBufferPointer { x in
+        keys[Int(b.index)].bytes.withUnsafeBufferPointer { y in
           let n = min(x.count, y.count)
           let c = n == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, n)
           return c != 0 ? c < 0 : x.count < y.count
@@ -277,7 +287,8 @@ final class KVStore: StateMachine, Sendable {
     var bytes = out.count
     for (key, value) in data { bytes += key.bytes.count + value.count + 20 }
     out.reserveCapacity(bytes)
-    for key in keys {
+    for (_, k) in order {
+      let key = keys[Int(k)]
       let value = data[key]!
       RaftCodec.appendVarint(UInt64(key.bytes.count), into: &out)
       out += key.bytes

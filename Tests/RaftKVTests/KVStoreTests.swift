@@ -74,6 +74,32 @@ final class KVStoreTests: XCTestCase {
     XCTAssertEqual(results.count, 4)
   }
 
+  func testSnapshotKeysAreInByteOrderThenShorterFirst() {
+    // Keys that share 8-byte prefixes, hold zero bytes, or are prefixes of one another.
+    var rng = SeededRandom(seed: 11)
+    var data: [KVKey: [UInt8]] = [:]
+    let alphabet: [UInt8] = [0, 1, 2, 0x7f, 0xff]
+    for _ in 0..<2_000 {
+      let count = Int(rng.next() % 13)
+      data[KVKey((0..<count).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] })] = []
+    }
+    let bytes = KVStore.encodeSnapshot(data: data, members: [:])
+    // version, 0 members, the key count (a 2-byte varint), then (length, key, 0) each.
+    var k = 4
+    var keys: [[UInt8]] = []
+    while k < bytes.count {
+      let n = Int(bytes[k])
+      keys.append(Array(bytes[(k + 1)..<(k + 1 + n)]))
+      k += n + 2
+    }
+    let expected = data.keys.map(\.bytes).sorted { a, b in
+      for (x, y) in zip(a, b) where x != y { return x < y }
+      return a.count < b.count
+    }
+    XCTAssertEqual(keys.count, data.count)
+    XCTAssertEqual(keys, expected)
+  }
+
   func testUnreadableSnapshotsThrowAndNeverTrap() {
     XCTAssertThrowsError(try KVStore.decodeSnapshot([]))
     XCTAssertThrowsError(try KVStore.decodeSnapshot([1, 0, 0, 0]))  // trailing byte
