@@ -77,6 +77,38 @@ final class KVBenchTests: XCTestCase {
     XCTAssertTrue(r.stdout.contains("Error distribution:\n  [20]\tHTTP 405"), r.stdout)
   }
 
+  func testARequestWithoutAnAnswerTimesOutAndTheRunEnds() throws {
+    // A server that accepts connections and never answers (the kernel completes the
+    // handshakes from the backlog; nothing reads them).
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    XCTAssertGreaterThanOrEqual(fd, 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p in
+        bind(fd, p, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, p, &length) == 0
+      }
+    }
+    XCTAssertTrue(bound, "errno \(errno)")
+    let port = Int(UInt16(bigEndian: addr.sin_port))
+    let start = Date()
+    let r = try runTool(
+      "raft-bench",
+      [
+        "kv", "--endpoints", "http://127.0.0.1:\(port)", "--clients", "4", "--conns", "2", "--duration", "30",
+        "--timeout", "0.5", "--json",
+      ], killAfterSeconds: 20)
+    XCTAssertEqual(r.status, 0, r.stderr)
+    XCTAssertLessThan(Date().timeIntervalSince(start), 10, "the run waited for answers that never came")
+    let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+    XCTAssertEqual(object["errors"] as? Int, 4, r.stdout)
+    XCTAssertEqual(object["requests"] as? Int, 0, r.stdout)
+    XCTAssertEqual(object["timeout_seconds"] as? Double, 0.5, r.stdout)
+  }
+
   func testBadFlagsExitWithAUsageError() throws {
     let cases: [([String], String)] = [
       (["kv", "--clients", "0"], "--clients"),
@@ -87,6 +119,7 @@ final class KVBenchTests: XCTestCase {
       (["kv", "--target", "consul"], "--target"),
       (["kv", "--key-size", "0"], "--key-size"),
       (["kv", "--rate", "-1"], "--rate"),
+      (["kv", "--timeout", "0"], "--timeout"),
     ]
     for (args, expected) in cases {
       let r = try runTool("raft-bench", args)

@@ -93,6 +93,8 @@ final class StorageFailureTests: XCTestCase {
       }
       let node = try Node(
         configuration: config, stateMachine: FoldingStateMachine(), transport: InMemoryNetwork().transport(for: 1))
+      // Stopped before the unmount on every way out (an open WAL keeps the mount busy).
+      defer { node.stop() }
       node.start()
       node.campaign()
       XCTAssertEqual(leading.wait(timeout: .now() + 10), .success, "\(threads): no leader")

@@ -41,13 +41,14 @@ public struct ToolRun: Sendable {
   public var stderr: String
 }
 
-/// Runs the package's executable `name` with `args` to its end.
-public func runTool(_ name: String, _ args: [String]) throws -> ToolRun {
-  try runTool(atPath: try toolPath(name), args)
+/// Runs the package's executable `name` with `args` to its end (killed with SIGKILL after
+/// `killAfterSeconds` when given: a run that should end but hangs fails its test instead).
+public func runTool(_ name: String, _ args: [String], killAfterSeconds: Double? = nil) throws -> ToolRun {
+  try runTool(atPath: try toolPath(name), args, killAfterSeconds: killAfterSeconds)
 }
 
-/// Runs the executable at `path` with `args` to its end.
-public func runTool(atPath path: String, _ args: [String]) throws -> ToolRun {
+/// Runs the executable at `path` with `args` to its end (killed after `killAfterSeconds`).
+public func runTool(atPath path: String, _ args: [String], killAfterSeconds: Double? = nil) throws -> ToolRun {
   let name = URL(fileURLWithPath: path).lastPathComponent
   let p = Process()
   p.executableURL = URL(fileURLWithPath: path)
@@ -66,7 +67,12 @@ public func runTool(atPath path: String, _ args: [String]) throws -> ToolRun {
   let err = try FileHandle(forWritingTo: errURL)
   p.standardOutput = out
   p.standardError = err
+  let exited = DispatchSemaphore(value: 0)
+  p.terminationHandler = { _ in exited.signal() }
   try p.run()
+  if let seconds = killAfterSeconds, exited.wait(timeout: .now() + seconds) == .timedOut {
+    kill(p.processIdentifier, SIGKILL)
+  }
   p.waitUntilExit()
   try out.close()
   try err.close()

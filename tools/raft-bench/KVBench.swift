@@ -49,6 +49,11 @@ struct KVBench: ParsableCommand {
   var rate = 0
   @Option(help: "What serves the endpoints: raftkv or etcd.")
   var target = Target.raftkv
+  @Option(
+    help:
+      "Seconds a request may wait for its answer: beyond, it counts as an error and its connection closes (the requests behind it on the connection fail with it, its clients stop)."
+  )
+  var timeout = 10.0
   @Flag(help: "One JSON object instead of the report.")
   var json = false
 
@@ -64,6 +69,9 @@ struct KVBench: ParsableCommand {
     guard (1...4096).contains(keySize) else { throw ValidationError("--key-size must be from 1 to 4096") }
     guard keySpaceSize >= 1 else { throw ValidationError("--key-space-size must be at least 1") }
     guard rate >= 0 else { throw ValidationError("--rate must not be negative") }
+    guard timeout >= 0.001, timeout <= 3_600 else {
+      throw ValidationError("--timeout must be from 0.001 to 3600 seconds")
+    }
     _ = try parsedEndpoints()
   }
 
@@ -87,7 +95,8 @@ struct KVBench: ParsableCommand {
     let load = KVLoad(
       target: target, valSize: valSize, keySize: keySize, keySpaceSize: keySpaceSize,
       total: duration == nil ? (total ?? 10_000) : nil, seconds: duration, clients: clients,
-      intervalNanoseconds: rate > 0 ? UInt64(1e9 * Double(clients) / Double(rate)) : 0)
+      intervalNanoseconds: rate > 0 ? UInt64(1e9 * Double(clients) / Double(rate)) : 0,
+      timeoutNanoseconds: UInt64(timeout * 1e9))
     var connections: [KVConnection] = []
     for k in 0..<conns {
       let e = endpoints[k % endpoints.count]
@@ -119,6 +128,8 @@ final class KVLoad: Sendable {
   let clients: Int
   /// Per client, between intended starts (0: closed loop).
   let intervalNanoseconds: UInt64
+  /// How long a request may wait for its answer.
+  let timeoutNanoseconds: UInt64
 
   /// Requests started so far.
   let started = Atomic<Int>(0)
@@ -134,7 +145,7 @@ final class KVLoad: Sendable {
 
   init(
     target: KVBench.Target, valSize: Int, keySize: Int, keySpaceSize: Int, total: Int?, seconds: Double?,
-    clients: Int, intervalNanoseconds: UInt64
+    clients: Int, intervalNanoseconds: UInt64, timeoutNanoseconds: UInt64
   ) {
     self.target = target
     value = [UInt8](repeating: UInt8(ascii: "v"), count: valSize)
@@ -144,6 +155,7 @@ final class KVLoad: Sendable {
     self.seconds = seconds
     self.clients = clients
     self.intervalNanoseconds = intervalNanoseconds
+    self.timeoutNanoseconds = timeoutNanoseconds
     running = Atomic(clients)
   }
 
@@ -232,8 +244,11 @@ final class KVConnection: ChannelInboundHandler, @unchecked Sendable {
   let host: String
   let port: Int
   private var channel: Channel!
-  /// The clients waiting for an answer, oldest first, with each request's intended start.
-  private var waiting: [(client: Int, intended: UInt64)] = []
+  /// The clients waiting for an answer, oldest first, with each request's intended start and
+  /// when it was sent.
+  private var waiting: [(client: Int, intended: UInt64, sent: UInt64)] = []
+  /// Checks every quarter of the timeout that the oldest request is not past it.
+  private var watchdog: RepeatedTask?
   private var status: HTTPResponseStatus = .ok
   private var nextClient = 0
   private var failed = false
@@ -266,6 +281,12 @@ final class KVConnection: ChannelInboundHandler, @unchecked Sendable {
     channel.eventLoop.execute {
       let client = self.nextClient
       self.nextClient += 1
+      if self.watchdog == nil && !self.failed {
+        let every = Int64(min(max(self.load.timeoutNanoseconds / 4, 1_000_000), 1_000_000_000))
+        self.watchdog = self.channel.eventLoop.scheduleRepeatedTask(
+          initialDelay: .nanoseconds(every), delay: .nanoseconds(every)
+        ) { _ in self.checkTimeout() }
+      }
       self.schedule(client, at: firstAt)
     }
   }
@@ -282,7 +303,8 @@ final class KVConnection: ChannelInboundHandler, @unchecked Sendable {
   private func send(_ client: Int, intended: UInt64) {
     guard !failed, load.mayStart() else { return load.clientStopped() }
     let (head, body) = load.request(host: host, port: port)
-    waiting.append((client, load.intervalNanoseconds > 0 ? intended : KVLoad.now()))
+    let now = KVLoad.now()
+    waiting.append((client, load.intervalNanoseconds > 0 ? intended : now, now))
     channel.write(HTTPClientRequestPart.head(head), promise: nil)
     channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
     channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
@@ -294,7 +316,7 @@ final class KVConnection: ChannelInboundHandler, @unchecked Sendable {
     case .body: break
     case .end:
       guard !waiting.isEmpty else { return }
-      let (client, intended) = waiting.removeFirst()
+      let (client, intended, _) = waiting.removeFirst()
       let now = KVLoad.now()
       if load.succeeded(status) {
         load.record(latency: now - intended)
@@ -313,10 +335,20 @@ final class KVConnection: ChannelInboundHandler, @unchecked Sendable {
 
   func channelInactive(context: ChannelHandlerContext) { fail("connection closed by the server") }
 
+  /// The oldest request waited past the timeout: it fails, and the connection with it (an
+  /// HTTP/1.1 answer cannot be skipped).
+  private func checkTimeout() {
+    guard !failed, let oldest = waiting.first, KVLoad.now() &- oldest.sent > load.timeoutNanoseconds else { return }
+    fail("no answer within \(Double(load.timeoutNanoseconds) / 1e9) s (the connection was closed)")
+    channel.close(promise: nil)
+  }
+
   /// The connection is gone: its waiting clients stop, with the error counted.
   private func fail(_ why: String) {
     guard !failed else { return }
     failed = true
+    watchdog?.cancel()
+    watchdog = nil
     for _ in waiting {
       load.record(error: why)
       load.clientStopped()
@@ -393,6 +425,7 @@ struct KVResult {
       ("target", "\"\(options.target.rawValue)\""), ("clients", "\(options.clients)"), ("conns", "\(options.conns)"),
       ("val_size", "\(options.valSize)"), ("key_size", "\(options.keySize)"),
       ("key_space_size", "\(options.keySpaceSize)"), ("rate", "\(options.rate)"),
+      ("timeout_seconds", "\(options.timeout)"),
       ("requests", "\(s.count)"), ("errors", "\(errors.values.reduce(0, +))"),
       ("total_seconds", String(format: "%.6f", seconds)),
       ("requests_per_sec", String(format: "%.1f", Double(s.count) / max(seconds, 1e-9))),
