@@ -120,6 +120,10 @@ struct KVBench: ParsableCommand {
 final class KVLoad: Sendable {
   let target: KVBench.Target
   let value: [UInt8]
+  /// `value` as a buffer, its length as text, and in base64 (made once).
+  let valueBuffer: ByteBuffer
+  let valueLength: String
+  let valueBase64: String
   let keySize: Int
   let keySpaceSize: Int
   /// Requests to start in all (nil: run for `seconds`).
@@ -149,6 +153,9 @@ final class KVLoad: Sendable {
   ) {
     self.target = target
     value = [UInt8](repeating: UInt8(ascii: "v"), count: valSize)
+    valueBuffer = ByteBuffer(bytes: value)
+    valueLength = String(valSize)
+    valueBase64 = Data(value).base64EncodedString()
     self.keySize = keySize
     self.keySpaceSize = keySpaceSize
     self.total = total
@@ -203,22 +210,21 @@ final class KVLoad: Sendable {
   }
   func record(error: String) { outcomes.withLock { $0.errors[error, default: 0] += 1 } }
 
-  /// One request, as bytes on the wire.
-  func request(host: String, port: Int) -> (head: HTTPRequestHead, body: ByteBuffer) {
+  /// One request, as bytes on the wire (`hostHeader`: the connection's `Host` value). What does
+  /// not change between requests is made once: the value's buffer (shared, copy on write) and
+  /// its base64 text.
+  func request(hostHeader: String) -> (head: HTTPRequestHead, body: ByteBuffer) {
     let n = Int.random(in: 0..<keySpaceSize)
     var key = String(n)
     if key.count < keySize { key = String(repeating: "0", count: keySize - key.count) + key }
     if key.count > keySize { key = String(key.suffix(keySize)) }
-    var headers = HTTPHeaders([("Host", "\(host):\(port)")])
+    var headers = HTTPHeaders([("Host", hostHeader)])
     switch target {
     case .raftkv:
-      headers.add(name: "Content-Length", value: String(value.count))
-      return (
-        HTTPRequestHead(version: .http1_1, method: .PUT, uri: "/k" + key, headers: headers), ByteBuffer(bytes: value)
-      )
+      headers.add(name: "Content-Length", value: valueLength)
+      return (HTTPRequestHead(version: .http1_1, method: .PUT, uri: "/k" + key, headers: headers), valueBuffer)
     case .etcd:
-      let body = Array(
-        "{\"key\":\"\(Data(key.utf8).base64EncodedString())\",\"value\":\"\(Data(value).base64EncodedString())\"}".utf8)
+      let body = Array("{\"key\":\"\(Data(key.utf8).base64EncodedString())\",\"value\":\"\(valueBase64)\"}".utf8)
       headers.add(name: "Content-Type", value: "application/json")
       headers.add(name: "Content-Length", value: String(body.count))
       return (
@@ -243,6 +249,8 @@ final class KVConnection: ChannelInboundHandler, @unchecked Sendable {
   let load: KVLoad
   let host: String
   let port: Int
+  /// The `Host` header of every request (made once).
+  let hostHeader: String
   private var channel: Channel!
   /// The clients waiting for an answer, oldest first, with each request's intended start and
   /// when it was sent.
@@ -257,6 +265,7 @@ final class KVConnection: ChannelInboundHandler, @unchecked Sendable {
     self.load = load
     self.host = host
     self.port = port
+    hostHeader = "\(host):\(port)"
   }
 
   static func connect(host: String, port: Int, group: EventLoopGroup, load: KVLoad) throws -> KVConnection {
@@ -302,7 +311,7 @@ final class KVConnection: ChannelInboundHandler, @unchecked Sendable {
 
   private func send(_ client: Int, intended: UInt64) {
     guard !failed, load.mayStart() else { return load.clientStopped() }
-    let (head, body) = load.request(host: host, port: port)
+    let (head, body) = load.request(hostHeader: hostHeader)
     let now = KVLoad.now()
     waiting.append((client, load.intervalNanoseconds > 0 ? intended : now, now))
     channel.write(HTTPClientRequestPart.head(head), promise: nil)
