@@ -331,15 +331,16 @@ final class HTTPRequestCounters: Sendable {
 /// per connection (pipelined requests are carried out in order, so that a read sees the writes
 /// sent before it on its connection).
 ///
-/// Pipelined requests wait in a queue of at most `queuedRequestsMax`; only beyond it does the
-/// handler stop reading (NIO's own pipelining handler stops reading while any request is in
-/// flight, which costs two `epoll_ctl` calls per request).
+/// Pipelined requests wait in a queue; once it holds `queuedRequestsMax`, the handler stops
+/// asking for reads (what one read already brought is still queued: the queue is bounded by
+/// that plus one read's bytes) until it drains below. NIO's own pipelining handler stops reading
+/// while any request is in flight, which costs two `epoll_ctl` calls per request.
 @_spi(Testing) public final class HTTPHandler: ChannelDuplexHandler {
   public typealias InboundIn = NIOHTTPServerRequestFull
   public typealias OutboundIn = HTTPServerResponsePart
   public typealias OutboundOut = HTTPServerResponsePart
 
-  /// Requests read and waiting for the one in flight to be answered, at most.
+  /// Queued requests beyond which the handler stops asking for reads.
   static let queuedRequestsMax = 16
 
   private let api: HTTPAPI
