@@ -265,31 +265,30 @@ final class KVStore: StateMachine, Sendable {
     // Sorted by key (memcmp, then length): members holding the same data write the same bytes.
     // Sorted by each key's first 8 bytes as one big-endian integer (shorter keys padded with
     // zeros), comparing the bytes only between keys whose first 8 are equal.
-    let keys = Array(data.keys)
+    let entries = Array(data)
     var order: [(prefix: UInt64, index: Int32)] = []
-    order.reserveCapacity(keys.count)
-    for (k, key) in keys.enumerated() {
+    order.reserveCapacity(entries.count)
+    var bytes = out.count
+    for (k, (key, value)) in entries.enumerated() {
       var prefix: UInt64 = 0
       for b in key.bytes.prefix(8) { prefix = prefix << 8 | UInt64(b) }
       prefix <<= UInt64(8 * (8 - min(key.bytes.count, 8)))
       order.append((prefix, Int32(k)))
+      bytes += key.bytes.count + value.count + 20
     }
     order.sort { a, b in
       if a.prefix != b.prefix { return a.prefix < b.prefix }
-      return keys[Int(a.index)].bytes.withUnsafeBufferPointer { x in
-        keys[Int(b.index)].bytes.withUnsafeBufferPointer { y in
+      return entries[Int(a.index)].key.bytes.withUnsafeBufferPointer { x in
+        entries[Int(b.index)].key.bytes.withUnsafeBufferPointer { y in
           let n = min(x.count, y.count)
           let c = n == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, n)
           return c != 0 ? c < 0 : x.count < y.count
         }
       }
     }
-    var bytes = out.count
-    for (key, value) in data { bytes += key.bytes.count + value.count + 20 }
     out.reserveCapacity(bytes)
     for (_, k) in order {
-      let key = keys[Int(k)]
-      let value = data[key]!
+      let (key, value) = entries[Int(k)]
       RaftCodec.appendVarint(UInt64(key.bytes.count), into: &out)
       out += key.bytes
       RaftCodec.appendVarint(UInt64(value.count), into: &out)
