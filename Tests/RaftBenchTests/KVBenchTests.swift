@@ -1,5 +1,6 @@
 import Foundation
 import RaftTestSupport
+import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -77,12 +78,10 @@ final class KVBenchTests: XCTestCase {
     XCTAssertTrue(r.stdout.contains("Error distribution:\n  [20]\tHTTP 405"), r.stdout)
   }
 
-  func testARequestWithoutAnAnswerTimesOutAndTheRunEnds() throws {
-    // A server that accepts connections and never answers (the kernel completes the
-    // handshakes from the backlog; nothing reads them).
+  /// A listening socket on a free loopback port: (descriptor, port).
+  func listenOnLoopback() throws -> (fd: Int32, port: Int) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     XCTAssertGreaterThanOrEqual(fd, 0)
-    defer { close(fd) }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -92,8 +91,84 @@ final class KVBenchTests: XCTestCase {
         bind(fd, p, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, p, &length) == 0
       }
     }
-    XCTAssertTrue(bound, "errno \(errno)")
-    let port = Int(UInt16(bigEndian: addr.sin_port))
+    struct CannotListen: Error {}
+    guard bound else {
+      close(fd)
+      XCTFail("cannot listen: errno \(errno)")
+      throw CannotListen()
+    }
+    return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+  }
+
+  /// Runs `raft-bench kv --total 1` with `args` against a server that takes one request,
+  /// answers it with `answer`, and returns the request's bytes with the run.
+  func oneRequest(_ args: [String], answer: String) throws -> (request: String, run: ToolRun) {
+    let (fd, port) = try listenOnLoopback()
+    defer { close(fd) }
+    let request = Mutex<[UInt8]>([])
+    let served = DispatchSemaphore(value: 0)
+    DispatchQueue.global().async {
+      defer { served.signal() }
+      let c = accept(fd, nil, nil)
+      guard c >= 0 else { return }
+      defer { close(c) }
+      var buffer = [UInt8](repeating: 0, count: 4096)
+      var got: [UInt8] = []
+      // The head, then as many body bytes as its Content-Length says.
+      while true {
+        let n = read(c, &buffer, buffer.count)
+        if n <= 0 { return }
+        got += buffer[0..<n]
+        let text = String(decoding: got, as: UTF8.self)
+        guard let end = text.range(of: "\r\n\r\n") else { continue }
+        let head = text[..<end.lowerBound]
+        let length =
+          head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+          .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+        if got.count >= text.utf8.distance(from: text.startIndex, to: end.upperBound) + length { break }
+      }
+      request.withLock { $0 = got }
+      _ = answer.utf8CString.withUnsafeBufferPointer { write(c, $0.baseAddress, $0.count - 1) }
+    }
+    let run = try runTool(
+      "raft-bench", ["kv", "--endpoints", "http://127.0.0.1:\(port)", "--total", "1", "--json"] + args,
+      killAfterSeconds: 20)
+    XCTAssertEqual(served.wait(timeout: .now() + 20), .success)
+    return (String(decoding: request.withLock { $0 }, as: UTF8.self), run)
+  }
+
+  func testEachTargetGetsTheRequestItsAPIDefines() throws {
+    // Key 0 of 4 digits ("0000"), a 3-byte value ("vvv"): raftkv's PUT /KEY with the value as
+    // the body; etcd's gateway POST with both in base64 in JSON.
+    let args = ["--key-size", "4", "--key-space-size", "1", "--val-size", "3"]
+    let raftkv = try oneRequest(args, answer: "HTTP/1.1 204 No Content\r\n\r\n")
+    let host = raftkv.request.split(separator: "\r\n").first { $0.hasPrefix("Host: ") } ?? "no Host"
+    XCTAssertEqual(raftkv.request, "PUT /k0000 HTTP/1.1\r\n\(host)\r\nContent-Length: 3\r\n\r\nvvv")
+    XCTAssertTrue(raftkv.run.stdout.contains("\"requests\":1,\"errors\":0"), raftkv.run.stdout)
+
+    let body = #"{"key":"MDAwMA==","value":"dnZ2"}"#
+    let etcd = try oneRequest(
+      args + ["--target", "etcd"], answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+    let etcdHost = etcd.request.split(separator: "\r\n").first { $0.hasPrefix("Host: ") } ?? "no Host"
+    XCTAssertEqual(
+      etcd.request,
+      "POST /v3/kv/put HTTP/1.1\r\n\(etcdHost)\r\nContent-Type: application/json\r\n"
+        + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
+    XCTAssertTrue(etcd.run.stdout.contains("\"requests\":1,\"errors\":0"), etcd.run.stdout)
+  }
+
+  func testKeysAreZeroPaddedToTheirSize() throws {
+    // --key-space-size 1 draws key 0; 12 bytes pad it with zeros.
+    let r = try oneRequest(
+      ["--key-size", "12", "--key-space-size", "1", "--val-size", "0"], answer: "HTTP/1.1 204 No Content\r\n\r\n")
+    XCTAssertTrue(r.request.hasPrefix("PUT /k000000000000 HTTP/1.1\r\n"), r.request)
+  }
+
+  func testARequestWithoutAnAnswerTimesOutAndTheRunEnds() throws {
+    // A server that accepts connections and never answers (the kernel completes the
+    // handshakes from the backlog; nothing reads them).
+    let (fd, port) = try listenOnLoopback()
+    defer { close(fd) }
     let start = Date()
     let r = try runTool(
       "raft-bench",

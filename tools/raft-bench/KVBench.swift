@@ -119,11 +119,9 @@ struct KVBench: ParsableCommand {
 /// The shared state of one run: what to send, when to stop, what came back.
 final class KVLoad: Sendable {
   let target: KVBench.Target
+  /// The request body's value bytes, and the same in base64 (made once).
   let value: [UInt8]
-  /// `value` as a buffer, its length as text, and in base64 (made once).
-  let valueBuffer: ByteBuffer
-  let valueLength: String
-  let valueBase64: String
+  let valueBase64: [UInt8]
   let keySize: Int
   let keySpaceSize: Int
   /// Requests to start in all (nil: run for `seconds`).
@@ -142,9 +140,8 @@ final class KVLoad: Sendable {
   let deadline = Atomic<UInt64>(0)
   let startNanoseconds = Atomic<UInt64>(0)
   let endNanoseconds = Atomic<UInt64>(0)
-  /// Latencies of the successful requests, in nanoseconds; failures by description; successes
-  /// by the second of the run they finished in.
-  let outcomes = Mutex<(latencies: [UInt64], errors: [String: Int], perSecond: [Int])>(([], [:], []))
+  /// Failures by description (successes are kept by each connection, merged at the end).
+  let errors = Mutex<[String: Int]>([:])
   private let finished = DispatchSemaphore(value: 0)
 
   init(
@@ -153,9 +150,7 @@ final class KVLoad: Sendable {
   ) {
     self.target = target
     value = [UInt8](repeating: UInt8(ascii: "v"), count: valSize)
-    valueBuffer = ByteBuffer(bytes: value)
-    valueLength = String(valSize)
-    valueBase64 = Data(value).base64EncodedString()
+    valueBase64 = Array(Data(value).base64EncodedData())
     self.keySize = keySize
     self.keySpaceSize = keySpaceSize
     self.total = total
@@ -168,7 +163,8 @@ final class KVLoad: Sendable {
 
   static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-  /// Starts every client on its connection and waits until all have stopped.
+  /// Starts every client on its connection, waits until all have stopped, and merges what the
+  /// connections measured.
   func run(_ connections: [KVConnection]) -> KVResult {
     let start = Self.now()
     startNanoseconds.store(start, ordering: .relaxed)
@@ -181,16 +177,22 @@ final class KVLoad: Sendable {
     }
     finished.wait()
     let end = endNanoseconds.load(ordering: .relaxed)
-    return outcomes.withLock {
-      KVResult(
-        seconds: Double(end - start) / 1e9, latencies: $0.latencies, errors: $0.errors, okPerSecond: $0.perSecond)
+    var latencies: [UInt64] = []
+    var perSecond: [Int] = []
+    for c in connections {
+      let (l, s) = c.measured()
+      latencies += l
+      if perSecond.count < s.count { perSecond += Array(repeating: 0, count: s.count - perSecond.count) }
+      for (k, n) in s.enumerated() { perSecond[k] += n }
     }
+    return KVResult(
+      seconds: Double(end - start) / 1e9, latencies: latencies, errors: errors.withLock { $0 }, okPerSecond: perSecond)
   }
 
-  /// Whether a client may start another request (and counts it).
-  func mayStart() -> Bool {
+  /// Whether a client may start another request at `now` (and counts it).
+  func mayStart(now: UInt64) -> Bool {
     if let total { return started.add(1, ordering: .relaxed).newValue <= total }
-    return Self.now() < deadline.load(ordering: .relaxed)
+    return now < deadline.load(ordering: .relaxed)
   }
 
   func clientStopped() {
@@ -200,36 +202,34 @@ final class KVLoad: Sendable {
     }
   }
 
-  func record(latency: UInt64) {
-    let second = Int((Self.now() &- startNanoseconds.load(ordering: .relaxed)) / 1_000_000_000)
-    outcomes.withLock { o in
-      o.latencies.append(latency)
-      if o.perSecond.count <= second { o.perSecond += Array(repeating: 0, count: second + 1 - o.perSecond.count) }
-      o.perSecond[second] += 1
-    }
-  }
-  func record(error: String) { outcomes.withLock { $0.errors[error, default: 0] += 1 } }
+  func record(error: String) { errors.withLock { $0[error, default: 0] += 1 } }
 
-  /// One request, as bytes on the wire (`hostHeader`: the connection's `Host` value). What does
-  /// not change between requests is made once: the value's buffer (shared, copy on write) and
-  /// its base64 text.
-  func request(hostHeader: String) -> (head: HTTPRequestHead, body: ByteBuffer) {
-    let n = Int.random(in: 0..<keySpaceSize)
-    var key = String(n)
-    if key.count < keySize { key = String(repeating: "0", count: keySize - key.count) + key }
-    if key.count > keySize { key = String(key.suffix(keySize)) }
-    var headers = HTTPHeaders([("Host", hostHeader)])
+  /// How every request of a connection looks on the wire: `head`, then the key (its decimal
+  /// digits, in base64 for etcd), then `tail`. Only the key changes between requests.
+  func template(hostHeader: String) -> (head: [UInt8], tail: [UInt8], method: HTTPMethod) {
     switch target {
     case .raftkv:
-      headers.add(name: "Content-Length", value: valueLength)
-      return (HTTPRequestHead(version: .http1_1, method: .PUT, uri: "/k" + key, headers: headers), valueBuffer)
+      let tail = " HTTP/1.1\r\nHost: \(hostHeader)\r\nContent-Length: \(value.count)\r\n\r\n"
+      return (Array("PUT /k".utf8), Array(tail.utf8) + value, .PUT)
     case .etcd:
-      let body = Array("{\"key\":\"\(Data(key.utf8).base64EncodedString())\",\"value\":\"\(valueBase64)\"}".utf8)
-      headers.add(name: "Content-Type", value: "application/json")
-      headers.add(name: "Content-Length", value: String(body.count))
-      return (
-        HTTPRequestHead(version: .http1_1, method: .POST, uri: "/v3/kv/put", headers: headers), ByteBuffer(bytes: body)
-      )
+      let open = Array("{\"key\":\"".utf8)
+      let close = Array("\",\"value\":\"".utf8) + valueBase64 + Array("\"}".utf8)
+      let bodyBytes = open.count + Self.base64Bytes(keySize) + close.count
+      let head =
+        "POST /v3/kv/put HTTP/1.1\r\nHost: \(hostHeader)\r\nContent-Type: application/json\r\n"
+        + "Content-Length: \(bodyBytes)\r\n\r\n"
+      return (Array(head.utf8) + open, close, .POST)
+    }
+  }
+
+  static func base64Bytes(_ n: Int) -> Int { (n + 2) / 3 * 4 }
+
+  /// Writes key number `n` as the last `keySize` decimal digits of `n`, zero-padded, into `key`.
+  static func writeKey(_ n: Int, into key: inout [UInt8]) {
+    var rest = n
+    for k in key.indices.reversed() {
+      key[k] = UInt8(ascii: "0") + UInt8(rest % 10)
+      rest /= 10
     }
   }
 
@@ -241,20 +241,58 @@ final class KVLoad: Sendable {
   }
 }
 
+/// A pseudo-random generator (SplitMix64) for the key draws: one per connection, seeded from
+/// the system's generator, which costs a system call per draw.
+struct SplitMix64: RandomNumberGenerator {
+  private var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+}
+
+/// The pipeline's first handler: what is written through it goes straight to the socket,
+/// past the response decoder (whose write observer only takes NIO's request parts).
+final class KVSocketWriter: ChannelOutboundHandler, @unchecked Sendable {
+  typealias OutboundIn = ByteBuffer
+  private var context: ChannelHandlerContext?
+  func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+  func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+  /// Writes and flushes `bytes` (on the channel's event loop).
+  func send(_ bytes: ByteBuffer) { context?.writeAndFlush(NIOAny(bytes), promise: nil) }
+}
+
 /// One HTTP/1.1 connection: its clients' requests go out pipelined, their answers come back in
 /// order. Everything runs on the connection's event loop.
+///
+/// A request is made as bytes from the connection's template (only the key changes) and
+/// written with one call; NIO's decoder parses the answers and is told each request's method
+/// as its encoder would (a HEAD's answer has no body).
 final class KVConnection: ChannelInboundHandler, @unchecked Sendable {
   typealias InboundIn = HTTPClientResponsePart
 
   let load: KVLoad
   let host: String
   let port: Int
-  /// The `Host` header of every request (made once).
-  let hostHeader: String
+  private let template: (head: [UInt8], tail: [UInt8], method: HTTPMethod)
+  /// The request head the decoder is told of for each request (only its method matters).
+  private let decoderHead: HTTPRequestHead
+  private let decoder = HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)
+  private let writer = KVSocketWriter()
   private var channel: Channel!
+  private var random = SplitMix64(seed: UInt64.random(in: .min ... .max))
+  /// The key's digits (reused).
+  private var key: [UInt8]
   /// The clients waiting for an answer, oldest first, with each request's intended start and
   /// when it was sent.
-  private var waiting: [(client: Int, intended: UInt64, sent: UInt64)] = []
+  private var waiting = CircularBuffer<(client: Int, intended: UInt64, sent: UInt64)>()
+  /// Successful requests' latencies (nanoseconds) and successes per second of the run.
+  private var latencies: [UInt64] = []
+  private var perSecond: [Int] = []
   /// Checks every quarter of the timeout that the oldest request is not past it.
   private var watchdog: RepeatedTask?
   private var status: HTTPResponseStatus = .ok
@@ -265,7 +303,10 @@ final class KVConnection: ChannelInboundHandler, @unchecked Sendable {
     self.load = load
     self.host = host
     self.port = port
-    hostHeader = "\(host):\(port)"
+    template = load.template(hostHeader: "\(host):\(port)")
+    decoderHead = HTTPRequestHead(version: .http1_1, method: template.method, uri: "/")
+    key = [UInt8](repeating: UInt8(ascii: "0"), count: load.keySize)
+    latencies.reserveCapacity(1 << 16)
   }
 
   static func connect(host: String, port: Int, group: EventLoopGroup, load: KVLoad) throws -> KVConnection {
@@ -274,8 +315,10 @@ final class KVConnection: ChannelInboundHandler, @unchecked Sendable {
       .channelOption(.socketOption(.tcp_nodelay), value: 1)
       .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
-          try channel.pipeline.syncOperations.addHTTPClientHandlers()
-          try channel.pipeline.syncOperations.addHandler(handler)
+          let sync = channel.pipeline.syncOperations
+          try sync.addHandler(handler.writer)
+          try sync.addHandler(ByteToMessageHandler(handler.decoder))
+          try sync.addHandler(handler)
         }
       }
       .connect(host: host, port: port).wait()
@@ -284,6 +327,11 @@ final class KVConnection: ChannelInboundHandler, @unchecked Sendable {
   }
 
   func close() { try? channel.close().wait() }
+
+  /// What the connection measured: successful latencies and successes per second of the run.
+  func measured() -> (latencies: [UInt64], perSecond: [Int]) {
+    (try? channel.eventLoop.submit { (self.latencies, self.perSecond) }.wait()) ?? ([], [])
+  }
 
   /// Starts one client on this connection, its first request at `firstAt`.
   func startClient(firstAt: UInt64) {
@@ -296,27 +344,39 @@ final class KVConnection: ChannelInboundHandler, @unchecked Sendable {
           initialDelay: .nanoseconds(every), delay: .nanoseconds(every)
         ) { _ in self.checkTimeout() }
       }
-      self.schedule(client, at: firstAt)
+      self.schedule(client, at: firstAt, now: KVLoad.now())
     }
   }
 
-  private func schedule(_ client: Int, at intended: UInt64) {
-    let now = KVLoad.now()
+  private func schedule(_ client: Int, at intended: UInt64, now: UInt64) {
     if intended > now {
-      channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(intended - now))) { self.send(client, intended: intended) }
+      channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(intended - now))) {
+        self.send(client, intended: intended, now: KVLoad.now())
+      }
     } else {
-      send(client, intended: intended)
+      send(client, intended: intended, now: now)
     }
   }
 
-  private func send(_ client: Int, intended: UInt64) {
-    guard !failed, load.mayStart() else { return load.clientStopped() }
-    let (head, body) = load.request(hostHeader: hostHeader)
-    let now = KVLoad.now()
+  private func send(_ client: Int, intended: UInt64, now: UInt64) {
+    guard !failed, load.mayStart(now: now) else { return load.clientStopped() }
+    KVLoad.writeKey(Int.random(in: 0..<load.keySpaceSize, using: &random), into: &key)
+    var bytes: ByteBuffer
+    switch load.target {
+    case .raftkv:
+      bytes = channel.allocator.buffer(capacity: template.head.count + key.count + template.tail.count)
+      bytes.writeBytes(template.head)
+      bytes.writeBytes(key)
+    case .etcd:
+      bytes = channel.allocator.buffer(
+        capacity: template.head.count + KVLoad.base64Bytes(key.count) + template.tail.count)
+      bytes.writeBytes(template.head)
+      bytes.writeBytes(Data(key).base64EncodedData())
+    }
+    bytes.writeBytes(template.tail)
     waiting.append((client, load.intervalNanoseconds > 0 ? intended : now, now))
-    channel.write(HTTPClientRequestPart.head(head), promise: nil)
-    channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
-    channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+    decoder.write(data: .head(decoderHead))
+    writer.send(bytes)
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -324,16 +384,18 @@ final class KVConnection: ChannelInboundHandler, @unchecked Sendable {
     case .head(let h): status = h.status
     case .body: break
     case .end:
-      guard !waiting.isEmpty else { return }
-      let (client, intended, _) = waiting.removeFirst()
+      guard let (client, intended, _) = waiting.popFirst() else { return }
       let now = KVLoad.now()
       if load.succeeded(status) {
-        load.record(latency: now - intended)
+        latencies.append(now - intended)
+        let second = Int((now &- load.startNanoseconds.load(ordering: .relaxed)) / 1_000_000_000)
+        if perSecond.count <= second { perSecond += Array(repeating: 0, count: second + 1 - perSecond.count) }
+        perSecond[second] += 1
       } else {
         load.record(error: "HTTP \(status.code) \(status.reasonPhrase)")
       }
       let next = load.intervalNanoseconds > 0 ? intended + load.intervalNanoseconds : now
-      schedule(client, at: next)
+      schedule(client, at: next, now: now)
     }
   }
 
