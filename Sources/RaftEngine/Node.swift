@@ -94,6 +94,9 @@ public final class Node: @unchecked Sendable {
     configuration: NodeConfiguration, stateMachine: StateMachine, transport: Transport, faults: EngineFaults
   ) throws {
     precondition(configuration.id != 0, "a node id must not be 0")
+    precondition(
+      (0...19).contains(configuration.runLoopNiceIncrement),
+      "runLoopNiceIncrement \(configuration.runLoopNiceIncrement) is outside 0...19")
     id = configuration.id
     self.configuration = configuration
     self.transport = transport
@@ -221,7 +224,9 @@ public final class Node: @unchecked Sendable {
     precondition(loop == nil, "Node.start called twice")
     applyWorker?.start()
     appendWorker?.start()
-    loop = OSThread(name: "raft-node-\(id)", engineThread: true) { [self] in run() }
+    loop = OSThread(
+      name: "raft-node-\(id)", engineThread: true, niceIncrement: Int32(configuration.runLoopNiceIncrement)
+    ) { [self] in run() }
     logger.info(
       "node started",
       metadata: [

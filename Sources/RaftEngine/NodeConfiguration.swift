@@ -117,6 +117,13 @@ public struct NodeConfiguration: Sendable {
   /// about a wake-up's cost, then park. (With a core to spare, polling through the sync buys
   /// throughput: measured 1 node, 64 to 256 clients, +7 to +45%.)
   public var loadedSpinNanoseconds: UInt64 = 30_000
+  /// How much lower than its creator's the run loop thread's scheduling priority is: a nice
+  /// increment, 0 to 19 (Linux keeps one per thread). With the cores contended (several
+  /// members or a load generator on one machine), the run loop then runs after the threads
+  /// that feed it (the transport's, the application's), so each of its turns takes more
+  /// inputs: bigger batches, fewer messages, syncs and wake-ups per entry. With a core to
+  /// spare it changes nothing. 0: the creator's priority.
+  public var runLoopNiceIncrement = 0
   /// Inputs in a turn up to which the node counts as lightly loaded (polls up to
   /// `spinNanoseconds`).
   public static let lightTurnInputs = 8

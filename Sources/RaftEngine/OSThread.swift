@@ -14,12 +14,17 @@ final class OSThread: @unchecked Sendable {
   }
 
   /// Starts `body` on a new thread named `name`. An engine thread counts
-  /// itself in `SpinBudget` while it runs.
-  init(name: String, engineThread: Bool = false, _ body: @escaping @Sendable () -> Void) {
+  /// itself in `SpinBudget` while it runs. `niceIncrement` (0 to 19) lowers the thread's
+  /// scheduling priority below the one it inherits.
+  init(
+    name: String, engineThread: Bool = false, niceIncrement: Int32 = 0, _ body: @escaping @Sendable () -> Void
+  ) {
+    precondition((0...19).contains(niceIncrement), "OSThread: niceIncrement \(niceIncrement) is outside 0...19")
     // Named for `top -H`, perf and gdb (at most 15 bytes).
     let threadName = String(name.utf8.prefix(15))!
     let run: @Sendable () -> Void = {
       OSThread.nameCurrentThread(threadName)
+      if niceIncrement > 0 { OSThread.lowerCurrentThreadPriority(by: niceIncrement) }
       if engineThread { SpinBudget.shared.threadStarted() }
       body()
       if engineThread { SpinBudget.shared.threadEnded() }
@@ -33,6 +38,17 @@ final class OSThread: @unchecked Sendable {
         return nil
       }, box)
     precondition(rc == 0, "pthread_create failed (\(rc)) for \(name)")
+  }
+
+  /// Raises the calling thread's nice value by `increment` (Linux keeps a nice value per
+  /// thread, and `who` 0 is the calling thread; raising it needs no privilege). Best effort:
+  /// the thread runs either way.
+  private static func lowerCurrentThreadPriority(by increment: Int32) {
+    let which = __priority_which_t(PRIO_PROCESS.rawValue)
+    errno = 0
+    let current = getpriority(which, 0)
+    guard errno == 0 else { return }
+    _ = setpriority(which, 0, min(current + increment, 19))
   }
 
   /// Names the calling thread (through /proc: Glibc's overlay exports no

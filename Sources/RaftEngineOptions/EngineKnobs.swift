@@ -58,6 +58,11 @@ public struct EngineKnobs: ParsableArguments {
   public var loadedSpinUs = Int(NodeConfiguration(id: 1, peers: [1], directory: "").loadedSpinNanoseconds / 1000)
   @Option(
     help:
+      "Engine: how much lower the run loop thread's scheduling priority is than the process's (a nice increment, 0 to 19): with the cores contended it runs after the threads that feed it, and batches more."
+  )
+  public var runLoopNice = NodeConfiguration(id: 1, peers: [1], directory: "").runLoopNiceIncrement
+  @Option(
+    help:
       "Async mode: threads for the storage work: one (appends and applies), two (an append worker and an apply worker), or auto (one on 2 cores or fewer)."
   )
   public var storageThreads = NodeConfiguration.StorageThreads.auto
@@ -78,6 +83,7 @@ public struct EngineKnobs: ParsableArguments {
     guard (0...1_000_000).contains(loadedSpinUs) else {
       throw ValidationError("--loaded-spin-us must be between 0 and 1000000")
     }
+    guard (0...19).contains(runLoopNice) else { throw ValidationError("--run-loop-nice must be between 0 and 19") }
     guard maxInflightBytes == 0 || maxInflightBytes >= maxSizePerMsg else {
       throw ValidationError("--max-inflight-bytes must be 0 or at least --max-size-per-msg (\(maxSizePerMsg))")
     }
@@ -114,5 +120,6 @@ public struct EngineKnobs: ParsableArguments {
     c.spinNanoseconds = UInt64(spinUs) * 1000
     c.loadedSpinNanoseconds = UInt64(min(loadedSpinUs, spinUs)) * 1000
     c.storageThreads = storageThreads
+    c.runLoopNiceIncrement = runLoopNice
   }
 }

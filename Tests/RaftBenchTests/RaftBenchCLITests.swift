@@ -31,6 +31,8 @@ final class RaftBenchCLITests: XCTestCase {
       (["--batch", "0"], "--batch"),
       (["--rate", "-5"], "--rate"),
       (["--compact-every", "-1"], "--compact-every"),
+      (["--run-loop-nice", "20"], "--run-loop-nice"),
+      (["--run-loop-nice", "-1"], "--run-loop-nice"),
       (["--dir", "/proc/raft-bench"], "--dir"),
     ]
     for (args, mention) in cases {

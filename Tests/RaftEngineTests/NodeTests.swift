@@ -35,6 +35,45 @@ final class NodeTests: XCTestCase {
     return result.withLock { $0 } ?? .failure(.timedOut)
   }
 
+  /// The nice value of this process's thread named `name` (from /proc), nil when there is none.
+  func niceOfThread(named name: String) -> Int? {
+    guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return nil }
+    for t in tasks {
+      guard let comm = try? String(contentsOfFile: "/proc/self/task/\(t)/comm", encoding: .utf8),
+        comm.trimmingCharacters(in: .newlines) == name,
+        let stat = try? String(contentsOfFile: "/proc/self/task/\(t)/stat", encoding: .utf8),
+        let close = stat.lastIndex(of: ")")
+      else { continue }
+      // After "pid (comm)": state is field 3, nice field 19.
+      let fields = stat[stat.index(after: close)...].split(separator: " ")
+      return Int(fields[16])
+    }
+    return nil
+  }
+
+  func testTheRunLoopThreadRunsAtTheNiceIncrementItIsGiven() throws {
+    let base = Int(getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0))
+    for (id, increment): (UInt64, Int) in [(7301, 7), (7302, 0)] {
+      var template = Array("\(NSTemporaryDirectory())/swift-raft-nice-XXXXXX".utf8CString)
+      let dir = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!)! })
+      defer { try? FileManager.default.removeItem(atPath: dir) }
+      var config = NodeConfiguration(id: id, peers: [id], directory: dir)
+      config.tickMicroseconds = 5_000
+      config.runLoopNiceIncrement = increment
+      let network = InMemoryNetwork()
+      let node = try Node(
+        configuration: config, stateMachine: RecordingStateMachine(), transport: network.transport(for: id))
+      node.start()
+      defer { node.stop() }
+      // Leading means the run loop has run (it sets its priority before its first turn).
+      node.campaign()
+      let deadline = Date().addingTimeInterval(10)
+      while node.leader != id && Date() < deadline { usleep(1_000) }
+      XCTAssertEqual(node.leader, id)
+      XCTAssertEqual(niceOfThread(named: "raft-node-\(id)"), min(base + increment, 19), "increment \(increment)")
+    }
+  }
+
   func testAnEntryLargerThanTheLogStoresIsRefusedAndTheNodeGoesOn() throws {
     let (node, dir) = try singleLeader()
     defer {
