@@ -199,9 +199,12 @@ public final class RaftKVServer: KVService, Sendable {
     return left
   }
 
-  /// Stops serving, then the node (everything acknowledged is durable), then the transport.
+  /// Stops serving (the listener closes; a request on a connection still open is answered 503
+  /// "shutting down", reads too: the store stops following the log), then the node
+  /// (everything acknowledged is durable), then the transport.
   public func stop() {
     guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+    gate.close()
     let channel = httpChannel.withLock { $0 }
     try? channel?.close().wait()
     deadlineSweep.withLock { $0 }?.cancel()

@@ -52,10 +52,13 @@ final class RequestGate: Sendable {
     answered.leave()
   }
 
+  /// Closes the gate: no request is admitted any more.
+  func close() { state.withLock { $0.closed = true } }
+
   /// Closes the gate and waits until every admitted request is answered or `seconds` passed;
   /// returns how many were still in flight.
   func drain(seconds: Double) -> Int {
-    state.withLock { $0.closed = true }
+    close()
     _ = answered.wait(timeout: .now() + seconds)
     return state.withLock { $0.inFlight }
   }

@@ -8,6 +8,10 @@ import XCTest
 
 @_spi(Testing) @testable import RaftKV
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// The HTTP API of an in-process member: answers, status codes and errors.
 final class HTTPAPITests: XCTestCase {
   let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -59,6 +63,53 @@ final class HTTPAPITests: XCTestCase {
     gate.leave(bytes: 5000)
     XCTAssertEqual(gate.drain(seconds: 0), 0)
     XCTAssertEqual(gate.enter(bytes: 1), .closed)
+  }
+
+  func testAfterStopAConnectionStillOpenIsAnsweredShuttingDown() throws {
+    let (server, port) = try startMember()
+    try waitForLeader(port)
+    XCTAssertEqual(try http("PUT", port: port, "/k", body: Array("v".utf8)).status, 204)
+    // A keep-alive connection made before the stop: the listener closing does not close it.
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    XCTAssertGreaterThanOrEqual(fd, 0)
+    defer { close(fd) }
+    var tv = timeval(tv_sec: 10, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+      }
+    }
+    XCTAssertEqual(rc, 0, "errno \(errno)")
+    /// Sends a GET of /k on the connection and returns the answer's head and body (bounded by
+    /// its Content-Length).
+    func get() -> String {
+      let request = Array("GET /k HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+      _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+      var got: [UInt8] = []
+      var buffer = [UInt8](repeating: 0, count: 4096)
+      while true {
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n <= 0 { break }
+        got += buffer[..<n]
+        let text = String(decoding: got, as: UTF8.self)
+        guard let end = text.range(of: "\r\n\r\n") else { continue }
+        let length =
+          text[..<end.lowerBound].split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+          .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+        if text.utf8.distance(from: end.upperBound, to: text.endIndex) >= length { return text }
+      }
+      return String(decoding: got, as: UTF8.self)
+    }
+    XCTAssertTrue(get().hasPrefix("HTTP/1.1 200"), "before the stop the read is served")
+    server.stop()
+    let after = get()
+    XCTAssertTrue(after.hasPrefix("HTTP/1.1 503"), after)
+    XCTAssertTrue(after.contains("shutting down"), after)
   }
 
   func testKeysCanBeWrittenReadAndDeleted() throws {
