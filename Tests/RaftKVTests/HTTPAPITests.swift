@@ -70,21 +70,8 @@ final class HTTPAPITests: XCTestCase {
     try waitForLeader(port)
     XCTAssertEqual(try http("PUT", port: port, "/k", body: Array("v".utf8)).status, 204)
     // A keep-alive connection made before the stop: the listener closing does not close it.
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    XCTAssertGreaterThanOrEqual(fd, 0)
+    let fd = try connectToLoopback(port: port, timeout: 10)
     defer { close(fd) }
-    var tv = timeval(tv_sec: 10, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let rc = withUnsafePointer(to: &addr) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-      }
-    }
-    XCTAssertEqual(rc, 0, "errno \(errno)")
     /// Sends a GET of /k on the connection and returns the answer's head and body (bounded by
     /// its Content-Length).
     func get() -> String {

@@ -14,21 +14,7 @@ final class ForgedPeer {
 
   /// Connects to 127.0.0.1:`port` and says hello as member `from` to member `to`.
   init(port: Int, claiming from: UInt64, to: UInt64) throws {
-    fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw HTTPClientError(description: "socket: errno \(errno)") }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let rc = withUnsafePointer(to: &addr) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-      }
-    }
-    guard rc == 0 else {
-      close(fd)
-      throw HTTPClientError(description: "connect to raft port \(port): errno \(errno)")
-    }
+    fd = try connectToLoopback(port: port)
     var body: [UInt8] = []
     Self.append(from, to: &body)
     Self.append(to, to: &body)

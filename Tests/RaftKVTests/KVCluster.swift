@@ -18,17 +18,16 @@ struct HTTPClientError: Error, CustomStringConvertible {
   var description: String
 }
 
-/// A blocking HTTP/1.1 request to 127.0.0.1:`port` over a fresh connection (`Connection: close`),
-/// so that the tests depend on nothing but sockets. `raw` replaces the whole request.
-func http(
-  _ method: String, port: Int, _ target: String, body: [UInt8] = [], timeout: Double = 10, raw: [UInt8]? = nil
-) throws -> HTTPReply {
+/// A TCP connection to 127.0.0.1:`port` whose sends and receives give up after `timeout`
+/// seconds (nil: never); the caller closes the descriptor.
+func connectToLoopback(port: Int, timeout: Double? = nil) throws -> Int32 {
   let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
   guard fd >= 0 else { throw HTTPClientError(description: "socket: errno \(errno)") }
-  defer { close(fd) }
-  var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+  if let timeout {
+    var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+  }
   var addr = sockaddr_in()
   addr.sin_family = sa_family_t(AF_INET)
   addr.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -36,7 +35,21 @@ func http(
   let rc = withUnsafePointer(to: &addr) {
     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
   }
-  guard rc == 0 else { throw HTTPClientError(description: "connect to port \(port): errno \(errno)") }
+  guard rc == 0 else {
+    let e = errno
+    close(fd)
+    throw HTTPClientError(description: "connect to port \(port): errno \(e)")
+  }
+  return fd
+}
+
+/// A blocking HTTP/1.1 request to 127.0.0.1:`port` over a fresh connection (`Connection: close`),
+/// so that the tests depend on nothing but sockets. `raw` replaces the whole request.
+func http(
+  _ method: String, port: Int, _ target: String, body: [UInt8] = [], timeout: Double = 10, raw: [UInt8]? = nil
+) throws -> HTTPReply {
+  let fd = try connectToLoopback(port: port, timeout: timeout)
+  defer { close(fd) }
   let request =
     raw
     ?? Array(
