@@ -16,6 +16,8 @@ struct HTTPReply {
 
 struct HTTPClientError: Error, CustomStringConvertible {
   var description: String
+  /// The errno of the socket call that failed, if one did.
+  var code: Int32? = nil
 }
 
 /// A TCP connection to 127.0.0.1:`port` whose sends and receives give up after `timeout`
@@ -66,7 +68,10 @@ func http(
   var buffer = [UInt8](repeating: 0, count: 64 << 10)
   while true {
     let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-    if n < 0 && response.isEmpty { throw HTTPClientError(description: "recv from port \(port): errno \(errno)") }
+    if n < 0 && response.isEmpty {
+      let e = errno
+      throw HTTPClientError(description: "recv from port \(port): errno \(e)", code: e)
+    }
     if n <= 0 { break }
     response += buffer[..<n]
   }

@@ -1,5 +1,6 @@
 import Foundation
 import Raft
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -113,21 +114,28 @@ public func makeTestCertificates(in dir: String, members: [UInt64]) throws {
   }
 }
 
-/// A free TCP port on loopback (bound, read, released).
+/// The ports `freePort` handed out in this process: the kernel may offer a released port again,
+/// and a cluster whose members got the same port cannot start.
+private let portsHandedOut = Mutex<Set<Int>>([])
+
+/// A free TCP port on loopback (bound, read, released), never one this process was given before.
 public func freePort() -> Int {
-  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-  defer { close(fd) }
-  var addr = sockaddr_in()
-  addr.sin_family = sa_family_t(AF_INET)
-  addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-  _ = withUnsafePointer(to: &addr) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+  while true {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    _ = withUnsafePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+    }
+    let port = Int(UInt16(bigEndian: addr.sin_port))
+    if portsHandedOut.withLock({ $0.insert(port).inserted }) { return port }
   }
-  var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-  _ = withUnsafeMutablePointer(to: &addr) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-  }
-  return Int(UInt16(bigEndian: addr.sin_port))
 }
 
 /// Runs a system program (not one of the package's: `mount`, `umount`) to its end, its stderr
