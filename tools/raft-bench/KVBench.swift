@@ -361,17 +361,12 @@ final class KVConnection: ChannelInboundHandler, @unchecked Sendable {
   private func send(_ client: Int, intended: UInt64, now: UInt64) {
     guard !failed, load.mayStart(now: now) else { return load.clientStopped() }
     KVLoad.writeKey(Int.random(in: 0..<load.keySpaceSize, using: &random), into: &key)
-    var bytes: ByteBuffer
+    let keyBytes = load.target == .etcd ? KVLoad.base64Bytes(key.count) : key.count
+    var bytes = channel.allocator.buffer(capacity: template.head.count + keyBytes + template.tail.count)
+    bytes.writeBytes(template.head)
     switch load.target {
-    case .raftkv:
-      bytes = channel.allocator.buffer(capacity: template.head.count + key.count + template.tail.count)
-      bytes.writeBytes(template.head)
-      bytes.writeBytes(key)
-    case .etcd:
-      bytes = channel.allocator.buffer(
-        capacity: template.head.count + KVLoad.base64Bytes(key.count) + template.tail.count)
-      bytes.writeBytes(template.head)
-      bytes.writeBytes(Data(key).base64EncodedData())
+    case .raftkv: bytes.writeBytes(key)
+    case .etcd: bytes.writeBytes(Data(key).base64EncodedData())
     }
     bytes.writeBytes(template.tail)
     waiting.append((client, load.intervalNanoseconds > 0 ? intended : now, now))
